@@ -1,0 +1,5 @@
+"""Run the CLI with `python -m vramcalc`."""
+
+from vramcalc.cli import main
+
+main()

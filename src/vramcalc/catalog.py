@@ -1,0 +1,264 @@
+"""Load model and GPU specs from YAML catalogs, lazily, with one-line errors naming file and line."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from vramcalc.errors import CatalogError, UnknownGpuError, UnknownModelError, UnknownNameError
+from vramcalc.specs import GpuSpec, ModelSpec
+
+ENV_CATALOG_PATH = "VRAMCALC_CATALOG_PATH"
+MAX_CATALOG_FILE_BYTES = 1_000_000  # a spec is a few KB; refuse anything that is clearly not one
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+SpecT = TypeVar("SpecT", ModelSpec, GpuSpec)
+
+
+def builtin_root() -> Path:
+    """Directory holding the shipped `models/` and `gpus/`.
+
+    In an installed wheel they live in the package (vramcalc/_catalog); in a source checkout,
+    at the repository top level.
+    """
+    packaged = Path(str(importlib.resources.files("vramcalc"))) / "_catalog"
+    if (packaged / "models").is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2]
+
+
+def _line_of(path: Path, loc: Sequence[int | str]) -> int | None:
+    """1-based line of the YAML node at `loc` (best effort, only called on errors)."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except yaml.YAMLError:
+        return None
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == part), None)
+            key = next((k for k, v in node.value if k.value == part), None)
+            if match is None:
+                return line
+            line, node = (key.start_mark.line + 1 if key else line), match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def read_yaml_mapping(path: Path) -> dict[str, object]:
+    """Parse one YAML file safely (no object-constructing tags) into a mapping."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read ({exc.strerror})") from exc
+    if size > MAX_CATALOG_FILE_BYTES:
+        raise CatalogError(f"{path}: {size:,} bytes is too large for a catalog entry (limit 1 MB)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{path}: cannot read as UTF-8 text ({exc})") from exc
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.constructor.ConstructorError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+        raise CatalogError(
+            f"{path}:{line}: YAML tag not allowed ({exc.problem}); catalog files are plain data"
+        ) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else "?"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CatalogError(f"{path}:{line}: malformed YAML ({problem})") from exc
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise CatalogError(f"{path}: expected a mapping of spec fields, the file is {kind}")
+    return data
+
+
+def validate_spec(cls: type[SpecT], data: dict[str, object], path: Path) -> SpecT:
+    """Validate `data` as `cls`, turning the first pydantic error into one line with file:line."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(path, loc)
+        prefix = f"{path}:{line}" if line else str(path)
+        if err["type"] == "extra_forbidden":
+            fields = _field_names(cls, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(fields)}"
+            raise CatalogError(f"{prefix}: unknown key {where!r}{hint}") from exc
+        if err["type"] == "missing":
+            raise CatalogError(f"{prefix}: missing required field {where!r}") from exc
+        raise CatalogError(f"{prefix}: {where}: {err['msg']}") from exc
+
+
+def _field_names(cls: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    model: type[BaseModel] = cls
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(str(part))
+        ann = getattr(info, "annotation", None) if info else None
+        inner = next(
+            (a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)),
+            None,
+        )
+        if inner is None:
+            return []
+        model = inner
+    return sorted(model.model_fields)
+
+
+@dataclass
+class _Kind(Generic[SpecT]):
+    """One kind of entry (models or GPUs) across the built-in and user catalog directories."""
+
+    subdir: str
+    cls: type[SpecT]
+    not_found: type[UnknownNameError]
+    dirs: list[Path]  # user directories first, the built-in one last
+    n_user_dirs: int
+    _cache: dict[Path, SpecT] = field(default_factory=dict)
+    _all: dict[str, SpecT] | None = None
+
+    def _load(self, path: Path) -> SpecT:
+        if path not in self._cache:
+            spec = validate_spec(self.cls, read_yaml_mapping(path), path)
+            if spec.id != path.stem:
+                raise CatalogError(
+                    f"{path}: id {spec.id!r} does not match the file name; "
+                    f"rename the file to {spec.id}.yaml or set id: {path.stem}"
+                )
+            self._cache[path] = spec
+        return self._cache[path]
+
+    def _paths_for(self, stem: str) -> list[Path]:
+        found = [d / self.subdir / f"{stem}.yaml" for d in self.dirs]
+        return [p for p in found if p.is_file()]
+
+    def _check_user_duplicates(self, stem: str, paths: list[Path]) -> None:
+        user = [p for p in paths if p.parents[1] in self.dirs[: self.n_user_dirs]]
+        if len(user) > 1:
+            raise CatalogError(
+                f"two catalog entries with id {stem!r}: {user[0]} and {user[1]}; "
+                "remove or rename one"
+            )
+
+    def get(self, name: str) -> SpecT:
+        """Resolve an id or alias (any case): the file named after it first, all files if needed."""
+        key = name.strip()
+        lowered = key.lower()
+        stems = [lowered, lowered.rsplit("/", 1)[-1]]
+        for suffix in ("-it", "-instruct", "-chat"):
+            if stems[-1].endswith(suffix):
+                stems.append(stems[-1].removesuffix(suffix))
+        for stem in dict.fromkeys(stems):
+            if not stem or "/" in stem or stem.startswith("."):
+                continue
+            paths = self._paths_for(stem)
+            if paths:
+                self._check_user_duplicates(stem, paths)
+                spec = self._load(paths[0])
+                if lowered in _names(spec):
+                    return spec
+        index = self._index()
+        if lowered in index:
+            return index[lowered]
+        ids = sorted(self.all())
+        close = difflib.get_close_matches(lowered, list(index), n=3, cutoff=0.6)
+        close_ids = list(dict.fromkeys(index[c].id for c in close))
+        hint = f"; did you mean {', '.join(close_ids)}?" if close_ids else ""
+        what = "model" if self.cls is ModelSpec else "GPU"
+        raise self.not_found(
+            f"unknown {what} {name!r}{hint} (`vramcalc {self.subdir} list` shows all {len(ids)})"
+        )
+
+    def all(self) -> dict[str, SpecT]:
+        """Every entry by id; user entries override built-in ones of the same id."""
+        if self._all is None:
+            entries: dict[str, SpecT] = {}
+            user_paths: dict[str, Path] = {}
+            for i, d in enumerate(self.dirs):
+                folder = d / self.subdir
+                if not folder.is_dir():
+                    continue
+                for path in sorted(folder.glob("*.yaml")):
+                    spec = self._load(path)
+                    if i < self.n_user_dirs:
+                        if spec.id in user_paths:
+                            raise CatalogError(
+                                f"two catalog entries with id {spec.id!r}: "
+                                f"{user_paths[spec.id]} and {path}; remove or rename one"
+                            )
+                        user_paths[spec.id] = path
+                    entries.setdefault(spec.id, spec)
+            self._all = dict(sorted(entries.items()))
+        return self._all
+
+    def _index(self) -> dict[str, SpecT]:
+        index: dict[str, SpecT] = {}
+        owner: dict[str, str] = {}
+        for spec in self.all().values():
+            for n in _names(spec):
+                if n in owner and owner[n] != spec.id:
+                    raise CatalogError(
+                        f"name {n!r} is claimed by both {owner[n]!r} and {spec.id!r}; "
+                        "remove the alias from one of them"
+                    )
+                owner[n] = spec.id
+                index[n] = spec
+        return index
+
+
+def _names(spec: ModelSpec | GpuSpec) -> set[str]:
+    names = {spec.id.lower(), *(a.lower() for a in spec.aliases)}
+    hf_id = getattr(spec, "hf_id", None)
+    if hf_id:
+        names.add(hf_id.lower())
+    return names
+
+
+def _user_dirs(cli_dirs: Iterable[Path], env: str | None) -> list[Path]:
+    dirs = [Path(p) for p in cli_dirs]
+    if env:
+        dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    for d in dirs:
+        if not d.is_dir():
+            raise CatalogError(f"catalog directory {d} does not exist (from --catalog or ${ENV_CATALOG_PATH})")
+        subdirs = [d / "models", d / "gpus"]
+        if not any(s.is_dir() and any(s.glob("*.yaml")) for s in subdirs):
+            raise CatalogError(
+                f"catalog directory {d} is empty: put model specs in {d / 'models'}/*.yaml "
+                f"and GPU specs in {d / 'gpus'}/*.yaml"
+            )
+    return dirs
+
+
+class Catalog:
+    """Models and GPUs from user catalog directories (first) and the built-in catalog."""
+
+    def __init__(self, user_dirs: Sequence[Path] = (), env: str | None = None) -> None:
+        users = _user_dirs(user_dirs, env)
+        dirs = [*users, builtin_root()]
+        self.models: _Kind[ModelSpec] = _Kind("models", ModelSpec, UnknownModelError, dirs, len(users))
+        self.gpus: _Kind[GpuSpec] = _Kind("gpus", GpuSpec, UnknownGpuError, dirs, len(users))
+
+    @classmethod
+    def from_environment(cls, user_dirs: Sequence[Path] = ()) -> Catalog:
+        return cls(user_dirs, os.environ.get(ENV_CATALOG_PATH))

@@ -1,0 +1,354 @@
+"""Weight formats and KV-cache dtypes: exact storage per tensor, scales and zeros included."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+from vramcalc.core.tensors import DECODER_MATRIX_ROLES, EXPERT_ROLES, Tensor
+from vramcalc.errors import UnknownFormatError
+from vramcalc.specs import ModelSpec
+
+# GGML block layouts: (elements per block, bytes per block).
+# Source: ggml-org/llama.cpp ggml/src/ggml-common.h block structs (block_q8_0 = 2 B scale + 32 B,
+# block_q4_K = 144 B per 256, ...), tabulated in shared/reference/engines.md section 2.5.
+GGML_BLOCKS: dict[str, tuple[int, int]] = {
+    "F32": (1, 4),
+    "F16": (1, 2),
+    "BF16": (1, 2),
+    "Q8_0": (32, 34),
+    "Q5_1": (32, 24),
+    "Q5_0": (32, 22),
+    "Q4_1": (32, 20),
+    "Q4_0": (32, 18),
+    "IQ4_NL": (32, 18),
+    "MXFP4": (32, 17),
+    "Q6_K": (256, 210),
+    "Q5_K": (256, 176),
+    "Q4_K": (256, 144),
+    "Q3_K": (256, 110),
+    "Q2_K": (256, 84),
+    "IQ4_XS": (256, 136),
+}
+
+# Fallback when a row length is not a multiple of the type's block.
+# Source: llama.cpp src/llama-quant.cpp tensor_type_fallback.
+_GGML_FALLBACK = {
+    "Q4_K": "Q5_0",
+    "Q5_K": "Q5_1",
+    "Q6_K": "Q8_0",
+    "Q3_K": "Q4_0",
+    "Q2_K": "Q4_0",
+    "IQ4_XS": "IQ4_NL",
+}
+
+
+def ggml_tensor_bytes(ggml_type: str, tensor: Tensor) -> int:
+    """Bytes of one GGUF tensor: rows x (row_len / block_elems) x block_bytes."""
+    elems, size = GGML_BLOCKS[ggml_type]
+    return tensor.rows * (tensor.row_len // elems) * size
+
+
+def _fits_blocks(ggml_type: str, row_len: int) -> bool:
+    return row_len % GGML_BLOCKS[ggml_type][0] == 0
+
+
+def _with_fallback(ggml_type: str, row_len: int) -> str:
+    if _fits_blocks(ggml_type, row_len):
+        return ggml_type
+    fallback = _GGML_FALLBACK.get(ggml_type, "F16")
+    return fallback if _fits_blocks(fallback, row_len) else "F16"
+
+
+def _use_more_bits(i: int, n: int) -> bool:
+    # Source: llama.cpp src/llama-quant.cpp llama_tensor_get_type_impl, lambda use_more_bits.
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+@dataclass(frozen=True, slots=True)
+class GgufMix:
+    """One llama.cpp ftype: a base type plus the per-tensor upgrades of llama-quant.cpp."""
+
+    base: str
+    more_bits: str | None = None  # attn_v / ffn_down type on use_more_bits layers (Q4_K_M, Q5_K_M)
+
+
+def gguf_tensor_type(mix_name: str, mix: GgufMix, m: ModelSpec, t: Tensor, i_attn_v: int) -> str:
+    """The ggml type llama-quantize gives tensor `t` in a file of type `mix_name`.
+
+    Source: llama.cpp src/llama-quant.cpp (tensor_allows_quantization,
+    llama_tensor_get_type_impl, tensor_type_fallback). Assumes an importance matrix was used
+    for IQ types, as common community uploads do. Not modelled: Falcon and other arch quirks.
+    """
+    if t.role == "vision":
+        return "F16"  # the vision tower ships as a separate F16 mmproj file
+    if t.rows == 1 or t.role in ("norm", "bias", "attn_sinks", "ffn_gate_inp", "ffn_gate_inp_shexp"):
+        return "F32"  # 1-D tensors, norms and routers are never quantized
+    n_layers = m.num_hidden_layers
+    n_experts = m.moe.num_experts if m.moe else 1
+    base = mix.base
+    if mix_name == "MXFP4_MOE":
+        return "MXFP4" if t.role in EXPERT_ROLES else "Q8_0"
+    if t.role == "output" or (t.role == "token_embd" and m.tie_word_embeddings):
+        if not _fits_blocks(base, t.row_len):
+            return "Q8_0"
+        return "Q8_0" if base == "Q8_0" else "Q6_K"
+    chosen = base
+    if t.role in ("attn_v", "attn_qkv", "attn_kv_b"):
+        gqa = m.num_attention_heads // m.num_key_value_heads
+        if mix_name == "Q3_K_M":
+            chosen = "Q5_K" if i_attn_v < 2 else "Q4_K"
+        elif mix_name == "IQ4_XS" and gqa >= 4:
+            chosen = "Q5_K"
+        elif mix.more_bits and _use_more_bits(i_attn_v, _n_attn_v(m)):
+            chosen = mix.more_bits
+        # llama.cpp bumps attn_v of 70B-class models (80 layers) from Q3_K/Q4_K to Q5_K.
+        if n_layers == 80 and chosen in ("Q3_K", "Q4_K"):
+            chosen = "Q5_K"
+        if n_experts == 8:
+            chosen = "Q8_0"
+    elif t.role == "attn_k" and n_experts == 8:
+        chosen = "Q8_0"
+    elif t.role in ("ffn_down", "ffn_down_exps", "ffn_down_shexp"):
+        assert t.layer is not None
+        i = t.layer
+        if mix_name == "Q3_K_M":
+            chosen = "Q5_K" if i < n_layers // 16 else "Q4_K"
+        elif mix.more_bits and _use_more_bits(i, n_layers):
+            chosen = mix.more_bits
+    elif t.role == "attn_output":
+        if n_experts == 8 and mix_name in ("Q3_K_M", "Q4_K_M", "IQ4_XS"):
+            chosen = "Q5_K"
+        elif n_experts != 8 and mix_name == "Q3_K_M":
+            chosen = "Q4_K"
+    return _with_fallback(chosen, t.row_len)
+
+
+def _n_attn_v(m: ModelSpec) -> int:
+    return m.num_hidden_layers  # one attn_v-like tensor (attn_v, attn_qkv or attn_kv_b) per layer
+
+
+# Source for every mix: llama.cpp src/llama-quant.cpp (ftype -> base type switch and
+# llama_tensor_get_type_impl); summary table in shared/reference/engines.md section 2.5.
+GGUF_MIXES: dict[str, GgufMix] = {
+    "Q8_0": GgufMix("Q8_0"),
+    "Q6_K": GgufMix("Q6_K"),
+    "Q5_K_M": GgufMix("Q5_K", more_bits="Q6_K"),
+    "Q4_K_M": GgufMix("Q4_K", more_bits="Q6_K"),
+    "Q4_0": GgufMix("Q4_0"),
+    "Q3_K_M": GgufMix("Q3_K"),
+    "IQ4_XS": GgufMix("IQ4_XS"),
+    "MXFP4_MOE": GgufMix("MXFP4"),
+    "F16": GgufMix("F16"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DenseFormat:
+    """A checkpoint format served by PyTorch engines (vLLM, SGLang, TGI, transformers).
+
+    Decoder matrices take `bits` per weight plus per-group scales/zeros; everything else
+    (embeddings, lm_head, norms, biases, routers, vision tower) stays 16-bit.
+    """
+
+    bits: int
+    group_size: int | None = None  # values per scale (None: per-tensor/per-block scale below)
+    scale_bits: int = 0  # bits of one group scale
+    zero_bits: int = 0  # bits of one group zero point
+    g_idx: bool = False  # GPTQ act-order index: one int32 per input row
+    block_scale: int | None = None  # fp8: one fp32 scale per block_scale x block_scale tile
+    nested_scale: tuple[int, int] | None = None  # bnb double quant: (fp32 bits, per N absmax)
+    experts_only: bool = False  # MXFP4 on MoE experts only (gpt-oss)
+
+    def matrix_bytes(self, t: Tensor) -> int:
+        """Stored bytes of one decoder matrix in this format (exact, rounded up to bytes)."""
+        bits = Fraction(self.bits)
+        if self.group_size:
+            bits += Fraction(self.scale_bits + self.zero_bits, self.group_size)
+        if self.nested_scale and self.group_size:
+            second_bits, per = self.nested_scale
+            bits += Fraction(second_bits, self.group_size * per)
+        total = bits * t.params
+        if self.g_idx:
+            total += 32 * t.row_len * t.experts
+        if self.block_scale:
+            b = self.block_scale
+            out_features = t.rows // t.experts
+            total += 32 * t.experts * math.ceil(out_features / b) * math.ceil(t.row_len / b)
+        return math.ceil(total / 8)
+
+
+DENSE_FORMATS: dict[str, DenseFormat] = {
+    "bf16": DenseFormat(16),
+    "fp16": DenseFormat(16),
+    # Source: DeepSeek-V3 config quantization_config (e4m3, weight_block_size [128, 128],
+    # fp32 scale_inv per block); vLLM Fp8LinearMethod block-quant path.
+    "fp8": DenseFormat(8, block_scale=128),
+    # Source: AutoGPTQ qlinear_cuda QuantLinear (qweight, fp16 scales and packed qzeros per
+    # group of 128, int32 g_idx per input row); shared/reference/engines.md section 5.4.
+    "gptq-int8": DenseFormat(8, group_size=128, scale_bits=16, zero_bits=8, g_idx=True),
+    "gptq-int4": DenseFormat(4, group_size=128, scale_bits=16, zero_bits=4, g_idx=True),
+    # Source: AutoAWQ awq/modules/linear/gemm.py WQLinear_GEMM (qweight int32 [in, out/8],
+    # qzeros [in/g, out/8], fp16 scales [in/g, out]) -> 4 + 16/128 + 4/128 bits per weight.
+    "awq-int4": DenseFormat(4, group_size=128, scale_bits=16, zero_bits=4),
+    # Source: bitsandbytes functional.py quantize_4bit: 4-bit codes, one absmax per 64 values,
+    # double quant stores absmax as uint8 with one fp32 per 256 absmax values.
+    "nf4": DenseFormat(4, group_size=64, scale_bits=8, nested_scale=(32, 256)),
+    # Source: gpt-oss config quantization_config (mxfp4 on MoE experts; self_attn, router,
+    # embeddings, lm_head kept bf16); MXFP4 = 4-bit values + one E8M0 scale per 32.
+    "mxfp4-moe": DenseFormat(4, group_size=32, scale_bits=8, experts_only=True),
+}
+
+FORMAT_ALIASES: dict[str, str] = {
+    "int4-g128": "awq-int4",
+    "awq": "awq-int4",
+    "int4": "awq-int4",
+    "gptq": "gptq-int4",
+    "int8": "gptq-int8",
+    "bnb-nf4": "nf4",
+    "bnb4": "nf4",
+    "f16": "fp16",
+    "float16": "fp16",
+    "bfloat16": "bf16",
+    "fp8-e4m3": "fp8",
+    "mxfp4": "mxfp4-moe",
+}
+
+FormatKind = Literal["dense", "gguf"]
+
+
+@dataclass(frozen=True, slots=True)
+class WeightFormat:
+    """A resolved weight format name and how its bytes are computed."""
+
+    name: str
+    kind: FormatKind
+    label: str
+
+    @property
+    def is_gguf(self) -> bool:
+        return self.kind == "gguf"
+
+
+_LABELS = {
+    "bf16": "bf16 (16-bit)",
+    "fp16": "fp16 (16-bit)",
+    "fp8": "fp8 e4m3, 128x128 block scales; embeddings and lm_head 16-bit",
+    "gptq-int8": "GPTQ int8, group 128; embeddings and lm_head 16-bit",
+    "gptq-int4": "GPTQ int4, group 128 (act-order index); embeddings and lm_head 16-bit",
+    "awq-int4": "int4 g128 (AWQ layout: fp16 scales + 4-bit zeros); embeddings and lm_head 16-bit",
+    "nf4": "bitsandbytes NF4, block 64, double quant; embeddings and lm_head 16-bit",
+    "mxfp4-moe": "MXFP4 on MoE experts, everything else bf16 (as gpt-oss ships)",
+}
+
+
+def all_format_names() -> list[str]:
+    return sorted(DENSE_FORMATS) + sorted(GGUF_MIXES)
+
+
+def resolve_format(name: str) -> WeightFormat:
+    """Map a user-typed name (any case, aliases allowed) to a WeightFormat."""
+    key = name.strip()
+    lowered = key.lower()
+    lowered = FORMAT_ALIASES.get(lowered, lowered)
+    if lowered in DENSE_FORMATS:
+        return WeightFormat(lowered, "dense", _LABELS[lowered])
+    upper = key.upper().replace("-", "_")
+    if upper.startswith("GGUF_"):
+        upper = upper[5:]
+    if upper in GGUF_MIXES:
+        return WeightFormat(upper, "gguf", f"GGUF {upper} (llama.cpp tensor-type mix)")
+    known = all_format_names()
+    close = difflib.get_close_matches(key, known + list(FORMAT_ALIASES), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownFormatError(
+        f"unknown weight format {name!r}{hint} (known: {', '.join(known)})"
+    )
+
+
+# Conventional format for a bit width, by serving stack.
+# Source: common practice the issue names: int4 g128 (AWQ/GPTQ) for vLLM-style serving,
+# Q4_K_M for llama.cpp/Ollama; fp8 is vLLM's 8-bit default on Hopper/Ada.
+_BITS_PYTORCH = {16: "bf16", 8: "fp8", 4: "awq-int4"}
+_BITS_GGUF = {16: "F16", 8: "Q8_0", 6: "Q6_K", 5: "Q5_K_M", 4: "Q4_K_M", 3: "Q3_K_M"}
+
+
+def format_for_bits(bits: int, gguf_engine: bool) -> WeightFormat:
+    table = _BITS_GGUF if gguf_engine else _BITS_PYTORCH
+    if bits not in table:
+        stack = "llama.cpp/Ollama" if gguf_engine else "vLLM-style serving"
+        widths = ", ".join(str(b) for b in sorted(table))
+        raise UnknownFormatError(
+            f"--bits {bits}: no conventional {bits}-bit format for {stack} "
+            f"(choose --bits {widths}, or --quant NAME)"
+        )
+    return resolve_format(table[bits])
+
+
+def stored_tensor_types(fmt: WeightFormat, m: ModelSpec, tensors: Sequence[Tensor]) -> list[str]:
+    """Per tensor, a short type label (ggml type for GGUF, 'bits' for dense formats)."""
+    if fmt.is_gguf:
+        mix = GGUF_MIXES[fmt.name]
+        types: list[str] = []
+        i_attn_v = 0
+        for t in tensors:
+            types.append(gguf_tensor_type(fmt.name, mix, m, t, i_attn_v))
+            if t.role in ("attn_v", "attn_qkv", "attn_kv_b"):
+                i_attn_v += 1
+        return types
+    dense = DENSE_FORMATS[fmt.name]
+    return [
+        fmt.name if _dense_converts(dense, t) else "16-bit" for t in tensors
+    ]
+
+
+def _dense_converts(dense: DenseFormat, t: Tensor) -> bool:
+    if dense.bits == 16:
+        return False
+    if dense.experts_only:
+        return t.role in EXPERT_ROLES
+    return t.role in DECODER_MATRIX_ROLES
+
+
+def tensor_bytes(fmt: WeightFormat, m: ModelSpec, tensors: Sequence[Tensor]) -> list[int]:
+    """Stored bytes of each tensor in `fmt` (same order as `tensors`)."""
+    if fmt.is_gguf:
+        types = stored_tensor_types(fmt, m, tensors)
+        return [ggml_tensor_bytes(ty, t) for ty, t in zip(types, tensors, strict=True)]
+    dense = DENSE_FORMATS[fmt.name]
+    return [dense.matrix_bytes(t) if _dense_converts(dense, t) else 2 * t.params for t in tensors]
+
+
+# KV-cache element storage: (bytes, per elements).
+# Source: bf16/fp16/fp8 element sizes; q8_0 and q4_0 blocks of 32 from ggml-common.h
+# (34 and 18 bytes); llama.cpp common/arg.cpp kv_cache_types.
+KV_DTYPES: dict[str, tuple[int, int]] = {
+    "bf16": (2, 1),
+    "fp16": (2, 1),
+    "fp8": (1, 1),
+    "q8_0": (34, 32),
+    "q4_0": (18, 32),
+}
+KV_ALIASES = {"f16": "fp16", "float16": "fp16", "bfloat16": "bf16", "fp8_e4m3": "fp8", "fp8_e5m2": "fp8"}
+
+
+def resolve_kv_dtype(name: str) -> str:
+    key = name.strip().lower()
+    key = KV_ALIASES.get(key, key)
+    if key in KV_DTYPES:
+        return key
+    close = difflib.get_close_matches(key, list(KV_DTYPES), n=2, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownFormatError(
+        f"unknown --kv-dtype {name!r}{hint} (known: {', '.join(KV_DTYPES)})"
+    )
+
+
+def kv_bytes(dtype: str, elements: int) -> int:
+    """Bytes for `elements` cached values of `dtype`, whole blocks for the q-types."""
+    size, per = KV_DTYPES[dtype]
+    return math.ceil(elements / per) * size

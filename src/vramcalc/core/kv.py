@@ -1,0 +1,113 @@
+"""KV-cache bytes per layer type: the one formula every command uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
+
+from vramcalc.core.formats import kv_bytes
+from vramcalc.specs import ModelSpec
+
+LayerKind = Literal["global", "sliding", "chunked"]
+
+
+@dataclass(frozen=True, slots=True)
+class KvLayer:
+    """What one layer caches per token, and how many tokens it keeps at most."""
+
+    kind: LayerKind
+    elements_per_token: int  # K and V values (or the MLA latent) for one token in this layer
+    window_tokens: int | None  # None: keeps the whole context
+
+
+@cache
+def kv_layers(m: ModelSpec) -> tuple[KvLayer, ...]:
+    """Per layer: cached elements per token and the window that caps them.
+
+    GQA/MHA layers cache K and V: 2 x num_key_value_heads x head_dim values per token.
+    MLA layers (DeepSeek) cache one latent: kv_lora_rank + qk_rope_head_dim values per token.
+    """
+    if m.mla is not None:
+        per_token = m.mla.kv_lora_rank + m.mla.qk_rope_head_dim
+    else:
+        per_token = 2 * m.num_key_value_heads * m.head_dim
+    pattern = m.layer_pattern
+    out: list[KvLayer] = []
+    for layer in range(m.num_hidden_layers):
+        if pattern.is_global(layer):
+            out.append(KvLayer("global", per_token, None))
+        else:
+            assert pattern.local_attention is not None
+            out.append(KvLayer(pattern.local_attention, per_token, pattern.window_tokens))
+    return tuple(out)
+
+
+def kv_bytes_per_token(m: ModelSpec, dtype: str) -> int:
+    """What one token adds to one sequence while every layer still stores it.
+
+    Sum over layers of kv_bytes(elements per token) - e.g. Gemma-2-27B in bf16:
+    46 x (2 x 16 x 128) x 2 B = 376,832 B.
+    """
+    return sum(kv_bytes(dtype, layer.elements_per_token) for layer in kv_layers(m))
+
+
+def tokens_kept(layer: KvLayer, tokens: int) -> int:
+    """Tokens a layer holds for a sequence of `tokens`: all of them, or at most its window.
+
+    A chunked layer (Llama-4) holds at most one chunk; counted as a full chunk (worst case).
+    """
+    if layer.window_tokens is None:
+        return tokens
+    return min(tokens, layer.window_tokens)
+
+
+def shared_tokens_kept(layer: KvLayer, tokens: int, shared_prefix: int) -> int:
+    """Tokens of a shared prefix that are still inside a layer's window at length `tokens`.
+
+    A global layer keeps the whole prefix; a windowed layer keeps the part of [0, prefix) that
+    overlaps its window [tokens - window, tokens).
+    """
+    prefix = min(shared_prefix, tokens)
+    if layer.window_tokens is None:
+        return prefix
+    window_start = max(0, tokens - layer.window_tokens)
+    return max(0, prefix - window_start)
+
+
+@dataclass(frozen=True, slots=True)
+class KvUse:
+    """KV bytes for a workload, and the per-layer-type split behind it."""
+
+    bytes: int
+    global_bytes: int
+    local_bytes: int
+
+
+def kv_cache_bytes(
+    m: ModelSpec,
+    dtype: str,
+    tokens_per_sequence: int,
+    sequences: int,
+    shared_prefix_tokens: int = 0,
+) -> KvUse:
+    """KV bytes for `sequences` sequences of `tokens_per_sequence` tokens each.
+
+    Per layer: bytes_per_token(layer) x (sequences x kept - (sequences - 1) x shared), where kept
+    is min(tokens, window) and shared is the part of the common prefix still in the window,
+    held once with prefix caching. Assumes the engine frees KV that has left a window (vLLM >=
+    0.9.1 and llama.cpp iSWA do; engine profiles refine this).
+    """
+    global_bytes = local_bytes = 0
+    if sequences <= 0 or tokens_per_sequence <= 0:
+        return KvUse(0, 0, 0)
+    for layer in kv_layers(m):
+        per_token = kv_bytes(dtype, layer.elements_per_token)
+        kept = tokens_kept(layer, tokens_per_sequence)
+        shared = shared_tokens_kept(layer, tokens_per_sequence, shared_prefix_tokens)
+        layer_bytes = per_token * (sequences * kept - (sequences - 1) * shared)
+        if layer.kind == "global":
+            global_bytes += layer_bytes
+        else:
+            local_bytes += layer_bytes
+    return KvUse(global_bytes + local_bytes, global_bytes, local_bytes)

@@ -1,0 +1,340 @@
+"""Turn an Estimate (or catalog specs) into JSON, Markdown, CSV or a rich table; never prints."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from vramcalc.core.estimate import SCHEMA_VERSION, Estimate
+from vramcalc.core.kv import kv_bytes_per_token
+from vramcalc.core.tensors import param_counts
+from vramcalc.specs import GpuSpec, ModelSpec
+from vramcalc.units import fmt_count, gib
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+BAR_WIDTH = 24
+
+
+def estimate_dict(e: Estimate) -> dict[str, Any]:
+    """The stable JSON document for `estimate --json` (bytes are integers)."""
+    w = e.workload
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": {
+            "id": e.model.id,
+            "name": e.model.name,
+            "params": e.params.total,
+            "params_active": e.params.active,
+        },
+        "workload": {
+            "ctx_tokens": w.ctx_tokens,
+            "users": w.users,
+            "fill": w.fill,
+            "workers": w.workers,
+            "shared_prefix_tokens": w.shared_prefix_tokens,
+        },
+        "engine": {"name": e.engine},
+        "weights": {
+            "format": e.weight_format.name,
+            "label": e.weight_format.label,
+            "bits_per_weight": round(e.bits_per_weight, 4),
+            "bytes": e.weights_bytes,
+            "checkpoint_bytes": e.checkpoint_bytes,
+        },
+        "kv_cache": {
+            "dtype": e.kv_dtype,
+            "bytes_per_token": e.kv_bytes_per_token,
+            "bytes_per_sequence": e.kv_bytes_per_sequence,
+            "bytes": e.kv.bytes,
+            "global_layers_bytes": e.kv.global_bytes,
+            "local_layers_bytes": e.kv.local_bytes,
+        },
+        "activations": {
+            "bytes": e.activations.bytes,
+            "forward_bytes": e.activations.forward_bytes,
+            "sampler_bytes": e.activations.sampler_bytes,
+            "prefill_tokens": e.activations.prefill_tokens,
+        },
+        "reserve": {"bytes": e.reserve_bytes},
+        "copies": {"bytes": e.copies_bytes},
+        "total_bytes": e.total_bytes,
+        "by_users": [
+            {
+                "users": r.users,
+                "kv_bytes": r.kv_bytes,
+                "total_bytes": r.total_bytes,
+                "fits": r.fits[0] if e.gpu is not None else dict(
+                    zip((t.label for t in e.fit_targets), r.fits, strict=True)
+                ),
+            }
+            for r in e.by_users
+        ],
+        "gpu": None
+        if e.gpu is None
+        else {
+            "id": e.gpu.gpu.id,
+            "usable_bytes": e.gpu.usable_bytes,
+            "usable_basis": e.gpu.usable_basis,
+            "fits": e.gpu.fits,
+            "headroom_bytes": e.gpu.headroom_bytes,
+        },
+        "terms": [
+            {"key": t.key, "label": t.label, "bytes": t.bytes, "formula": t.formula, "source": t.source}
+            for t in e.terms
+        ],
+        "assumptions": list(e.assumptions),
+        "warnings": list(e.warnings),
+    }
+
+
+def to_json(data: object) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _g(n_bytes: int) -> str:
+    return f"{gib(n_bytes):.2f}"
+
+
+def _mark(fits: bool) -> str:
+    return "yes" if fits else "NO"
+
+
+def _headline(e: Estimate) -> str:
+    w = e.workload
+    fill = "" if w.fill == 1 else f", {w.fill:.0%} full on average"
+    prefix = f", {w.shared_prefix_tokens:,}-token shared prefix" if w.shared_prefix_tokens else ""
+    workers = f", {w.workers} worker processes" if w.workers > 1 else ""
+    return (
+        f"{e.model.id} ({fmt_count(e.params.total)} params) | {e.weight_format.name} weights | "
+        f"KV {e.kv_dtype} | engine {e.engine}\n"
+        f"{w.users} users x {w.ctx_tokens:,} tokens{fill}{prefix}{workers}"
+    )
+
+
+def verdict(e: Estimate) -> str:
+    """One sentence: total, and whether it fits the GPU (or which tiers it fits)."""
+    total = f"{gib(e.total_bytes):.2f} GiB"
+    if e.gpu is not None:
+        g = e.gpu
+        if g.fits:
+            return f"Fits {g.gpu.id}: needs {total} of {gib(g.usable_bytes):.2f} GiB ({gib(g.headroom_bytes):.2f} GiB free)."
+        return f"Does NOT fit {g.gpu.id}: needs {total}, has {gib(g.usable_bytes):.2f} GiB ({gib(-g.headroom_bytes):.2f} GiB short)."
+    fits = [t.label for t in e.fit_targets if e.total_bytes <= t.usable_bytes]
+    misses = [t.label for t in e.fit_targets if e.total_bytes > t.usable_bytes]
+    parts = [f"Needs {total}"]
+    if misses:
+        parts.append(f"does not fit {', '.join(misses)}")
+    if fits:
+        parts.append(f"fits {', '.join(fits)}")
+    return "; ".join(parts) + "."
+
+
+def _breakdown_rows(e: Estimate) -> list[tuple[str, int]]:
+    return [(t.label, t.bytes) for t in e.terms] + [("Total", e.total_bytes)]
+
+
+def _bar(weights: int, kv: int, total: int, scale: int) -> str:
+    cells = max(1, round(BAR_WIDTH * total / scale)) if scale else 0
+    w = round(cells * weights / total) if total else 0
+    k = round(cells * kv / total) if total else 0
+    w = min(w, cells)
+    k = min(k, cells - w)
+    return "#" * w + "=" * k + "." * (cells - w - k)
+
+
+def estimate_table(e: Estimate, explain: bool = False) -> RenderableType:
+    """A rich renderable: headline, breakdown, per-concurrency table, verdict, assumptions."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list[RenderableType] = [Text(_headline(e), style="bold")]
+    breakdown = Table(title="Memory breakdown", title_justify="left", show_edge=False)
+    breakdown.add_column("Component")
+    breakdown.add_column("GiB", justify="right")
+    breakdown.add_column("Share", justify="right")
+    for label, n_bytes in _breakdown_rows(e):
+        share = f"{n_bytes / e.total_bytes:.0%}" if e.total_bytes else "-"
+        style = "bold" if label == "Total" else None
+        breakdown.add_row(label, _g(n_bytes), share, style=style)
+    parts.append(breakdown)
+
+    users = Table(
+        title="By concurrent users (split: # weights, = KV cache, . other; columns: fits?)",
+        title_justify="left",
+        show_edge=False,
+    )
+    users.add_column("Users", justify="right")
+    users.add_column("KV GiB", justify="right")
+    users.add_column("Total GiB", justify="right")
+    users.add_column("Split", no_wrap=True, min_width=BAR_WIDTH)
+    for t in e.fit_targets:
+        users.add_column(t.label, justify="center", no_wrap=True)
+    scale = max(r.total_bytes for r in e.by_users)
+    for r in e.by_users:
+        other = r.total_bytes - r.kv_bytes
+        weights = min(e.weights_bytes * e.workload.workers, other)
+        users.add_row(
+            str(r.users),
+            _g(r.kv_bytes),
+            _g(r.total_bytes),
+            _bar(weights, r.kv_bytes, r.total_bytes, scale),
+            *(_mark(f) for f in r.fits),
+        )
+    parts.append(users)
+    parts.append(Text(verdict(e), style="bold green" if _fits_all(e) else "bold red"))
+    if explain:
+        parts.append(Text("How each figure is computed", style="bold"))
+        for term in e.terms:
+            parts.append(Text(f"{term.label}: {_g(term.bytes)} GiB\n  = {term.formula}\n  source: {term.source}"))
+    for warning in e.warnings:
+        parts.append(Text(f"warning: {warning}", style="yellow"))
+    parts.append(Text("Assumptions: " + "; ".join(e.assumptions) + ".", style="dim"))
+    return Group(*parts)
+
+
+def _fits_all(e: Estimate) -> bool:
+    if e.gpu is not None:
+        return e.gpu.fits
+    return any(e.total_bytes <= t.usable_bytes for t in e.fit_targets)
+
+
+def estimate_markdown(e: Estimate, explain: bool = False) -> str:
+    lines = [f"**{_headline(e).replace(chr(10), '** | ')}", ""]
+    lines += ["| Component | GiB | Share |", "|---|---:|---:|"]
+    for label, n_bytes in _breakdown_rows(e):
+        share = f"{n_bytes / e.total_bytes:.0%}" if e.total_bytes else "-"
+        lines.append(f"| {label} | {_g(n_bytes)} | {share} |")
+    header = "| Users | KV GiB | Total GiB | " + " | ".join(f"fits {t.label}" for t in e.fit_targets) + " |"
+    lines += ["", header, "|" + "---:|" * (3 + len(e.fit_targets))]
+    for r in e.by_users:
+        marks = " | ".join(_mark(f) for f in r.fits)
+        lines.append(f"| {r.users} | {_g(r.kv_bytes)} | {_g(r.total_bytes)} | {marks} |")
+    lines += ["", verdict(e), ""]
+    if explain:
+        lines += [f"- **{t.label}** = {t.formula} (source: {t.source})" for t in e.terms]
+        lines.append("")
+    lines += [f"> warning: {w}" for w in e.warnings]
+    lines += [f"- {a}" for a in e.assumptions]
+    return "\n".join(lines) + "\n"
+
+
+def estimate_csv(e: Estimate) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(
+        ["model", "format", "kv_dtype", "ctx_tokens", "users", "kv_bytes", "total_bytes"]
+        + [f"fits_{t.label.replace(' ', '')}" for t in e.fit_targets]
+    )
+    for r in e.by_users:
+        writer.writerow(
+            [e.model.id, e.weight_format.name, e.kv_dtype, e.workload.ctx_tokens, r.users, r.kv_bytes, r.total_bytes]
+            + [str(f).lower() for f in r.fits]
+        )
+    return buf.getvalue()
+
+
+def model_summary(m: ModelSpec) -> dict[str, Any]:
+    counts = param_counts(m)
+    return {
+        "id": m.id,
+        "name": m.name,
+        "family": m.family,
+        "params": counts.total,
+        "params_active": counts.active,
+        "layers": m.num_hidden_layers,
+        "kv_bytes_per_token_bf16": kv_bytes_per_token(m, "bf16"),
+        "layer_pattern": m.layer_pattern.kind,
+        "max_position_embeddings": m.max_position_embeddings,
+    }
+
+
+def model_detail(m: ModelSpec) -> dict[str, Any]:
+    return {**m.model_dump(mode="json"), "computed": model_summary(m)}
+
+
+def gpu_summary(g: GpuSpec) -> dict[str, Any]:
+    from vramcalc.core.estimate import usable_gpu_bytes
+
+    usable, basis = usable_gpu_bytes(g)
+    return {
+        "id": g.id,
+        "name": g.name,
+        "tier": g.tier,
+        "form_factor": g.form_factor,
+        "memory_gb_marketed": g.memory_gb_marketed,
+        "usable_bytes": usable,
+        "usable_basis": basis,
+        "memory_bandwidth_gbs": g.memory_bandwidth_gbs,
+        "bf16_dense_tflops": g.bf16_dense_tflops,
+        "price_usd": g.price_usd,
+    }
+
+
+def gpu_detail(g: GpuSpec) -> dict[str, Any]:
+    return {**g.model_dump(mode="json"), "computed": gpu_summary(g)}
+
+
+def models_table(models: Iterable[ModelSpec]) -> RenderableType:
+    from rich.table import Table
+
+    table = Table(title="Models", title_justify="left", show_edge=False)
+    for header in ("id", "params", "active", "layers", "KV/token bf16", "attention", "max ctx"):
+        table.add_column(header)
+    for m in models:
+        s = model_summary(m)
+        table.add_row(
+            m.id,
+            fmt_count(s["params"]),
+            fmt_count(s["params_active"]),
+            str(s["layers"]),
+            f"{s['kv_bytes_per_token_bf16'] / 1024:,.0f} KiB",
+            s["layer_pattern"],
+            f"{s['max_position_embeddings']:,}",
+        )
+    return table
+
+
+def gpus_table(gpus: Iterable[GpuSpec]) -> RenderableType:
+    from rich.table import Table
+
+    table = Table(title="GPUs", title_justify="left", show_edge=False)
+    for header in ("id", "tier", "usable GiB", "GB/s", "bf16 TFLOPS", "price USD"):
+        table.add_column(header)
+    for g in gpus:
+        s = gpu_summary(g)
+        table.add_row(
+            g.id,
+            g.tier,
+            f"{gib(s['usable_bytes']):.2f}",
+            f"{g.memory_bandwidth_gbs:,.0f}",
+            "-" if g.bf16_dense_tflops is None else f"{g.bf16_dense_tflops:g}",
+            "-" if g.price_usd is None else f"{g.price_usd:,.0f}",
+        )
+    return table
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def detail_table(title: str, data: dict[str, Any]) -> RenderableType:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_header=False, show_edge=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in data.items():
+        if isinstance(value, list | tuple):
+            text = "\n".join(str(v) for v in value) or "-"
+        elif isinstance(value, dict):
+            text = ", ".join(f"{k}={v}" for k, v in value.items())
+        else:
+            text = _cell(value)
+        table.add_row(key, text)
+    return table
