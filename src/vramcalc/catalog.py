@@ -156,8 +156,7 @@ class _Kind(Generic[SpecT]):
         user = [p for p in paths if p.parents[1] in self.dirs[: self.n_user_dirs]]
         if len(user) > 1:
             raise CatalogError(
-                f"two catalog entries with id {stem!r}: {user[0]} and {user[1]}; "
-                "remove or rename one"
+                f"two catalog entries with id {stem!r}: {user[0]} and {user[1]}; remove or rename one"
             )
 
     def get(self, name: str) -> SpecT:
@@ -240,7 +239,9 @@ def _user_dirs(cli_dirs: Iterable[Path], env: str | None) -> list[Path]:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]
     for d in dirs:
         if not d.is_dir():
-            raise CatalogError(f"catalog directory {d} does not exist (from --catalog or ${ENV_CATALOG_PATH})")
+            raise CatalogError(
+                f"catalog directory {d} does not exist (from --catalog or ${ENV_CATALOG_PATH})"
+            )
         subdirs = [d / "models", d / "gpus"]
         if not any(s.is_dir() and any(s.glob("*.yaml")) for s in subdirs):
             raise CatalogError(

@@ -6,13 +6,16 @@ import enum
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import click
 import typer
 
 from vramcalc import __version__
 from vramcalc.errors import VramcalcError
+
+if TYPE_CHECKING:
+    from vramcalc.catalog import Catalog
 
 app = typer.Typer(
     name="vramcalc",
@@ -33,7 +36,7 @@ ENGINES = ("vllm", "sglang", "tgi", "transformers", "llama.cpp", "ollama")
 GGUF_ENGINES = ("llama.cpp", "ollama")
 
 
-class OutputFormat(str, enum.Enum):
+class OutputFormat(enum.StrEnum):
     table = "table"
     json = "json"
     markdown = "markdown"
@@ -50,7 +53,7 @@ CatalogOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _catalog(dirs: list[Path] | None):  # type: ignore[no-untyped-def]
+def _catalog(dirs: list[Path] | None) -> Catalog:
     from vramcalc.catalog import Catalog
 
     return Catalog.from_environment(dirs or [])
@@ -80,20 +83,34 @@ def _root(
 
 @app.command()
 def estimate(
-    model: Annotated[str, typer.Argument(help="Catalog id or alias, e.g. gemma-2-27b or google/gemma-2-27b-it.")],
+    model: Annotated[
+        str, typer.Argument(help="Catalog id or alias, e.g. gemma-2-27b or google/gemma-2-27b-it.")
+    ],
     bits: Annotated[
-        int | None, typer.Option(help="Weight width; picks the conventional format for the engine (4 -> int4 g128 / Q4_K_M).")
+        int | None,
+        typer.Option(
+            help="Weight width; picks the conventional format for the engine (4 -> int4 g128 / Q4_K_M)."
+        ),
     ] = None,
-    quant: Annotated[str | None, typer.Option(help="Exact weight format, e.g. awq-int4, fp8, nf4, Q4_K_M, Q8_0.")] = None,
+    quant: Annotated[
+        str | None, typer.Option(help="Exact weight format, e.g. awq-int4, fp8, nf4, Q4_K_M, Q8_0.")
+    ] = None,
     ctx: Annotated[int, typer.Option(help="Context tokens per user (prompt + output).")] = 4096,
     users: Annotated[int, typer.Option(help="Concurrent users (sequences in flight).")] = 1,
     fill: Annotated[float, typer.Option(help="Average share of --ctx in use; 1.0 = worst case.")] = 1.0,
     shared_prefix: Annotated[
-        int, typer.Option("--shared-prefix", help="Tokens of a common system prompt held once (prefix caching).")
+        int,
+        typer.Option("--shared-prefix", help="Tokens of a common system prompt held once (prefix caching)."),
     ] = 0,
-    workers: Annotated[int, typer.Option(help="Processes that each load the model (e.g. gunicorn workers).")] = 1,
-    kv_dtype: Annotated[str, typer.Option("--kv-dtype", help="KV cache dtype: auto, bf16, fp16, fp8, q8_0, q4_0.")] = "auto",
-    gpu: Annotated[str | None, typer.Option(help="Catalog GPU id to check the fit against (exit 1 if it does not fit).")] = None,
+    workers: Annotated[
+        int, typer.Option(help="Processes that each load the model (e.g. gunicorn workers).")
+    ] = 1,
+    kv_dtype: Annotated[
+        str, typer.Option("--kv-dtype", help="KV cache dtype: auto, bf16, fp16, fp8, q8_0, q4_0.")
+    ] = "auto",
+    gpu: Annotated[
+        str | None, typer.Option(help="Catalog GPU id to check the fit against (exit 1 if it does not fit).")
+    ] = None,
     engine: Annotated[str, typer.Option(help=f"Serving engine: {', '.join(ENGINES)}.")] = "vllm",
     allow_long_ctx: Annotated[
         bool, typer.Option("--allow-long-ctx", help="Allow --ctx above the model's max_position_embeddings.")
@@ -239,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         if _debug:
             traceback.print_exc()
         _fail(str(exc), exc.exit_code)
-    except click.exceptions.NoArgsIsHelp as exc:
+    except click.exceptions.NoArgsIsHelpError as exc:
         sys.stdout.write(exc.ctx.get_help() + "\n" if exc.ctx else "")
         raise SystemExit(0) from None
     except click.UsageError as exc:

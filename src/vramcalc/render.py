@@ -68,9 +68,9 @@ def estimate_dict(e: Estimate) -> dict[str, Any]:
                 "users": r.users,
                 "kv_bytes": r.kv_bytes,
                 "total_bytes": r.total_bytes,
-                "fits": r.fits[0] if e.gpu is not None else dict(
-                    zip((t.label for t in e.fit_targets), r.fits, strict=True)
-                ),
+                "fits": r.fits[0]
+                if e.gpu is not None
+                else dict(zip((t.label for t in e.fit_targets), r.fits, strict=True)),
             }
             for r in e.by_users
         ],
@@ -122,8 +122,14 @@ def verdict(e: Estimate) -> str:
     if e.gpu is not None:
         g = e.gpu
         if g.fits:
-            return f"Fits {g.gpu.id}: needs {total} of {gib(g.usable_bytes):.2f} GiB ({gib(g.headroom_bytes):.2f} GiB free)."
-        return f"Does NOT fit {g.gpu.id}: needs {total}, has {gib(g.usable_bytes):.2f} GiB ({gib(-g.headroom_bytes):.2f} GiB short)."
+            return (
+                f"Fits {g.gpu.id}: needs {total} of {gib(g.usable_bytes):.2f} GiB "
+                f"({gib(g.headroom_bytes):.2f} GiB free)."
+            )
+        return (
+            f"Does NOT fit {g.gpu.id}: needs {total}, has {gib(g.usable_bytes):.2f} GiB "
+            f"({gib(-g.headroom_bytes):.2f} GiB short)."
+        )
     fits = [t.label for t in e.fit_targets if e.total_bytes <= t.usable_bytes]
     misses = [t.label for t in e.fit_targets if e.total_bytes > t.usable_bytes]
     parts = [f"Needs {total}"]
@@ -191,7 +197,9 @@ def estimate_table(e: Estimate, explain: bool = False) -> RenderableType:
     if explain:
         parts.append(Text("How each figure is computed", style="bold"))
         for term in e.terms:
-            parts.append(Text(f"{term.label}: {_g(term.bytes)} GiB\n  = {term.formula}\n  source: {term.source}"))
+            parts.append(
+                Text(f"{term.label}: {_g(term.bytes)} GiB\n  = {term.formula}\n  source: {term.source}")
+            )
     for warning in e.warnings:
         parts.append(Text(f"warning: {warning}", style="yellow"))
     parts.append(Text("Assumptions: " + "; ".join(e.assumptions) + ".", style="dim"))
@@ -233,7 +241,15 @@ def estimate_csv(e: Estimate) -> str:
     )
     for r in e.by_users:
         writer.writerow(
-            [e.model.id, e.weight_format.name, e.kv_dtype, e.workload.ctx_tokens, r.users, r.kv_bytes, r.total_bytes]
+            [
+                e.model.id,
+                e.weight_format.name,
+                e.kv_dtype,
+                e.workload.ctx_tokens,
+                r.users,
+                r.kv_bytes,
+                r.total_bytes,
+            ]
             + [str(f).lower() for f in r.fits]
         )
     return buf.getvalue()

@@ -130,9 +130,7 @@ class ModelSpec(_Spec):
     torch_dtype: Literal["bfloat16", "float16", "float32"] | None = None
     qkv_bias: bool = Field(default=False, description="q/k/v projections have biases (Qwen2).")
     o_bias: bool = Field(default=False, description="Attention output projection has a bias.")
-    qk_norm: bool = Field(
-        default=False, description="Per-head RMSNorm weights on q and k (Qwen3, Gemma-3)."
-    )
+    qk_norm: bool = Field(default=False, description="Per-head RMSNorm weights on q and k (Qwen3, Gemma-3).")
     attention_sinks: bool = Field(
         default=False, description="One learned sink scalar per head per layer (gpt-oss)."
     )

@@ -146,7 +146,7 @@ def users_selection(n: int) -> list[int]:
     if n <= 16:
         return list(range(1, n + 1))
     rows = [2**k for k in range(int(math.log2(n)) + 1) if 2**k < n]
-    return rows + [n]
+    return [*rows, n]
 
 
 def _validate(m: ModelSpec, w: Workload) -> list[str]:
@@ -169,10 +169,7 @@ def _validate(m: ModelSpec, w: Workload) -> list[str]:
     if w.prefill_tokens is not None and w.prefill_tokens < 1:
         raise SpecError(f"prefill tokens must be positive, got {w.prefill_tokens}")
     if w.ctx_tokens > m.max_position_embeddings:
-        msg = (
-            f"--ctx {w.ctx_tokens} exceeds {m.id}'s max_position_embeddings "
-            f"({m.max_position_embeddings})"
-        )
+        msg = f"--ctx {w.ctx_tokens} exceeds {m.id}'s max_position_embeddings ({m.max_position_embeddings})"
         if not w.allow_long_ctx:
             raise SpecError(msg + "; pass --allow-long-ctx to estimate anyway (rope scaling)")
         warnings.append(msg + " (estimated anyway: --allow-long-ctx)")
@@ -287,7 +284,11 @@ def _terms(
     copies: int,
 ) -> tuple[Term, ...]:
     params = param_counts(m)
-    host = f"; token_embd {wu.host_bytes:,} B stays in host memory" if wu.host_bytes and not m.tie_word_embeddings else ""
+    host = (
+        f"; token_embd {wu.host_bytes:,} B stays in host memory"
+        if wu.host_bytes and not m.tie_word_embeddings
+        else ""
+    )
     weights = Term(
         "weights",
         "Weights",
@@ -320,8 +321,7 @@ def _terms(
         "Activations",
         act.bytes,
         f"max({forward}; {sampler})",
-        "vLLM profile run (gpu_model_runner.profile_run, _dummy_sampler_run); engines.md "
-        "sections 1.7 and 8",
+        "vLLM profile run (gpu_model_runner.profile_run, _dummy_sampler_run); engines.md sections 1.7 and 8",
     )
     reserve_term = Term(
         "reserve",
@@ -337,8 +337,7 @@ def _terms(
         "Model copies",
         copies,
         f"({w.workers} workers - 1) x (weights + activations + reserve) = {copies:,} B",
-        "each worker process that loads the model holds its own weights, buffers and CUDA "
-        "context",
+        "each worker process that loads the model holds its own weights, buffers and CUDA context",
     )
     return (weights, kv_term, activations, reserve_term, copies_term)
 
@@ -359,7 +358,10 @@ def _assumptions(
             "tokens (the engine frees KV outside the window)"
         )
     if fmt.is_gguf:
-        out.append("llama.cpp placement: token_embd stays in host memory; a tied output matrix is duplicated on the GPU")
+        out.append(
+            "llama.cpp placement: token_embd stays in host memory; "
+            "a tied output matrix is duplicated on the GPU"
+        )
     if m.vision is not None:
         out.append(f"vision tower ({m.vision.params + m.vision.projector_params:,} params) loaded in 16-bit")
     if w.fill < 1:
@@ -368,9 +370,7 @@ def _assumptions(
         out.append("every user at the full --ctx at once (worst case)")
     if w.shared_prefix_tokens:
         out.append(f"{w.shared_prefix_tokens:,}-token shared prefix held once (prefix caching)")
-    out.append(
-        f"activation peak from a {prefill:,}-token prefill chunk and one sampled row per user"
-    )
+    out.append(f"activation peak from a {prefill:,}-token prefill chunk and one sampled row per user")
     if w.workers > 1:
         out.append(f"{w.workers} worker processes each load their own copy of the model")
     if gpu_fit is not None:

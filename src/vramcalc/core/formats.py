@@ -50,6 +50,7 @@ _GGML_FALLBACK = {
 def ggml_tensor_bytes(ggml_type: str, tensor: Tensor) -> int:
     """Bytes of one GGUF tensor: rows x (row_len / block_elems) x block_bytes."""
     elems, size = GGML_BLOCKS[ggml_type]
+    assert tensor.row_len % elems == 0, f"{ggml_type} cannot store rows of {tensor.row_len}"
     return tensor.rows * (tensor.row_len // elems) * size
 
 
@@ -96,7 +97,7 @@ def gguf_tensor_type(mix_name: str, mix: GgufMix, m: ModelSpec, t: Tensor, i_att
     if t.role == "output" or (t.role == "token_embd" and m.tie_word_embeddings):
         if not _fits_blocks(base, t.row_len):
             return "Q8_0"
-        return "Q8_0" if base == "Q8_0" else "Q6_K"
+        return _with_fallback("Q8_0" if base == "Q8_0" else "Q6_K", t.row_len)
     chosen = base
     if t.role in ("attn_v", "attn_qkv", "attn_kv_b"):
         gqa = m.num_attention_heads // m.num_key_value_heads
@@ -265,9 +266,7 @@ def resolve_format(name: str) -> WeightFormat:
     known = all_format_names()
     close = difflib.get_close_matches(key, known + list(FORMAT_ALIASES), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise UnknownFormatError(
-        f"unknown weight format {name!r}{hint} (known: {', '.join(known)})"
-    )
+    raise UnknownFormatError(f"unknown weight format {name!r}{hint} (known: {', '.join(known)})")
 
 
 # Conventional format for a bit width, by serving stack.
@@ -301,9 +300,7 @@ def stored_tensor_types(fmt: WeightFormat, m: ModelSpec, tensors: Sequence[Tenso
                 i_attn_v += 1
         return types
     dense = DENSE_FORMATS[fmt.name]
-    return [
-        fmt.name if _dense_converts(dense, t) else "16-bit" for t in tensors
-    ]
+    return [fmt.name if _dense_converts(dense, t) else "16-bit" for t in tensors]
 
 
 def _dense_converts(dense: DenseFormat, t: Tensor) -> bool:
@@ -343,9 +340,7 @@ def resolve_kv_dtype(name: str) -> str:
         return key
     close = difflib.get_close_matches(key, list(KV_DTYPES), n=2, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise UnknownFormatError(
-        f"unknown --kv-dtype {name!r}{hint} (known: {', '.join(KV_DTYPES)})"
-    )
+    raise UnknownFormatError(f"unknown --kv-dtype {name!r}{hint} (known: {', '.join(KV_DTYPES)})")
 
 
 def kv_bytes(dtype: str, elements: int) -> int:

@@ -145,7 +145,7 @@ def _feed_forward(m: ModelSpec, layer: int) -> list[Tensor]:
     if moe.router_bias or moe.router_score_bias:
         out.append(Tensor("bias", layer, n, 1))
     if moe.expert_bias:
-        out.append(Tensor("bias", layer, (2 * width + h) * n, 1))
+        out.append(Tensor("bias", layer, 2 * width + h, n, experts=n))
     if moe.shared_experts:
         shared = (moe.shared_expert_intermediate_size or width) * moe.shared_experts
         out += [
@@ -194,8 +194,8 @@ class ParamCounts:
 def param_counts(m: ModelSpec) -> ParamCounts:
     """Total parameters, the input embedding, and those active per token.
 
-    Active counts every tensor except routed experts, of which only `experts_per_token` of
-    `num_experts` take part (input embedding included, as the reference's active figure does).
+    Active counts every tensor except routed experts (matrices and biases), of which only
+    `experts_per_token` of `num_experts` take part (input embedding included, as the reference's active figure does).
     """
     tensors = tensor_inventory(m)
     total = sum(t.params for t in tensors)
@@ -204,6 +204,6 @@ def param_counts(m: ModelSpec) -> ParamCounts:
     active = total
     if m.moe is not None:
         idle = m.moe.num_experts - m.moe.experts_per_token
-        expert = sum(t.params for t in tensors if t.role in EXPERT_ROLES)
+        expert = sum(t.params for t in tensors if t.experts > 1)
         active = total - expert * idle // m.moe.num_experts
     return ParamCounts(total=total, embedding=embedding, active=active, vision=vision)

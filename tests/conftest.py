@@ -1,0 +1,79 @@
+"""Shared fixtures: the built-in catalog, inline specs and a CLI runner through the real entry point."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from vramcalc.catalog import Catalog
+from vramcalc.cli import main
+from vramcalc.specs import ModelSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return Catalog()
+
+
+@pytest.fixture(scope="session")
+def gemma2_27b(catalog: Catalog) -> ModelSpec:
+    return catalog.models.get("gemma-2-27b")
+
+
+@pytest.fixture(scope="session")
+def llama31_8b(catalog: Catalog) -> ModelSpec:
+    return catalog.models.get("llama-3.1-8b")
+
+
+def toy_model(**overrides: object) -> ModelSpec:
+    """A small dense model built inline (numbers chosen so the arithmetic is easy by hand)."""
+    data: dict[str, object] = {
+        "id": "toy",
+        "name": "Toy",
+        "family": "llama",
+        "hidden_size": 256,
+        "intermediate_size": 512,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
+        "vocab_size": 1000,
+        "tie_word_embeddings": False,
+        "max_position_embeddings": 8192,
+        "layer_pattern": {"kind": "all_global"},
+        "source": "test fixture",
+    }
+    data.update(overrides)
+    return ModelSpec.model_validate(data)
+
+
+@dataclasses.dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Run `vramcalc ARGS...` through the console entry point (the real error boundary)."""
+    monkeypatch.delenv("VRAMCALC_CATALOG_PATH", raising=False)
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run
