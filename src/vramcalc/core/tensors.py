@@ -195,7 +195,8 @@ def param_counts(m: ModelSpec) -> ParamCounts:
     """Total parameters, the input embedding, and those active per token.
 
     Active counts every tensor except routed experts (matrices and biases), of which only
-    `experts_per_token` of `num_experts` take part (input embedding included, as the reference's active figure does).
+    `experts_per_token` of `num_experts` take part (input embedding included, as the
+    reference's active figure does).
     """
     tensors = tensor_inventory(m)
     total = sum(t.params for t in tensors)
