@@ -93,7 +93,9 @@ def validate_spec(cls: type[SpecT], data: dict[str, object], path: Path) -> Spec
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt key also shows up as a missing one: report the typo, it explains both.
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         loc = tuple(err["loc"])
         where = ".".join(str(p) for p in loc) or "(top level)"
         line = _line_of(path, loc)

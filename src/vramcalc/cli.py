@@ -8,7 +8,6 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
-import click
 import typer
 
 from vramcalc import __version__
@@ -69,16 +68,22 @@ def _print(renderable: object) -> None:
     Console(highlight=False).print(renderable)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        _out(f"vramcalc {__version__}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     global _debug
     _debug = debug
-    if version:
-        _out(f"vramcalc {__version__}\n")
-        raise typer.Exit(0)
 
 
 @app.command()
@@ -256,22 +261,21 @@ def main(argv: list[str] | None = None) -> None:
         if _debug:
             traceback.print_exc()
         _fail(str(exc), exc.exit_code)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        sys.stdout.write(exc.ctx.get_help() + "\n" if exc.ctx else "")
-        raise SystemExit(0) from None
-    except click.UsageError as exc:
-        if _debug:
-            traceback.print_exc()
-        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
-        _fail(exc.format_message().replace("\n", " ") + hint)
-    except click.Abort:
-        _fail("aborted")
-    except click.ClickException as exc:
-        _fail(exc.format_message())
     except BrokenPipeError:
         raise SystemExit(0) from None
     except Exception as exc:  # noqa: BLE001 - the one boundary that must never show a traceback
         if _debug:
             traceback.print_exc()
+        # typer raises click's exception types (vendored in typer >= 0.26): match them by shape.
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__.startswith("NoArgsIsHelp") and ctx is not None:
+            sys.stdout.write(ctx.get_help() + "\n")
+            raise SystemExit(0) from None
+        if type(exc).__name__ == "Abort":
+            _fail("aborted")
+        format_message = getattr(exc, "format_message", None)
+        if callable(format_message) and hasattr(exc, "exit_code"):
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            _fail(" ".join(str(format_message()).split()) + hint)
         _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)")
     raise SystemExit(code if isinstance(code, int) else 0)

@@ -300,7 +300,8 @@ def models_table(models: Iterable[ModelSpec]) -> RenderableType:
     from rich.table import Table
 
     table = Table(title="Models", title_justify="left", show_edge=False)
-    for header in ("id", "params", "active", "layers", "KV/token bf16", "attention", "max ctx"):
+    table.add_column("id", no_wrap=True)
+    for header in ("params", "active", "layers", "KV/token bf16", "attention", "max ctx"):
         table.add_column(header)
     for m in models:
         s = model_summary(m)
@@ -320,7 +321,8 @@ def gpus_table(gpus: Iterable[GpuSpec]) -> RenderableType:
     from rich.table import Table
 
     table = Table(title="GPUs", title_justify="left", show_edge=False)
-    for header in ("id", "tier", "usable GiB", "GB/s", "bf16 TFLOPS", "price USD"):
+    table.add_column("id", no_wrap=True)
+    for header in ("tier", "usable GiB", "GB/s", "bf16 TFLOPS", "price USD"):
         table.add_column(header)
     for g in gpus:
         s = gpu_summary(g)
