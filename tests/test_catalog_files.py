@@ -49,12 +49,35 @@ def test_missing_source_is_rejected(tmp_path: Path) -> None:
 
 
 REQUIRED_MODELS = [
-    "gemma-2-2b", "gemma-2-9b", "gemma-2-27b", "gemma-3-1b", "gemma-3-4b", "gemma-3-12b", "gemma-3-27b",
-    "llama-3.1-8b", "llama-3.1-70b", "llama-3.2-1b", "llama-3.2-3b", "llama-3.3-70b",
-    "qwen2.5-7b", "qwen2.5-72b", "qwen3-8b", "qwen3-32b", "qwen3-30b-a3b", "qwen3-235b-a22b",
-    "mistral-7b-v0.3", "mistral-small-24b-2501", "mixtral-8x7b", "phi-3-mini-4k", "phi-4",
-    "deepseek-v3", "deepseek-r1", "gpt-oss-20b", "gpt-oss-120b", "llama-4-scout",
-]  # fmt: skip
+    "gemma-2-2b",
+    "gemma-2-9b",
+    "gemma-2-27b",
+    "gemma-3-1b",
+    "gemma-3-4b",
+    "gemma-3-12b",
+    "gemma-3-27b",
+    "llama-3.1-8b",
+    "llama-3.1-70b",
+    "llama-3.2-1b",
+    "llama-3.2-3b",
+    "llama-3.3-70b",
+    "qwen2.5-7b",
+    "qwen2.5-72b",
+    "qwen3-8b",
+    "qwen3-32b",
+    "qwen3-30b-a3b",
+    "qwen3-235b-a22b",
+    "mistral-7b-v0.3",
+    "mistral-small-24b-2501",
+    "mixtral-8x7b",
+    "phi-3-mini-4k",
+    "phi-4",
+    "deepseek-v3",
+    "deepseek-r1",
+    "gpt-oss-20b",
+    "gpt-oss-120b",
+    "llama-4-scout",
+]
 
 
 @pytest.mark.parametrize("model_id", REQUIRED_MODELS)

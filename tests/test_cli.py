@@ -21,8 +21,12 @@ def test_headline_json(run_cli: Run) -> None:
     assert r.exit_code == 0 and r.stderr == ""
     d = json.loads(r.stdout)
     assert d["schema_version"] == 1
-    assert d["model"] == {"id": "gemma-2-27b", "name": "Gemma 2 27B", "params": 27_227_128_320,
-                          "params_active": 27_227_128_320}  # fmt: skip
+    assert d["model"] == {
+        "id": "gemma-2-27b",
+        "name": "Gemma 2 27B",
+        "params": 27_227_128_320,
+        "params_active": 27_227_128_320,
+    }
     assert d["workload"] == {
         "ctx_tokens": 4096,
         "users": 10,
@@ -247,7 +251,10 @@ def test_python_dash_m(tmp_path: Path) -> None:
 
     r = subprocess.run(
         [sys.executable, "-m", "vramcalc", "estimate", "qwen3-8b", "--json"],
-        capture_output=True, text=True, cwd=tmp_path, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["model"]["id"] == "qwen3-8b"

@@ -129,12 +129,20 @@ def test_headline_weights_int4(gemma2_27b: ModelSpec) -> None:
 
 # engines.md 2.5 "Estimator check": tensor bytes computed from the llama-quant.cpp rules.
 GGUF_TABLE_GB = {
-    ("llama-3.1-8b", "Q3_K_M"): 4.011, ("llama-3.1-8b", "Q4_0"): 4.653, ("llama-3.1-8b", "Q4_K_M"): 4.913,
-    ("llama-3.1-8b", "Q5_K_M"): 5.725, ("llama-3.1-8b", "Q6_K"): 6.588, ("llama-3.1-8b", "Q8_0"): 8.533,
-    ("llama-3.1-8b", "F16"): 16.061, ("gemma-2-27b", "Q3_K_M"): 13.419, ("gemma-2-27b", "Q4_0"): 15.622,
-    ("gemma-2-27b", "Q4_K_M"): 16.639, ("gemma-2-27b", "Q5_K_M"): 19.402, ("gemma-2-27b", "Q6_K"): 22.337,
+    ("llama-3.1-8b", "Q3_K_M"): 4.011,
+    ("llama-3.1-8b", "Q4_0"): 4.653,
+    ("llama-3.1-8b", "Q4_K_M"): 4.913,
+    ("llama-3.1-8b", "Q5_K_M"): 5.725,
+    ("llama-3.1-8b", "Q6_K"): 6.588,
+    ("llama-3.1-8b", "Q8_0"): 8.533,
+    ("llama-3.1-8b", "F16"): 16.061,
+    ("gemma-2-27b", "Q3_K_M"): 13.419,
+    ("gemma-2-27b", "Q4_0"): 15.622,
+    ("gemma-2-27b", "Q4_K_M"): 16.639,
+    ("gemma-2-27b", "Q5_K_M"): 19.402,
+    ("gemma-2-27b", "Q6_K"): 22.337,
     ("gemma-2-27b", "Q8_0"): 28.931,
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(("model_id", "quant"), list(GGUF_TABLE_GB))
