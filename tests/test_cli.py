@@ -44,7 +44,8 @@ def test_headline_json(run_cli: Run) -> None:
     assert d["total_bytes"] == 32_695_419_904
     assert 30 * 2**30 < d["total_bytes"] < 36 * 2**30
     assert [row["users"] for row in d["by_users"]] == list(range(1, 11))
-    assert d["by_users"][-1]["fits"] == {"24 GiB": False, "48 GiB": True, "80 GiB": True}
+    assert d["by_users"][-1]["fits"] is None  # no --gpu named
+    assert d["by_users"][-1]["fits_targets"] == {"24 GiB": False, "48 GiB": True, "80 GiB": True}
     assert d["gpu"] is None
     assert all(isinstance(d[k]["bytes"], int) for k in ("weights", "kv_cache", "activations", "reserve"))
     assert d["assumptions"] and d["warnings"] == []
@@ -59,7 +60,10 @@ def test_gpu_fit_and_exit_codes(run_cli: Run) -> None:
     """On an RTX 4090 (24,564 MiB) 10 users do not fit (exit 1); on an L40S (46,068 MiB) they do."""
     r = run_cli(*HEADLINE, "--gpu", "rtx-4090", "--json")
     assert r.exit_code == 1
-    gpu = json.loads(r.stdout)["gpu"]
+    doc = json.loads(r.stdout)
+    assert [row["fits"] for row in doc["by_users"]][:5] == [True] * 5
+    assert doc["by_users"][5]["fits_targets"] == {"rtx-4090": False}
+    gpu = doc["gpu"]
     assert gpu == {
         "id": "rtx-4090",
         "usable_bytes": 24564 * 2**20,

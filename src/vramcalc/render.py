@@ -68,9 +68,8 @@ def estimate_dict(e: Estimate) -> dict[str, Any]:
                 "users": r.users,
                 "kv_bytes": r.kv_bytes,
                 "total_bytes": r.total_bytes,
-                "fits": r.fits[0]
-                if e.gpu is not None
-                else dict(zip((t.label for t in e.fit_targets), r.fits, strict=True)),
+                "fits": r.fits[0] if e.gpu is not None else None,
+                "fits_targets": dict(zip((t.label for t in e.fit_targets), r.fits, strict=True)),
             }
             for r in e.by_users
         ],
