@@ -14,36 +14,13 @@ from pathlib import Path
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
 BIN = Path(sys.executable).parent
+ESTIMATE = "estimate gemma-2-27b --bits 4 --ctx 4096 --users 10"
+DEPS = "import typer, pydantic, rich, yaml"
 COMMANDS = {
-    "python -c 'import typer, pydantic, rich, yaml'": [
-        sys.executable,
-        "-c",
-        "import typer, pydantic, rich, yaml",
-    ],
+    f"python -c '{DEPS}'": [sys.executable, "-c", DEPS],
     "python -c 'pass' (interpreter start)": [sys.executable, "-c", "pass"],
-    "vramcalc estimate gemma-2-27b --bits 4 --ctx 4096 --users 10 --json": [
-        str(BIN / "vramcalc"),
-        "estimate",
-        "gemma-2-27b",
-        "--bits",
-        "4",
-        "--ctx",
-        "4096",
-        "--users",
-        "10",
-        "--json",
-    ],
-    "vramcalc estimate gemma-2-27b --bits 4 --ctx 4096 --users 10 (table)": [
-        str(BIN / "vramcalc"),
-        "estimate",
-        "gemma-2-27b",
-        "--bits",
-        "4",
-        "--ctx",
-        "4096",
-        "--users",
-        "10",
-    ],
+    f"vramcalc {ESTIMATE} --json": [str(BIN / "vramcalc"), *ESTIMATE.split(), "--json"],
+    f"vramcalc {ESTIMATE} (table)": [str(BIN / "vramcalc"), *ESTIMATE.split()],
 }
 
 
