@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import toy_model
 from vramcalc.catalog import Catalog
 from vramcalc.core.activations import activation_bytes
-from vramcalc.core.estimate import Workload, estimate, usable_gpu_bytes, users_selection, weight_bytes
+from vramcalc.core.estimate import Workload, usable_gpu_bytes, users_selection, weight_bytes
 from vramcalc.core.formats import (
     format_for_bits,
     kv_bytes,
@@ -15,6 +15,7 @@ from vramcalc.core.formats import (
     stored_tensor_types,
 )
 from vramcalc.core.kv import kv_bytes_per_token, kv_cache_bytes
+from vramcalc.core.scenario import run
 from vramcalc.core.tensors import param_counts, tensor_inventory
 from vramcalc.errors import SpecError, UnknownFormatError
 from vramcalc.specs import ModelSpec
@@ -187,44 +188,83 @@ def test_q4_k_m_more_bits_layers(llama31_8b: ModelSpec, gemma2_27b: ModelSpec) -
 
 
 def test_activation_peak_formula(gemma2_27b: ModelSpec) -> None:
-    """2048-token chunk: 2048 x (3 x 36,864 + (32 + 2 x 16) x 128 + 4 x 4608) x 2 B
-    = 2048 x 137,216 x 2 = 562,036,736 B. Sampler for 10 rows: 10 x 256,000 x 10 B = 25,600,000.
-    Peak = the larger = 562,036,736 B."""
-    act = activation_bytes(gemma2_27b, 2048, 10)
-    assert act.forward_bytes == 562_036_736
-    assert act.sampler_bytes == 25_600_000
-    assert act.bytes == 562_036_736
+    """2048-token chunk with one hidden buffer: 2048 x (3 x 36,864 + (32 + 2 x 16) x 128 + 4608) x 2 B
+    = 2048 x 123,392 x 2 = 505,413,632 B. Sampler for 10 rows: 10 x 256,000 x 38.9 B = 99,584,000.
+    Peak = the larger = 505,413,632 B; vLLM V0 holds both: 604,997,632 B."""
+    act = activation_bytes(gemma2_27b, 2048, 10, sampler_bytes_per_logit=38.9, hidden_temporaries=1.0)
+    assert act.forward_bytes == 505_413_632
+    assert act.sampler_bytes == 99_584_000
+    assert act.bytes == 505_413_632
+    both = activation_bytes(
+        gemma2_27b, 2048, 10, sampler_bytes_per_logit=38.9, hidden_temporaries=1, sampler_adds=True
+    )
+    assert both.bytes == 604_997_632
 
 
 def test_sampler_dominates_with_many_rows(gemma2_27b: ModelSpec) -> None:
-    """1024 rows x 256,000 x 10 B = 2,621,440,000 B (2.44 GiB, engines.md 1.7) > the forward chunk."""
-    assert activation_bytes(gemma2_27b, 2048, 1024).bytes == 2_621_440_000
+    """1024 rows x 256,000 x 38.9 B = 10,197,401,600 B (9.50 GiB) > the forward chunk."""
+    act = activation_bytes(gemma2_27b, 2048, 1024, sampler_bytes_per_logit=38.9, hidden_temporaries=1.0)
+    assert act.bytes == 10_197_401_600
+
+
+def test_eager_attention_scores(gemma2_27b: ModelSpec) -> None:
+    """transformers runs Gemma-2 eagerly: one layer's scores 32 heads x 8192 x 8192 x 6 B =
+    12,884,901,888 B (12 GiB, engines.md 5.3) replace the MLP temporaries
+    (8192 x 3 x 36,864 x 2 = 1,811,939,328 B); plus qkv + 3 hidden buffers
+    8192 x (8192 + 3 x 4608) x 2 = 360,710,144 B."""
+    act = activation_bytes(
+        gemma2_27b, 8192, 1, sampler_bytes_per_logit=6, hidden_temporaries=3.0,
+        eager_attention=True, attention_score_bytes=6, attention_kv_tokens=8192,
+    )  # fmt: skip
+    assert act.attention_bytes == 12_884_901_888
+    assert act.forward_bytes == 12_884_901_888 + 360_710_144
+
+
+# vLLM 0.33 on no named GPU: 256 sequences / 2048 batched tokens (the < 70 GiB defaults).
+HEADLINE_WEIGHTS = 15_893_038_080 + 8192 * 128 * 2  # + rotary cos/sin cache
+HEADLINE_ACT = 256 * 256_000 * 38.9  # sampler over max_num_seqs rows dominates the forward chunk
+HEADLINE_RESERVE = 512 * MIB + int(0.13 * GIB) + 512 * MIB  # context + non-torch + CUDA graphs
 
 
 def test_headline_total(gemma2_27b: ModelSpec) -> None:
-    """Total = weights 15,893,038,080 + KV 15,435,038,720 + activations 562,036,736 + reserve
-    (512 + 256) MiB = 805,306,368 -> 32,695,419,904 B = 30.45 GiB: over 24 GiB, under 48 GiB."""
-    e = estimate(gemma2_27b, Workload(4096, 10), format_for_bits(4, gguf_engine=False), "bf16")
-    assert e.total_bytes == 15_893_038_080 + 15_435_038_720 + 562_036_736 + 805_306_368
+    """vLLM: weights 15,893,038,080 + rotary cache 8192 x 128 x 2 = 2,097,152; KV 15,435,038,720;
+    activations = sampler 256 rows x 256,000 x 38.9 B = 2,549,350,400; reserve 512 MiB context +
+    0.13 GiB non-torch + 512 MiB graphs = 1,213,328,261 -> 35,092,852,613 B = 32.68 GiB:
+    over 24 GiB, under 48 GiB."""
+    e = run(gemma2_27b, Workload(4096, 10), bits=4).estimate
+    assert e.total_bytes == HEADLINE_WEIGHTS + 15_435_038_720 + int(HEADLINE_ACT) + HEADLINE_RESERVE
+    assert e.total_bytes == 35_092_852_613
     assert [row.fits for row in e.by_users][-1] == (False, True, True)
     assert e.weight_format.name == "awq-int4"
 
 
 def test_workers_pay_weights_again(gemma2_27b: ModelSpec) -> None:
-    """3 workers: copies = 2 x (weights + activations + reserve); KV is shared out, not copied.
-    Each worker samples ceil(10/3) = 4 rows; the forward chunk still dominates."""
-    one = estimate(gemma2_27b, Workload(4096, 10), resolve_format("awq-int4"), "bf16")
-    three = estimate(gemma2_27b, Workload(4096, 10, workers=3), resolve_format("awq-int4"), "bf16")
-    per_process = 15_893_038_080 + 562_036_736 + 805_306_368
+    """3 workers: copies = 2 x (weights + activations + reserve); KV is shared out, not copied."""
+    one = run(gemma2_27b, Workload(4096, 10), quant="awq-int4").estimate
+    three = run(gemma2_27b, Workload(4096, 10, workers=3), quant="awq-int4").estimate
+    per_process = HEADLINE_WEIGHTS + int(HEADLINE_ACT) + HEADLINE_RESERVE
     assert three.copies_bytes == 2 * per_process
     assert three.total_bytes == one.total_bytes + 2 * per_process
 
 
 def test_fill_scales_kv(gemma2_27b: ModelSpec) -> None:
     """fill 0.5 at ctx 4096: each user holds 2048 tokens -> KV 10 x 2048 x 376,832 = 7,717,519,360 B."""
-    e = estimate(gemma2_27b, Workload(4096, 10, fill=0.5), resolve_format("awq-int4"), "bf16")
+    e = run(gemma2_27b, Workload(4096, 10, fill=0.5), quant="awq-int4").estimate
     assert e.kv.bytes == 7_717_519_360
     assert e.kv_bytes_per_sequence == 4096 * 376_832  # per sequence is always at the full ctx
+
+
+def test_vllm_block_rounding_and_window(gemma2_27b: ModelSpec) -> None:
+    """vLLM 0.33, ctx 8000, 1 user: global layers round 8000 up to 8000 (500 blocks of 16);
+    sliding layers keep min(8000, 4096 + 2 x 2048 in flight) = 8000 -> no saving below ~8.2K.
+    At ctx 8192 with --max-num-batched-tokens 512 sliding layers keep 4096 + 1024 = 5120 tokens:
+    23 x 8192 B x (8192 + 5120) = 2,508,193,792 B."""
+    from vramcalc.core.engines.base import EngineSettings
+
+    full = run(gemma2_27b, Workload(8000, 1)).estimate
+    assert full.kv.bytes == 46 * 8192 * 8000
+    capped = run(gemma2_27b, Workload(8192, 1), settings=EngineSettings(max_num_batched_tokens=512)).estimate
+    assert capped.kv.bytes == 23 * 8192 * (8192 + 5120) == 2_508_193_792
 
 
 def test_users_selection() -> None:
@@ -252,23 +292,7 @@ def test_bits_pick_conventional_formats() -> None:
 
 
 def test_long_ctx_is_an_error_unless_allowed(gemma2_27b: ModelSpec) -> None:
-    fmt = resolve_format("bf16")
     with pytest.raises(SpecError, match="max_position_embeddings"):
-        estimate(gemma2_27b, Workload(9000, 1), fmt, "bf16")
-    e = estimate(gemma2_27b, Workload(9000, 1, allow_long_ctx=True), fmt, "bf16")
+        run(gemma2_27b, Workload(9000, 1))
+    e = run(gemma2_27b, Workload(9000, 1, allow_long_ctx=True)).estimate
     assert e.warnings and "9000" in e.warnings[0]
-
-
-def test_k_quant_fallback_can_invert_the_order(catalog: Catalog) -> None:
-    """Gemma-3-1B rows are 1152 wide (not a multiple of 256): llama-quant.cpp falls Q3_K back to
-    Q4_0 and Q6_K (output) back to Q8_0, so its Q3_K_M file (0.716 GB) is larger than Q4_0
-    (0.714 GB). q_proj in Q3_K_M: 1152/32 blocks x 18 B x 1024 rows = 663,552 B."""
-    m = catalog.models.get("gemma-3-1b")
-    q3 = weight_bytes(m, resolve_format("Q3_K_M")).checkpoint_bytes
-    q4 = weight_bytes(m, resolve_format("Q4_0")).checkpoint_bytes
-    assert q3 > q4
-    tensors = tensor_inventory(m)
-    types = stored_tensor_types(resolve_format("Q3_K_M"), m, tensors)
-    q_type = next(ty for t, ty in zip(tensors, types, strict=True) if t.role == "attn_q")
-    out_type = next(ty for t, ty in zip(tensors, types, strict=True) if t.role == "token_embd")
-    assert (q_type, out_type) == ("Q4_0", "Q8_0")

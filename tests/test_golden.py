@@ -16,29 +16,44 @@ from rich.console import Console
 from tests.conftest import ROOT
 from vramcalc import render
 from vramcalc.catalog import Catalog
-from vramcalc.core.estimate import Workload, estimate
-from vramcalc.core.formats import resolve_format
+from vramcalc.core.estimate import Workload
+from vramcalc.core.scenario import Scenario, run
 
 GOLDEN = ROOT / "tests/golden"
 UPDATE = os.environ.get("VRAMCALC_UPDATE_GOLDEN") == "1"
 
 CASES = {
-    "gemma-2-27b-int4-10users": ("gemma-2-27b", Workload(4096, 10), "awq-int4", "bf16", None),
-    "gemma-2-27b-int4-4090-2users": ("gemma-2-27b", Workload(4096, 2), "awq-int4", "bf16", "rtx-4090"),
-    "llama-3.1-8b-q4km-20users-prefix": (
+    "gemma-2-27b-int4-10users": ("gemma-2-27b", Workload(4096, 10), "awq-int4", "bf16", None, "vllm"),
+    "gemma-2-27b-int4-4090-2users": (
+        "gemma-2-27b",
+        Workload(4096, 2),
+        "awq-int4",
+        "bf16",
+        "rtx-4090",
+        "vllm",
+    ),
+    "llama-3.1-8b-fp8-20users-prefix": (
         "llama-3.1-8b",
         Workload(8192, 20, fill=0.5, shared_prefix_tokens=1024),
-        "Q4_K_M",
-        "q8_0",
-        None,
+        "fp8",
+        "fp8",
+        "h100-sxm",
+        "sglang",
     ),
 }
 
 
-def _estimate(case: str):  # type: ignore[no-untyped-def]
-    model, work, fmt, kv, gpu = CASES[case]
+def _scenario(case: str) -> Scenario:
+    model, work, fmt, kv, gpu, engine = CASES[case]
     cat = Catalog()
-    return estimate(cat.models.get(model), work, resolve_format(fmt), kv, cat.gpus.get(gpu) if gpu else None)
+    return run(
+        cat.models.get(model),
+        work,
+        engine=engine,
+        gpu=cat.gpus.get(gpu) if gpu else None,
+        quant=fmt,
+        kv_dtype=kv,
+    )
 
 
 def _check(path: Path, actual: str) -> None:
@@ -52,13 +67,15 @@ def _check(path: Path, actual: str) -> None:
 def test_table_golden(case: str) -> None:
     buf = io.StringIO()
     console = Console(file=buf, width=100, color_system=None, force_terminal=False, highlight=False)
-    console.print(render.estimate_table(_estimate(case), explain=True))
+    sc = _scenario(case)
+    console.print(render.estimate_table(sc.estimate, explain=True, view=sc.view))
     _check(GOLDEN / f"{case}.txt", buf.getvalue())
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_json_golden(case: str) -> None:
-    actual = render.estimate_dict(_estimate(case))
+    sc = _scenario(case)
+    actual = render.estimate_dict(sc.estimate, sc.view)
     path = GOLDEN / f"{case}.json"
     if UPDATE:
         path.write_text(render.to_json(actual))
@@ -68,5 +85,5 @@ def test_json_golden(case: str) -> None:
 def test_markdown_golden() -> None:
     _check(
         GOLDEN / "gemma-2-27b-int4-10users.md",
-        render.estimate_markdown(_estimate("gemma-2-27b-int4-10users")),
+        render.estimate_markdown(_scenario("gemma-2-27b-int4-10users").estimate),
     )

@@ -36,9 +36,6 @@ app.add_typer(gpus_app, name="gpus")
 
 _debug = False
 
-ENGINES = ("vllm", "sglang", "tgi", "transformers", "llama.cpp", "ollama")
-GGUF_ENGINES = ("llama.cpp", "ollama")
-
 
 class OutputFormat(enum.StrEnum):
     table = "table"
@@ -105,7 +102,9 @@ def estimate(
     quant: Annotated[
         str | None, typer.Option(help="Exact weight format, e.g. awq-int4, fp8, nf4, Q4_K_M, Q8_0.")
     ] = None,
-    ctx: Annotated[int, typer.Option(help="Context tokens per user (prompt + output).")] = 4096,
+    ctx: Annotated[
+        int, typer.Option(help="Context tokens per user (prompt + output); vLLM max_model_len.")
+    ] = 4096,
     users: Annotated[int, typer.Option(help="Concurrent users (sequences in flight).")] = 1,
     fill: Annotated[float, typer.Option(help="Average share of --ctx in use; 1.0 = worst case.")] = 1.0,
     shared_prefix: Annotated[
@@ -119,9 +118,37 @@ def estimate(
         str, typer.Option("--kv-dtype", help="KV cache dtype: auto, bf16, fp16, fp8, q8_0, q4_0.")
     ] = "auto",
     gpu: Annotated[
-        str | None, typer.Option(help="Catalog GPU id to check the fit against (exit 1 if it does not fit).")
+        str | None,
+        typer.Option(help="Catalog GPU id: fit check (exit 1 if not) and the engine's own figures."),
     ] = None,
-    engine: Annotated[str, typer.Option(help=f"Serving engine: {', '.join(ENGINES)}.")] = "vllm",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Serving engine NAME[@VERSION]: vllm, sglang, tgi, transformers, llama.cpp, ollama."
+        ),
+    ] = "vllm",
+    gpu_util: Annotated[
+        float | None,
+        typer.Option("--gpu-util", help="vLLM gpu_memory_utilization / SGLang mem_fraction_static."),
+    ] = None,
+    max_num_seqs: Annotated[
+        int | None, typer.Option("--max-num-seqs", help="vLLM/SGLang running sequences cap.")
+    ] = None,
+    max_num_batched_tokens: Annotated[
+        int | None, typer.Option("--max-num-batched-tokens", help="vLLM/SGLang prefill chunk tokens.")
+    ] = None,
+    ubatch: Annotated[int | None, typer.Option(help="llama.cpp/Ollama physical batch (-ub).")] = None,
+    flash_attn: Annotated[
+        bool | None,
+        typer.Option(
+            "--flash-attn/--no-flash-attn", help="Flash attention (llama.cpp, Ollama, transformers)."
+        ),
+    ] = None,
+    tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs (weights and KV heads split).")] = 1,
+    prompt_tokens: Annotated[
+        int | None,
+        typer.Option("--prompt-tokens", help="Prompt length inside --ctx (transformers); default --ctx."),
+    ] = None,
     allow_long_ctx: Annotated[
         bool, typer.Option("--allow-long-ctx", help="Allow --ctx above the model's max_position_embeddings.")
     ] = False,
@@ -131,67 +158,33 @@ def estimate(
     catalog: CatalogOpt = None,
 ) -> None:
     """Estimate GPU memory for MODEL at --ctx tokens per user and --users concurrent users."""
+    from vramcalc import render
+    from vramcalc.core.engines.base import EngineSettings
     from vramcalc.core.estimate import Workload
-    from vramcalc.core.estimate import estimate as run_estimate
-    from vramcalc.core.formats import format_for_bits, resolve_format, resolve_kv_dtype
-    from vramcalc.errors import SpecError
+    from vramcalc.core.scenario import run
 
-    if engine not in ENGINES:
-        import difflib
-
-        close = difflib.get_close_matches(engine, ENGINES, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise SpecError(f"unknown --engine {engine!r}{hint} (known: {', '.join(ENGINES)})")
-    if bits is not None and quant is not None:
-        raise SpecError("give --bits or --quant, not both")
     cat = _catalog(catalog)
     spec = cat.models.get(model)
     gpu_spec = cat.gpus.get(gpu) if gpu else None
-    gguf = engine in GGUF_ENGINES
-    if quant is not None:
-        fmt = resolve_format(quant)
-    elif bits is not None:
-        fmt = format_for_bits(bits, gguf)
-    else:
-        fmt = resolve_format(_native_format(spec.native_weight_format, spec.torch_dtype, gguf))
-    kv = resolve_kv_dtype(_auto_kv(spec.torch_dtype, gguf) if kv_dtype == "auto" else kv_dtype)
-    work = Workload(
-        ctx_tokens=ctx,
-        users=users,
-        fill=fill,
-        workers=workers,
-        shared_prefix_tokens=shared_prefix,
-        allow_long_ctx=allow_long_ctx,
+    work = Workload(ctx, users, fill, workers, shared_prefix, allow_long_ctx)
+    settings = EngineSettings(
+        gpu_util, max_num_seqs, max_num_batched_tokens, ubatch, flash_attn, tp, prompt_tokens
     )
-    result = run_estimate(spec, work, fmt, kv, gpu_spec, engine)
-
-    from vramcalc import render
+    result = run(
+        spec, work, engine=engine, gpu=gpu_spec, bits=bits, quant=quant, kv_dtype=kv_dtype, settings=settings
+    )
 
     fmt_name = OutputFormat.json if json_out else output
     if fmt_name is OutputFormat.json:
-        _out(render.to_json(render.estimate_dict(result)))
+        _out(render.to_json(render.estimate_dict(result.estimate, result.view)))
     elif fmt_name is OutputFormat.markdown:
-        _out(render.estimate_markdown(result, explain))
+        _out(render.estimate_markdown(result.estimate, explain, result.view))
     elif fmt_name is OutputFormat.csv:
-        _out(render.estimate_csv(result))
+        _out(render.estimate_csv(result.estimate))
     else:
-        _print(render.estimate_table(result, explain))
-    if result.gpu is not None and not result.gpu.fits:
+        _print(render.estimate_table(result.estimate, explain, result.view))
+    if result.estimate.gpu is not None and not result.estimate.gpu.fits:
         raise typer.Exit(1)
-
-
-def _native_format(native: str | None, dtype: str | None, gguf: bool) -> str:
-    # Source: Ollama's library tags default to Q4_K_M; PyTorch engines load the checkpoint as shipped.
-    if gguf:
-        return "Q4_K_M"
-    return native or ("fp16" if dtype == "float16" else "bf16")
-
-
-def _auto_kv(dtype: str | None, gguf: bool) -> str:
-    # Source: vLLM kv_cache_dtype "auto" = model dtype; llama.cpp -ctk/-ctv default f16.
-    if gguf or dtype == "float16":
-        return "fp16"
-    return "bf16"
 
 
 @models_app.command("list")

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from vramcalc.core.engines.base import EngineView
 from vramcalc.core.estimate import SCHEMA_VERSION, Estimate
 from vramcalc.core.kv import kv_bytes_per_token
 from vramcalc.core.tensors import param_counts
@@ -20,7 +21,21 @@ if TYPE_CHECKING:
 BAR_WIDTH = 24
 
 
-def estimate_dict(e: Estimate) -> dict[str, Any]:
+def engine_dict(e: Estimate, view: EngineView | None) -> dict[str, Any]:
+    """engine{name, version, settings, <the engine's own figures>, starts, notes} for JSON."""
+    out: dict[str, Any] = {
+        "name": e.plan.engine,
+        "version": e.plan.version,
+        "settings": dict(e.plan.settings),
+    }
+    if view is not None:
+        out.update({f.key: f.value for f in view.figures})
+        out["starts"] = view.starts
+        out["notes"] = list(view.notes)
+    return out
+
+
+def estimate_dict(e: Estimate, view: EngineView | None = None) -> dict[str, Any]:
     """The stable JSON document for `estimate --json` (bytes are integers)."""
     w = e.workload
     return {
@@ -38,7 +53,7 @@ def estimate_dict(e: Estimate) -> dict[str, Any]:
             "workers": w.workers,
             "shared_prefix_tokens": w.shared_prefix_tokens,
         },
-        "engine": {"name": e.engine},
+        "engine": engine_dict(e, view),
         "weights": {
             "format": e.weight_format.name,
             "label": e.weight_format.label,
@@ -110,7 +125,7 @@ def _headline(e: Estimate) -> str:
     workers = f", {w.workers} worker processes" if w.workers > 1 else ""
     return (
         f"{e.model.id} ({fmt_count(e.params.total)} params) | {e.weight_format.name} weights | "
-        f"KV {e.kv_dtype} | engine {e.engine}\n"
+        f"KV {e.kv_dtype} | {e.plan.engine} {e.plan.version}\n"
         f"{w.users} users x {w.ctx_tokens:,} tokens{fill}{prefix}{workers}"
     )
 
@@ -152,7 +167,25 @@ def _bar(weights: int, kv: int, total: int, scale: int) -> str:
     return "#" * w + "=" * k + "." * (cells - w - k)
 
 
-def estimate_table(e: Estimate, explain: bool = False) -> RenderableType:
+def _figure_text(value: int | float | bool, unit: str) -> str:
+    if unit == "bytes" and isinstance(value, int):
+        return f"{value / 2**30:,.2f} GiB"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if unit == "x":
+        return f"{value:g}x"
+    return f"{value:,} {unit}".strip()
+
+
+def engine_lines(view: EngineView, gpu_id: str) -> list[str]:
+    """The engine's own figures in its own words, for holding against its startup log."""
+    lines = [f"What {view.engine} {view.version} will do on {gpu_id}:"]
+    lines += [f"  {f.label}: {_figure_text(f.value, f.unit)}" for f in view.figures]
+    lines += [f"  note: {n}" for n in view.notes]
+    return lines
+
+
+def estimate_table(e: Estimate, explain: bool = False, view: EngineView | None = None) -> RenderableType:
     """A rich renderable: headline, breakdown, per-concurrency table, verdict, assumptions."""
     from rich.console import Group
     from rich.table import Table
@@ -193,6 +226,8 @@ def estimate_table(e: Estimate, explain: bool = False) -> RenderableType:
         )
     parts.append(users)
     parts.append(Text(verdict(e), style="bold green" if _fits_all(e) else "bold red"))
+    if view is not None and e.gpu is not None:
+        parts.append(Text("\n".join(engine_lines(view, e.gpu.gpu.id))))
     if explain:
         parts.append(Text("How each figure is computed", style="bold"))
         for term in e.terms:
@@ -211,7 +246,7 @@ def _fits_all(e: Estimate) -> bool:
     return any(e.total_bytes <= t.usable_bytes for t in e.fit_targets)
 
 
-def estimate_markdown(e: Estimate, explain: bool = False) -> str:
+def estimate_markdown(e: Estimate, explain: bool = False, view: EngineView | None = None) -> str:
     lines = [f"**{_headline(e).replace(chr(10), '** | ')}", ""]
     lines += ["| Component | GiB | Share |", "|---|---:|---:|"]
     for label, n_bytes in _breakdown_rows(e):
@@ -223,6 +258,9 @@ def estimate_markdown(e: Estimate, explain: bool = False) -> str:
         marks = " | ".join(_mark(f) for f in r.fits)
         lines.append(f"| {r.users} | {_g(r.kv_bytes)} | {_g(r.total_bytes)} | {marks} |")
     lines += ["", verdict(e), ""]
+    if view is not None and e.gpu is not None:
+        head, *rest = engine_lines(view, e.gpu.gpu.id)
+        lines += [f"**{head}**", "", *(f"- {r.strip()}" for r in rest), ""]
     if explain:
         lines += [f"- **{t.label}** = {t.formula} (source: {t.source})" for t in e.terms]
         lines.append("")

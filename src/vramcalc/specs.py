@@ -182,6 +182,14 @@ class GpuSpec(_Spec):
         gt=0,
         description="Total memory as nvidia-smi/rocm-smi prints it (MiB); null when not measured.",
     )
+    cuda_total_mib: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Total as CUDA reports it (cudaMemGetInfo / torch total_memory, MiB), below the "
+            "nvidia-smi figure; null when not measured."
+        ),
+    )
     usable_fraction: float | None = Field(
         default=None,
         gt=0,

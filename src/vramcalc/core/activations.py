@@ -6,28 +6,26 @@ from dataclasses import dataclass
 
 from vramcalc.specs import ModelSpec
 
-# Source: vLLM v1 gpu_model_runner._dummy_sampler_run samples one row per sequence over the
-# whole vocabulary: bf16 logits (2 B) + fp32 copy (4 B) + probabilities (4 B) ~ 10 B per vocab
-# entry with the FlashInfer sampler (shared/reference/engines.md section 1.7).
-SAMPLER_BYTES_PER_LOGIT = 10
-
 # Source: the activations of one prefill chunk in bf16, engines.md sections 1.7 and 8:
-# 3 x intermediate (gate out, up out, activation product), q + k + v projections, ~4 x hidden
-# (residual, normed input, attention output, MLP output).
+# 3 x intermediate (fused gate_up out + activation product), q + k + v projections, plus
+# `hidden_temporaries` x hidden, which engine profiles set from calibration records.
 ACTIVATION_DTYPE_BYTES = 2
 MLP_TEMPORARIES = 3
-HIDDEN_TEMPORARIES = 4
 
 
 @dataclass(frozen=True, slots=True)
 class ActivationUse:
     bytes: int
     forward_bytes: int
+    attention_bytes: int
     sampler_bytes: int
     prefill_tokens: int
     sampled_rows: int
     ffn_width: int
     qkv_width: int
+    hidden_temporaries: float
+    sampler_bytes_per_logit: float
+    sampler_adds: bool
 
 
 def ffn_width(m: ModelSpec) -> int:
@@ -49,15 +47,51 @@ def qkv_width(m: ModelSpec) -> int:
     return (m.num_attention_heads + 2 * m.num_key_value_heads) * m.head_dim
 
 
-def activation_bytes(m: ModelSpec, prefill_tokens: int, sampled_rows: int) -> ActivationUse:
-    """Peak temporary memory: the larger of one prefill chunk's forward pass and the sampler.
+def activation_bytes(
+    m: ModelSpec,
+    prefill_tokens: int,
+    sampled_rows: int,
+    *,
+    sampler_bytes_per_logit: float,
+    hidden_temporaries: float,
+    sampler_adds: bool = False,
+    eager_attention: bool = False,
+    attention_score_bytes: int = 4,
+    attention_kv_tokens: int = 0,
+    dtype_bytes: int = ACTIVATION_DTYPE_BYTES,
+    tp: int = 1,
+) -> ActivationUse:
+    """Peak temporary memory on one GPU for one forward pass and the sampler.
 
-    forward = tokens x (3 x ffn_width + qkv_width + 4 x hidden) x 2 B (flash/paged attention keeps
-    the attention workspace O(tokens)); sampler = rows x vocab x 10 B.
+    forward = tokens x (3 x ffn_width + qkv_width) / tp x dtype B + tokens x hidden_temporaries x
+    hidden x dtype B (bf16 in PyTorch engines, f32 in llama.cpp's graph); with eager (non-flash) attention, one layer's scores heads/tp x tokens x
+    kv_tokens x score_bytes replace the MLP temporaries when larger; sampler = rows x vocab x
+    bytes_per_logit. Peak = max(forward, sampler), or their sum where the engine's profile run
+    holds both (vLLM V0).
     """
     ffn = ffn_width(m)
     qkv = qkv_width(m)
-    per_token = MLP_TEMPORARIES * ffn + qkv + HIDDEN_TEMPORARIES * m.hidden_size
-    forward = prefill_tokens * per_token * ACTIVATION_DTYPE_BYTES
-    sampler = sampled_rows * m.vocab_size * SAMPLER_BYTES_PER_LOGIT
-    return ActivationUse(max(forward, sampler), forward, sampler, prefill_tokens, sampled_rows, ffn, qkv)
+    mlp = prefill_tokens * MLP_TEMPORARIES * ffn // tp * dtype_bytes
+    scores = 0
+    if eager_attention:
+        heads = max(1, m.num_attention_heads // tp)
+        scores = heads * prefill_tokens * attention_kv_tokens * attention_score_bytes
+    rest = prefill_tokens * (qkv // tp * dtype_bytes) + int(
+        prefill_tokens * hidden_temporaries * m.hidden_size * dtype_bytes
+    )
+    forward = max(mlp, scores) + rest
+    sampler = int(sampled_rows * m.vocab_size * sampler_bytes_per_logit)
+    peak = forward + sampler if sampler_adds else max(forward, sampler)
+    return ActivationUse(
+        peak,
+        forward,
+        scores,
+        sampler,
+        prefill_tokens,
+        sampled_rows,
+        ffn,
+        qkv,
+        hidden_temporaries,
+        sampler_bytes_per_logit,
+        sampler_adds,
+    )

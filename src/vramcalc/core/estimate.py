@@ -5,20 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from vramcalc.core.activations import SAMPLER_BYTES_PER_LOGIT, ActivationUse, activation_bytes
+from vramcalc.core.activations import ActivationUse, activation_bytes
+from vramcalc.core.engines.base import EnginePlan
 from vramcalc.core.formats import WeightFormat, kv_bytes, tensor_bytes
 from vramcalc.core.kv import KvUse, kv_bytes_per_token, kv_cache_bytes, kv_layers
-from vramcalc.core.reserve import CUDA_CONTEXT_BYTES, RUNTIME_OVERHEAD_BYTES, reserve_bytes
 from vramcalc.core.tensors import ParamCounts, param_counts, tensor_inventory
 from vramcalc.errors import SpecError
 from vramcalc.specs import GpuSpec, ModelSpec
 from vramcalc.units import GIB, MIB
 
 SCHEMA_VERSION = 1
-
-# Source: vLLM OpenAI server default max_num_batched_tokens (chunked prefill) for GPUs under
-# 70 GiB, vllm/engine/arg_utils.py EngineArgs.get_batch_defaults (engines.md section 1.5).
-DEFAULT_PREFILL_CHUNK_TOKENS = 2048
 
 # Capacity tiers to mark fits against when no GPU is named (consumer 24, workstation 48, HBM 80).
 DEFAULT_FIT_TARGETS_GIB = (24, 48, 80)
@@ -33,7 +29,6 @@ class Workload:
     fill: float = 1.0
     workers: int = 1
     shared_prefix_tokens: int = 0
-    prefill_tokens: int | None = None
     allow_long_ctx: bool = False
 
 
@@ -78,7 +73,7 @@ class Estimate:
     model: ModelSpec
     params: ParamCounts
     workload: Workload
-    engine: str
+    plan: EnginePlan
     weight_format: WeightFormat
     weights_bytes: int
     checkpoint_bytes: int
@@ -106,18 +101,36 @@ class WeightUse:
     host_bytes: int
 
 
-def weight_bytes(m: ModelSpec, fmt: WeightFormat) -> WeightUse:
-    """Weight bytes per tensor in `fmt`, summed; and what of it the GPU holds.
+# Tensors every tensor-parallel rank holds whole (vLLM ReplicatedLinear for MLA's low-rank
+# down-projections; norms, biases and routers are small and replicated).
+_REPLICATED_ROLES = frozenset({"attn_q_a", "attn_kv_a_mqa", "ffn_gate_inp", "ffn_gate_inp_shexp", "vision"})
 
-    PyTorch engines hold every tensor on the GPU. llama.cpp keeps `token_embd` in host memory
-    (a row lookup) and, for tied embeddings, puts a duplicate `output` copy on the GPU
-    (llama.cpp src/models/gemma2.cpp TENSOR_DUPLICATED; engines.md section 2.5).
+
+def _per_gpu(m: ModelSpec, role: str, rows: int, size: int, tp: int) -> int:
+    """Bytes of one tensor on one of `tp` ranks: sharded 1/tp, except replicated tensors and K/V
+    projections once tp exceeds the KV heads (each rank keeps whole heads)."""
+    if tp == 1 or rows == 1 or role in _REPLICATED_ROLES or role in ("norm", "bias", "attn_sinks"):
+        return size
+    if role in ("attn_k", "attn_v"):
+        return size * max(1, m.num_key_value_heads // tp) // m.num_key_value_heads
+    return size // tp
+
+
+def weight_bytes(m: ModelSpec, fmt: WeightFormat, tp: int = 1) -> WeightUse:
+    """Weight bytes per tensor in `fmt`, summed; and what of it one GPU holds.
+
+    PyTorch engines hold every tensor on the GPU, split over `tp` ranks (column/row-parallel
+    linears and vocab-parallel embeddings 1/tp; vllm/model_executor/layers/linear.py,
+    vocab_parallel_embedding.py). llama.cpp keeps `token_embd` in host memory (a row lookup)
+    and, for tied embeddings, puts a duplicate `output` copy on the GPU (llama.cpp
+    src/models/gemma2.cpp TENSOR_DUPLICATED; engines.md section 2.5).
     """
     tensors = tensor_inventory(m)
     sizes = tensor_bytes(fmt, m, tensors)
     checkpoint = sum(sizes)
     if not fmt.is_gguf:
-        return WeightUse(checkpoint, checkpoint, 0)
+        gpu = sum(_per_gpu(m, t.role, t.rows, size, tp) for t, size in zip(tensors, sizes, strict=True))
+        return WeightUse(gpu, checkpoint, 0)
     embd = sum(s for t, s in zip(tensors, sizes, strict=True) if t.role == "token_embd")
     gpu = checkpoint if m.tie_word_embeddings else checkpoint - embd
     return WeightUse(gpu, checkpoint, embd)
@@ -166,8 +179,6 @@ def _validate(m: ModelSpec, w: Workload) -> list[str]:
             f"--shared-prefix {w.shared_prefix_tokens} exceeds --ctx {w.ctx_tokens}; "
             "the shared prompt is part of each user's context"
         )
-    if w.prefill_tokens is not None and w.prefill_tokens < 1:
-        raise SpecError(f"prefill tokens must be positive, got {w.prefill_tokens}")
     if w.ctx_tokens > m.max_position_embeddings:
         msg = f"--ctx {w.ctx_tokens} exceeds {m.id}'s max_position_embeddings ({m.max_position_embeddings})"
         if not w.allow_long_ctx:
@@ -181,28 +192,52 @@ def estimate(
     workload: Workload,
     weight_format: WeightFormat,
     kv_dtype: str,
+    plan: EnginePlan,
     gpu: GpuSpec | None = None,
-    engine: str = "vllm",
 ) -> Estimate:
-    """Estimate GPU memory for serving `model` to `workload` (pure: specs in, value out)."""
-    m, w = model, workload
+    """Estimate GPU memory for serving `model` to `workload` on the engine `plan` describes.
+
+    Pure: specs in, value out. Per GPU: weights + KV(users) + activation peak + reserve, plus
+    (workers - 1) copies of everything but the KV cache.
+    """
+    m, w, p = model, workload, plan
     warnings = _validate(m, w)
     params = param_counts(m)
-    wu = weight_bytes(m, weight_format)
-    per_token = kv_bytes_per_token(m, kv_dtype)
-    tokens = max(w.shared_prefix_tokens, math.ceil(w.fill * w.ctx_tokens))
-    seq_bytes = kv_cache_bytes(m, kv_dtype, w.ctx_tokens, 1).bytes
-    prefill = w.prefill_tokens or min(w.ctx_tokens, DEFAULT_PREFILL_CHUNK_TOKENS)
-    reserve = reserve_bytes(1)
+    wu = weight_bytes(m, weight_format, p.tp)
+    weights = wu.gpu_bytes + p.extra_weight_bytes
+    per_token = kv_bytes_per_token(m, kv_dtype, p.tp)
+    tokens = (
+        w.ctx_tokens if p.kv_preallocated else max(w.shared_prefix_tokens, math.ceil(w.fill * w.ctx_tokens))
+    )
+    prefix = w.shared_prefix_tokens if p.kv_prefix_sharing else 0
+    kv_options = {
+        "frees_windows": p.kv_frees_windows,
+        "window_extra_tokens": p.kv_window_extra_tokens,
+        "block_tokens": p.kv_block_tokens,
+        "tp": p.tp,
+    }
+    seq_bytes = kv_cache_bytes(m, kv_dtype, w.ctx_tokens, 1, **kv_options).bytes  # type: ignore[arg-type]
+    act = activation_bytes(
+        m,
+        p.prefill_tokens,
+        p.sampled_rows,
+        sampler_bytes_per_logit=p.sampler_bytes_per_logit,
+        hidden_temporaries=p.hidden_temporaries,
+        sampler_adds=p.sampler_adds,
+        eager_attention=p.eager_attention,
+        attention_score_bytes=p.attention_score_bytes,
+        attention_kv_tokens=p.attention_kv_tokens,
+        dtype_bytes=p.activation_dtype_bytes,
+        tp=p.tp,
+    )
+    per_process = weights + act.bytes + p.reserve_bytes
+    copies = (w.workers - 1) * per_process
 
-    def totals(users: int) -> tuple[KvUse, ActivationUse, int, int]:
-        kv = kv_cache_bytes(m, kv_dtype, tokens, users, w.shared_prefix_tokens)
-        act = activation_bytes(m, prefill, math.ceil(users / w.workers))
-        per_process = wu.gpu_bytes + act.bytes + reserve
-        copies = (w.workers - 1) * per_process
-        return kv, act, copies, per_process + copies + kv.bytes
+    def kv_for(users: int) -> KvUse:
+        return kv_cache_bytes(m, kv_dtype, tokens, users, prefix, **kv_options)  # type: ignore[arg-type]
 
-    kv, act, copies, total = totals(w.users)
+    kv = kv_for(w.users)
+    total = per_process + copies + kv.bytes
 
     if gpu is not None:
         usable, basis = usable_gpu_bytes(gpu)
@@ -214,18 +249,18 @@ def estimate(
 
     rows: list[UsersRow] = []
     for u in users_selection(w.users):
-        kv_u, _, _, total_u = totals(u)
-        rows.append(UsersRow(u, kv_u.bytes, total_u, tuple(total_u <= t.usable_bytes for t in targets)))
+        kv_u = kv_for(u).bytes
+        total_u = per_process + copies + kv_u
+        rows.append(UsersRow(u, kv_u, total_u, tuple(total_u <= t.usable_bytes for t in targets)))
 
-    terms = _terms(m, w, weight_format, kv_dtype, wu, per_token, tokens, kv, act, reserve, copies)
-    assumptions = _assumptions(m, w, weight_format, kv_dtype, wu, prefill, gpu_fit)
+    terms = _terms(m, w, p, weight_format, kv_dtype, wu, weights, per_token, tokens, prefix, kv, act, copies)
     return Estimate(
         model=m,
         params=params,
         workload=w,
-        engine=engine,
+        plan=p,
         weight_format=weight_format,
-        weights_bytes=wu.gpu_bytes,
+        weights_bytes=weights,
         checkpoint_bytes=wu.checkpoint_bytes,
         bits_per_weight=wu.checkpoint_bytes * 8 / params.total,
         kv_dtype=kv_dtype,
@@ -233,38 +268,43 @@ def estimate(
         kv_bytes_per_sequence=seq_bytes,
         kv=kv,
         activations=act,
-        reserve_bytes=reserve,
+        reserve_bytes=p.reserve_bytes,
         copies_bytes=copies,
         total_bytes=total,
         terms=terms,
         fit_targets=targets,
         by_users=tuple(rows),
         gpu=gpu_fit,
-        assumptions=tuple(assumptions),
+        assumptions=tuple(_assumptions(m, w, p, weight_format, kv_dtype, gpu_fit)),
         warnings=tuple(warnings),
     )
 
 
-def _kv_formula(m: ModelSpec, kv_dtype: str, tokens: int, users: int, prefix: int) -> str:
-    layers = kv_layers(m)
+def _kv_formula(m: ModelSpec, kv_dtype: str, tokens: int, users: int, prefix: int, p: EnginePlan) -> str:
+    layers = kv_layers(m, p.tp)
     per_layer = kv_bytes(kv_dtype, layers[0].elements_per_token)
+    heads = max(1, m.num_key_value_heads // p.tp)
     what = (
         f"(kv_lora_rank {m.mla.kv_lora_rank} + rope {m.mla.qk_rope_head_dim}) x {kv_dtype}"
         if m.mla
-        else f"2 x {m.num_key_value_heads} kv_heads x {m.head_dim} head_dim x {kv_dtype}"
+        else f"2 x {heads} kv_heads x {m.head_dim} head_dim x {kv_dtype}"
     )
-    n_global = sum(1 for layer in layers if layer.window_tokens is None)
-    n_local = len(layers) - n_global
+    windowed = [lay for lay in layers if lay.window_tokens is not None]
+    full = len(layers) - (len(windowed) if p.kv_frees_windows else 0)
+    block = f", rounded up to {p.kv_block_tokens}-token blocks" if p.kv_block_tokens > 1 else ""
     parts = [f"per layer per token {what} = {per_layer:,} B"]
-    if n_global:
-        parts.append(f"{n_global} global layers x {users} users x {tokens:,} tokens")
-    if n_local:
-        window = layers[[lay.window_tokens is None for lay in layers].index(False)].window_tokens
+    if full:
+        parts.append(f"{full} full-length layers x {users} users x {tokens:,} tokens{block}")
+    if windowed and p.kv_frees_windows:
+        window = windowed[0].window_tokens
         assert window is not None
+        extra = f" + {p.kv_window_extra_tokens:,} in flight" if p.kv_window_extra_tokens else ""
         parts.append(
-            f"{n_local} {m.layer_pattern.local_attention} layers x {users} users x "
-            f"min({tokens:,}, {window:,}) tokens"
+            f"{len(windowed)} {m.layer_pattern.local_attention} layers x {users} users x "
+            f"min({tokens:,}, {window:,}{extra}) tokens{block}"
         )
+    elif windowed:
+        parts.append(f"({p.engine} keeps full-length KV on its {len(windowed)} windowed layers)")
     if prefix and users > 1:
         parts.append(f"minus {users - 1} extra copies of the {prefix:,}-token shared prefix")
     return "; ".join(parts)
@@ -273,14 +313,16 @@ def _kv_formula(m: ModelSpec, kv_dtype: str, tokens: int, users: int, prefix: in
 def _terms(
     m: ModelSpec,
     w: Workload,
+    p: EnginePlan,
     fmt: WeightFormat,
     kv_dtype: str,
     wu: WeightUse,
+    weights_bytes: int,
     per_token: int,
     tokens: int,
+    prefix: int,
     kv: KvUse,
     act: ActivationUse,
-    reserve: int,
     copies: int,
 ) -> tuple[Term, ...]:
     params = param_counts(m)
@@ -289,12 +331,15 @@ def _terms(
         if wu.host_bytes and not m.tie_word_embeddings
         else ""
     )
+    split = f"; per GPU at tp={p.tp}: {wu.gpu_bytes:,} B" if p.tp > 1 else ""
+    extra = f"; + {p.extra_weight_formula}" if p.extra_weight_bytes else ""
     weights = Term(
         "weights",
         "Weights",
-        wu.gpu_bytes,
+        weights_bytes,
         f"{params.total:,} params as {fmt.label}: sum over tensors of stored bytes = "
-        f"{wu.checkpoint_bytes:,} B ({wu.checkpoint_bytes * 8 / params.total:.3f} bits/param){host}",
+        f"{wu.checkpoint_bytes:,} B ({wu.checkpoint_bytes * 8 / params.total:.3f} bits/param)"
+        f"{host}{split}{extra}",
         "tensor shapes from the model's config.json (catalog `source:`); per-format storage in "
         "vramcalc/core/formats.py (llama.cpp ggml-common.h / llama-quant.cpp, AutoAWQ, AutoGPTQ, "
         "bitsandbytes)",
@@ -303,34 +348,28 @@ def _terms(
         "kv_cache",
         "KV cache",
         kv.bytes,
-        _kv_formula(m, kv_dtype, tokens, w.users, w.shared_prefix_tokens)
+        _kv_formula(m, kv_dtype, tokens, w.users, prefix, p)
         + f" = {kv.bytes:,} B ({per_token:,} B per token while every layer holds it)",
-        "KV shape from config (num_key_value_heads, head_dim, layer pattern); windows freed as "
-        "vLLM >= 0.9.1 (hybrid KV manager) and llama.cpp iSWA do",
+        p.kv_source,
     )
+    hidden = f"{act.hidden_temporaries:g} x {m.hidden_size:,} hidden"
     forward = (
-        f"prefill chunk {act.prefill_tokens:,} tokens x (3 x {act.ffn_width:,} ffn + {act.qkv_width:,} qkv "
-        f"+ 4 x {m.hidden_size:,} hidden) x 2 B = {act.forward_bytes:,} B"
+        f"forward of {act.prefill_tokens:,} tokens x (3 x {act.ffn_width:,} ffn + {act.qkv_width:,} qkv "
+        f"+ {hidden}) x {p.activation_dtype_bytes} B"
     )
+    if act.attention_bytes:
+        forward += f" (eager attention scores {act.attention_bytes:,} B replace the MLP part when larger)"
+    forward += f" = {act.forward_bytes:,} B"
     sampler = (
-        f"sampler {act.sampled_rows} rows x {m.vocab_size:,} vocab x {SAMPLER_BYTES_PER_LOGIT} B "
+        f"sampler {act.sampled_rows:,} rows x {m.vocab_size:,} vocab x {act.sampler_bytes_per_logit:g} B "
         f"= {act.sampler_bytes:,} B"
     )
+    combine = "sum" if act.sampler_adds else "max"
     activations = Term(
-        "activations",
-        "Activations",
-        act.bytes,
-        f"max({forward}; {sampler})",
-        "vLLM profile run (gpu_model_runner.profile_run, _dummy_sampler_run); engines.md sections 1.7 and 8",
+        "activations", "Activations", act.bytes, f"{combine}({forward}; {sampler})", p.activation_source
     )
     reserve_term = Term(
-        "reserve",
-        "CUDA + framework reserve",
-        reserve,
-        f"CUDA context {CUDA_CONTEXT_BYTES // MIB} MiB + runtime overhead "
-        f"{RUNTIME_OVERHEAD_BYTES // MIB} MiB = {reserve:,} B per process",
-        "pytorch#107667, #20532, #28113 (CUDA context); pytorch PR #120925 (cuBLASLt "
-        "workspace); vLLM non_torch_memory in tests/calibration",
+        "reserve", "CUDA + framework reserve", p.reserve_bytes, p.reserve_formula, p.reserve_source
     )
     copies_term = Term(
         "copies",
@@ -345,18 +384,20 @@ def _terms(
 def _assumptions(
     m: ModelSpec,
     w: Workload,
+    p: EnginePlan,
     fmt: WeightFormat,
     kv_dtype: str,
-    wu: WeightUse,
-    prefill: int,
     gpu_fit: GpuFit | None,
 ) -> list[str]:
-    out = [f"weights format: {fmt.label}", f"KV cache dtype: {kv_dtype}"]
+    out = [f"engine {p.engine} {p.version}", f"weights format: {fmt.label}", f"KV cache dtype: {kv_dtype}"]
     if m.layer_pattern.kind != "all_global":
-        out.append(
-            f"{m.layer_pattern.local_attention} layers keep at most {m.layer_pattern.window_tokens:,} "
-            "tokens (the engine frees KV outside the window)"
-        )
+        if p.kv_frees_windows:
+            out.append(
+                f"{m.layer_pattern.local_attention} layers keep at most {m.layer_pattern.window_tokens:,} "
+                "tokens (+ tokens in flight): the engine frees KV outside the window"
+            )
+        else:
+            out.append(f"{p.engine} {p.version} gives windowed layers full-length KV (no window savings)")
     if fmt.is_gguf:
         out.append(
             "llama.cpp placement: token_embd stays in host memory; "
@@ -370,7 +411,7 @@ def _assumptions(
         out.append("every user at the full --ctx at once (worst case)")
     if w.shared_prefix_tokens:
         out.append(f"{w.shared_prefix_tokens:,}-token shared prefix held once (prefix caching)")
-    out.append(f"activation peak from a {prefill:,}-token prefill chunk and one sampled row per user")
+    out += list(p.assumptions)
     if w.workers > 1:
         out.append(f"{w.workers} worker processes each load their own copy of the model")
     if gpu_fit is not None:

@@ -1,0 +1,34 @@
+"""Print every engine calibration point (measured vs ours) and the median / worst error per engine.
+
+Usage: .venv/bin/python scripts/engine_accuracy.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.engine_records import Point, summary, transformers_points, vllm_points
+
+
+def show(title: str, points: list[Point]) -> None:
+    print(f"\n{title}")
+    print(f"{'record':<48} {'figure':<20} {'measured':>12} {'ours':>12} {'error':>8}  note")
+    for p in points:
+        if p.kind == "starts":
+            err = "ok" if p.rel_error == 0 else "WRONG"
+            print(f"{p.record:<48} {p.figure:<20} {p.measured!s:>12} {p.ours!s:>12} {err:>8}")
+            continue
+        note = "xfail: " + p.xfail[:60] + "..." if p.xfail else ""
+        print(
+            f"{p.record:<48} {p.figure:<20} {p.measured:>12.4g} {p.ours:>12.4g} {p.rel_error:>+8.2%}  {note}"
+        )
+    median, worst = summary(points)
+    print(f"median |error| {median:.2%}, worst {worst:.2%} (xfail points excluded)")
+
+
+if __name__ == "__main__":
+    show("vLLM (KV pool, blocks, capacity, concurrency, starts)", vllm_points())
+    show("transformers generate() peak (Qwen2.5 benchmark)", transformers_points())

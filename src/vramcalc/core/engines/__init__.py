@@ -1,0 +1,98 @@
+"""Engine profiles: one module per engine, each answering the same questions as data."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import TYPE_CHECKING
+
+from vramcalc.core.engines.base import Engine, EngineSettings
+from vramcalc.core.engines.common import parse_version
+from vramcalc.errors import SpecError
+
+if TYPE_CHECKING:
+    from vramcalc.specs import ModelSpec
+
+_MODULES = {
+    "vllm": "vramcalc.core.engines.vllm",
+    "sglang": "vramcalc.core.engines.sglang",
+    "tgi": "vramcalc.core.engines.tgi",
+    "transformers": "vramcalc.core.engines.transformers",
+    "llama.cpp": "vramcalc.core.engines.llamacpp",
+    "ollama": "vramcalc.core.engines.ollama",
+}
+ENGINE_NAMES = tuple(_MODULES)
+DEFAULT_ENGINE = "vllm"
+
+SETTING_FLAGS = {
+    "gpu_util": "--gpu-util",
+    "max_num_seqs": "--max-num-seqs",
+    "max_num_batched_tokens": "--max-num-batched-tokens",
+    "ubatch": "--ubatch",
+    "flash_attn": "--flash-attn/--no-flash-attn",
+    "tp": "--tp",
+    "prompt_tokens": "--prompt-tokens",
+}
+
+
+def get_engine(name: str) -> Engine:
+    engine: Engine = importlib.import_module(_MODULES[name]).ENGINE
+    return engine
+
+
+def resolve_engine(text: str) -> tuple[Engine, str]:
+    """'vllm' or 'vllm@0.19.1' -> (engine, version). Versions between known ones take the
+    behaviour of the newest known version at or below them."""
+    name, _, version = text.strip().partition("@")
+    name = name.lower()
+    if name not in _MODULES:
+        close = difflib.get_close_matches(name, ENGINE_NAMES, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise SpecError(f"unknown --engine {text!r}{hint} (known: {', '.join(ENGINE_NAMES)})")
+    engine = get_engine(name)
+    if not version:
+        return engine, engine.default_version
+    asked = parse_version(version)
+    known = ", ".join(engine.versions)
+    if asked is None:
+        raise SpecError(
+            f"--engine {text!r}: {version!r} is not a version like 0.19.1 (known {name}: {known})"
+        )
+    eligible = [v for v in engine.versions if parse_version(v) <= asked]  # type: ignore[operator]
+    newest = parse_version(engine.versions[-1])
+    assert newest is not None
+    if not eligible or asked[:2] > newest[:2]:
+        raise SpecError(
+            f"--engine {text!r}: no profile for {name} {version} (known {name} versions: {known}; "
+            f"versions between two known ones behave like the older)"
+        )
+    return engine, version
+
+
+def check_kv_dtype(engine: Engine, kv_dtype: str) -> None:
+    if kv_dtype not in engine.kv_dtypes:
+        raise SpecError(
+            f"{engine.name} has no {kv_dtype} KV cache (--kv-dtype for {engine.name}: "
+            f"{', '.join(('auto', *engine.kv_dtypes))})"
+        )
+
+
+def check_settings(engine: Engine, settings: EngineSettings, model: ModelSpec) -> None:
+    """Refuse a setting the engine does not have (naming the ones it does) or values it rejects."""
+    for key in settings.given():
+        if key not in engine.settings:
+            have = ", ".join(SETTING_FLAGS[k] for k in SETTING_FLAGS if k in engine.settings) or "none"
+            raise SpecError(
+                f"{engine.name} has no {SETTING_FLAGS[key]} setting ({engine.name} takes: {have})"
+            )
+    if settings.gpu_util is not None and not 0 < settings.gpu_util <= 1:
+        raise SpecError(f"--gpu-util must be in (0, 1], got {settings.gpu_util}")
+    for key in ("max_num_seqs", "max_num_batched_tokens", "ubatch", "prompt_tokens", "tp"):
+        value = getattr(settings, key)
+        if value is not None and value < 1:
+            raise SpecError(f"{SETTING_FLAGS[key]} must be a positive integer, got {value}")
+    if model.num_attention_heads % settings.tp:
+        raise SpecError(
+            f"--tp {settings.tp} does not divide {model.id}'s {model.num_attention_heads} attention heads; "
+            "choose a divisor, or split layers over GPUs with pipeline parallelism instead"
+        )

@@ -1,0 +1,128 @@
+"""What every engine profile answers, as data the one estimator consumes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vramcalc.core.estimate import Estimate, Workload
+    from vramcalc.core.formats import WeightFormat
+    from vramcalc.specs import GpuSpec, ModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Engine settings as the user gave them; None means the engine's own default."""
+
+    gpu_util: float | None = None
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    ubatch: int | None = None
+    flash_attn: bool | None = None
+    tp: int = 1
+    prompt_tokens: int | None = None
+
+    def given(self) -> dict[str, object]:
+        """The settings the user set explicitly (tp counts when it is not 1)."""
+        names = (
+            "gpu_util",
+            "max_num_seqs",
+            "max_num_batched_tokens",
+            "ubatch",
+            "flash_attn",
+            "prompt_tokens",
+        )
+        out: dict[str, object] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        if self.tp != 1:
+            out["tp"] = self.tp
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class EnginePlan:
+    """How an engine turns a workload into memory: the parameters of the shared formulas.
+
+    Every field feeds one of the core functions (kv_cache_bytes, activation_bytes, weight_bytes,
+    reserve) - engines differ in these values, never in the formulas.
+    """
+
+    engine: str
+    version: str
+    kv_frees_windows: bool  # sliding/chunked layers keep only their window (else full length)
+    kv_window_extra_tokens: int  # tokens a windowed layer keeps beyond the window (in flight)
+    kv_block_tokens: int  # allocation granularity per sequence (vLLM 16, llama.cpp 256 cells)
+    kv_preallocated: bool  # every sequence's cells exist up front (llama.cpp): --fill does not shrink KV
+    kv_prefix_sharing: bool  # a shared prompt prefix is stored once (prefix caching)
+    prefill_tokens: int  # tokens in the profiled / largest forward chunk
+    sampled_rows: int  # rows of vocab-sized logits the engine reserves
+    sampler_bytes_per_logit: float  # bytes per vocab entry per row in the sampler
+    sampler_adds: bool  # the profile holds forward and sampler memory at once (vLLM V0)
+    hidden_temporaries: float  # hidden-sized activation buffers per token (fused kernels: fewer)
+    eager_attention: bool  # scores materialised (heads x q x kv): HF eager, llama.cpp without FA
+    attention_score_bytes: int  # bytes per score element when eager
+    attention_kv_tokens: int  # kv length of the materialised scores (0 when not eager)
+    activation_dtype_bytes: int  # 2 for PyTorch bf16 activations, 4 for llama.cpp's f32 graph
+    tp: int
+    extra_weight_bytes: int  # per GPU, e.g. vLLM's rotary cos/sin cache
+    extra_weight_formula: str  # how extra_weight_bytes was computed ("" when zero)
+    reserve_bytes: int  # per process per GPU: CUDA context + runtime the engine holds
+    reserve_formula: str
+    reserve_source: str
+    activation_source: str
+    kv_source: str
+    assumptions: tuple[str, ...] = field(default=())
+    settings: dict[str, int | float | bool | str] = field(default_factory=dict)  # resolved, for output
+
+
+@dataclass(frozen=True, slots=True)
+class EngineFigure:
+    """One figure as the engine itself reports it, with our formula and source."""
+
+    key: str
+    label: str
+    value: int | float | bool
+    unit: str
+    formula: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineView:
+    """What the engine will do on a given GPU: its startup figures and whether it starts."""
+
+    engine: str
+    version: str
+    starts: bool
+    figures: tuple[EngineFigure, ...]
+    notes: tuple[str, ...] = ()
+
+    def value(self, key: str) -> int | float | bool:
+        for fig in self.figures:
+            if fig.key == key:
+                return fig.value
+        raise KeyError(key)
+
+
+PlanFn = Callable[
+    ["ModelSpec", "Workload", "WeightFormat", str, "GpuSpec | None", EngineSettings, str], EnginePlan
+]
+ViewFn = Callable[["Estimate", "GpuSpec", EngineSettings, str], EngineView]
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """One engine profile (one module per engine under vramcalc.core.engines)."""
+
+    name: str
+    versions: tuple[str, ...]  # behaviour changes we model, oldest first; the last is the default
+    settings: frozenset[str]  # EngineSettings fields this engine has
+    gguf: bool  # serves GGUF files (llama.cpp family)
+    kv_dtypes: tuple[str, ...]  # KV cache dtypes it offers (our names: bf16, fp16, fp8, q8_0, q4_0)
+    plan: PlanFn
+    view: ViewFn
+
+    @property
+    def default_version(self) -> str:
+        return self.versions[-1]

@@ -1,0 +1,160 @@
+"""Hugging Face transformers `generate()`: weights, a growing DynamicCache and one prefill's
+temporaries; Gemma-2 runs eager attention, whose scores grow with the square of the prompt."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vramcalc.core.engines.base import Engine, EngineFigure, EnginePlan, EngineSettings, EngineView
+from vramcalc.core.engines.common import CUDA_CONTEXT_BYTES, RUNTIME_OVERHEAD_BYTES
+from vramcalc.core.estimate import usable_gpu_bytes
+from vramcalc.units import MIB
+
+if TYPE_CHECKING:
+    from vramcalc.core.estimate import Estimate, Workload
+    from vramcalc.core.formats import WeightFormat
+    from vramcalc.specs import GpuSpec, ModelSpec
+
+NAME = "transformers"
+# 5.24: dtype="auto" loads the checkpoint dtype (transformers/modeling_utils.py). 4.x loaded
+# float32 unless torch_dtype was given; we size the dtype the user names (--quant / --bits).
+VERSIONS = ("5.24",)
+SETTINGS = frozenset({"flash_attn", "prompt_tokens"})
+
+# Families whose attention cannot use SDPA: transformers/models/gemma2/modeling_gemma2.py sets
+# _supports_sdpa = False (soft-capping), so without flash-attention-2 it runs eager attention.
+EAGER_FAMILIES = frozenset({"gemma2"})
+
+# Source: eager softmax peak per score = bf16 input (2 B) + fp32 softmax output (4 B)
+# (gemma2 eager_attention_forward; engines.md section 5.3).
+EAGER_SCORE_BYTES = 6
+
+# Source: generate() keeps logits for the last position only (logits_to_keep=1,
+# transformers/generation/utils.py) and upcasts them: bf16 (2 B) + fp32 (4 B) per vocab entry.
+LOGIT_BYTES = 6
+
+# Source: Qwen2.5 speed benchmark (tests/calibration hf-qwen25-* records): peak minus weights and
+# KV grows by ~140 KB per prompt token for Qwen2.5-7B = 3 x intermediate + qkv + ~3 x hidden in
+# bf16 (unfused MLP and residual buffers, unlike vLLM's fused kernels).
+HIDDEN_TEMPORARIES = 3.0
+
+
+def plan(
+    model: ModelSpec,
+    workload: Workload,
+    fmt: WeightFormat,
+    kv_dtype: str,
+    gpu: GpuSpec | None,
+    settings: EngineSettings,
+    version: str,
+) -> EnginePlan:
+    m, w = model, workload
+    prompt = min(settings.prompt_tokens or w.ctx_tokens, w.ctx_tokens)
+    eager = m.family in EAGER_FAMILIES and not settings.flash_attn
+    reserve = CUDA_CONTEXT_BYTES + RUNTIME_OVERHEAD_BYTES
+    notes = [
+        f"one generate() over a batch of {w.users} with {prompt:,}-token prompts; KV for the whole --ctx",
+        "peak = weights + KV + the prefill's temporaries (torch max_memory_allocated) + CUDA context",
+    ]
+    if eager:
+        notes.append(
+            f"{m.family} runs eager attention: scores {m.num_attention_heads} heads x prompt^2 x 6 B per layer"
+        )
+    return EnginePlan(
+        engine=NAME,
+        version=version,
+        kv_frees_windows=True,  # DynamicSlidingWindowLayer keeps window - 1 tokens after prefill
+        kv_window_extra_tokens=0,
+        kv_block_tokens=1,
+        kv_preallocated=False,
+        kv_prefix_sharing=False,
+        prefill_tokens=prompt * w.users,
+        sampled_rows=w.users,
+        sampler_bytes_per_logit=LOGIT_BYTES,
+        sampler_adds=False,
+        hidden_temporaries=HIDDEN_TEMPORARIES,
+        eager_attention=eager,
+        attention_score_bytes=EAGER_SCORE_BYTES,
+        attention_kv_tokens=prompt,
+        activation_dtype_bytes=2,
+        tp=settings.tp,
+        extra_weight_bytes=0,
+        extra_weight_formula="",
+        reserve_bytes=reserve,
+        reserve_formula=(
+            f"CUDA context {CUDA_CONTEXT_BYTES // MIB} MiB + cuBLAS workspace / allocator slack "
+            f"{RUNTIME_OVERHEAD_BYTES // MIB} MiB = {reserve:,} B"
+        ),
+        reserve_source="pytorch#107667, #20532 (CUDA context); pytorch PR #120925 (cuBLASLt workspace)",
+        activation_source=(
+            "transformers/generation/utils.py (logits_to_keep), models/gemma2 eager_attention_forward; "
+            "hidden buffers calibrated on the Qwen2.5 benchmark records"
+        ),
+        kv_source="transformers/cache_utils.py DynamicCache (sliding layers keep window - 1 tokens)",
+        assumptions=tuple(notes),
+        settings={"prompt_tokens": prompt, "batch_size": w.users, "attn": "eager" if eager else "sdpa/flash"},
+    )
+
+
+def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: str) -> EngineView:
+    """Peak of one generate(): what torch.cuda.max_memory_allocated reports, and the process total."""
+    e = estimate
+    peak = e.weights_bytes + e.kv.bytes + e.activations.bytes
+    process = peak + e.reserve_bytes
+    usable, _ = usable_gpu_bytes(gpu)
+    figures = (
+        EngineFigure(
+            "weights_bytes_per_gpu",
+            "model parameters",
+            e.weights_bytes,
+            "bytes",
+            "sum of stored tensor bytes",
+            "transformers/modeling_utils.py from_pretrained",
+        ),
+        EngineFigure(
+            "kv_cache_bytes",
+            "past_key_values",
+            e.kv.bytes,
+            "bytes",
+            "DynamicCache at the end of generation",
+            "transformers/cache_utils.py",
+        ),
+        EngineFigure(
+            "activation_peak_bytes",
+            "prefill temporaries",
+            e.activations.bytes,
+            "bytes",
+            "see activations term",
+            "transformers modeling code",
+        ),
+        EngineFigure(
+            "peak_bytes",
+            "torch.cuda.max_memory_allocated()",
+            peak,
+            "bytes",
+            f"{e.weights_bytes:,} + {e.kv.bytes:,} + {e.activations.bytes:,}",
+            "engines.md section 5.5",
+        ),
+        EngineFigure(
+            "process_bytes",
+            "GPU memory the process holds (nvidia-smi)",
+            process,
+            "bytes",
+            f"peak + reserve {e.reserve_bytes:,}",
+            "CUDA context + allocator",
+        ),
+        EngineFigure(
+            "starts",
+            "fits (no CUDA out of memory)",
+            process <= usable,
+            "",
+            "process bytes <= usable memory",
+            "torch.OutOfMemoryError otherwise",
+        ),
+    )
+    notes = () if process <= usable else (f"CUDA out of memory: needs {process / 2**30:.2f} GiB",)
+    return EngineView(NAME, version, process <= usable, figures, notes)
+
+
+# Source: transformers cache dtypes = model dtype (quantized caches not modelled).
+ENGINE = Engine(NAME, VERSIONS, SETTINGS, False, ("bf16", "fp16"), plan, view)

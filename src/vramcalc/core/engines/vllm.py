@@ -1,0 +1,348 @@
+"""vLLM: a share of the whole card is pre-allocated, and what weights and the profiled peak leave
+becomes a pool of 16-token KV blocks."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from vramcalc.core.engines.base import Engine, EngineFigure, EnginePlan, EngineSettings, EngineView
+from vramcalc.core.engines.common import (
+    CUDA_CONTEXT_BYTES,
+    cuda_total_bytes,
+    version_at_least,
+)
+from vramcalc.core.formats import kv_bytes
+from vramcalc.core.kv import kv_layers
+from vramcalc.units import GIB, MIB
+
+if TYPE_CHECKING:
+    from vramcalc.core.estimate import Estimate, Workload
+    from vramcalc.core.formats import WeightFormat
+    from vramcalc.specs import GpuSpec, ModelSpec
+
+NAME = "vllm"
+# Behaviour changes we model, oldest first; the last is the default ("current vLLM").
+# 0.6: V0 engine. 0.9.0: V1, sliding windows as full attention. 0.9.1: hybrid KV manager
+# (PR #17996). 0.19: NCCL outside the budget, graphs still outside. 0.33: CUDA-graph estimate
+# inside the budget (default since 0.21), async scheduling doubles in-flight tokens, >=160 GiB tier.
+VERSIONS = ("0.6", "0.9.0", "0.9.1", "0.19", "0.33")
+SETTINGS = frozenset({"gpu_util", "max_num_seqs", "max_num_batched_tokens", "tp"})
+
+# Source: vllm/config/cache.py CacheConfig (gpu_memory_utilization 0.9, block_size 16).
+DEFAULT_GPU_UTIL = 0.9
+BLOCK_TOKENS = 16
+
+# Source: calibrated on the five vLLM V1 records in tests/calibration/measurements.yaml
+# (llm-d H100 logs: peak activation / (1024 rows x vocab) = 38.4, 38.5, 38.9, 38.9, 39.6 B for
+# vocabularies of 151,936, 201,088 and 128,256); the median is used. It matches the PyTorch
+# sort-based top-k/top-p sampler path in vllm/v1/sample: fp32 logits, sorted values, int64
+# indices, softmax, cumsum, mask, scattered logits, probabilities, exponential noise (~41 B).
+SAMPLER_BYTES_PER_LOGIT = 38.9
+
+# Source: vLLM V0 profile (RTX 3090 records, vllm-project/vllm#10517): peak minus weights at
+# max_model_len 20,000 / 29,000 = 2.07 / 2.99 GiB: a slope of one hidden buffer per token beside
+# the fused gate_up/activation/qkv outputs, plus fp32 logits for 256 sampled rows.
+HIDDEN_TEMPORARIES = 1.0
+V0_LOGIT_BYTES = 4
+
+# Source: non_torch_memory in the vLLM records (tests/calibration): 0.13-0.14 GiB on one H100
+# (V1), 0.35 GiB on the RTX 3090 log (V0), 0.55 GiB per rank at TP=2 (NCCL + custom all-reduce).
+NON_TORCH_V1_BYTES = int(0.13 * GIB)
+NON_TORCH_V0_BYTES = int(0.35 * GIB)
+NON_TORCH_TP_EXTRA_BYTES = int(0.42 * GIB)
+
+# Source: shared/reference/engines.md section 1.8 (0.2-1 GiB for dense 7-30B models); the
+# positive values in the records are 0.10, 0.39, 0.60 and 1.03 GiB (median 0.5).
+CUDA_GRAPH_BYTES = 512 * MIB
+
+
+def _batch_defaults(version: str, gpu: GpuSpec | None) -> tuple[int, int]:
+    """(max_num_seqs, max_num_batched_tokens) of `vllm serve` by device memory.
+
+    Source: vllm/engine/arg_utils.py EngineArgs.get_batch_defaults (engines.md section 1.5):
+    >= 160 GiB (0.33+) 1024/16384; >= 70 GiB and not A100 / GB10: 1024/8192; else 256/2048.
+    """
+    if gpu is None:
+        return 256, 2048
+    total_gib = cuda_total_bytes(gpu) / GIB
+    name = gpu.name.lower()
+    if version_at_least(version, "0.33") and total_gib >= 160:
+        return 1024, 16384
+    if total_gib >= 70 and "a100" not in name and "gb10" not in name:
+        return 1024, 8192
+    return 256, 2048
+
+
+def _resolved(
+    m: ModelSpec, w: Workload, gpu: GpuSpec | None, s: EngineSettings, version: str
+) -> dict[str, int | float]:
+    seqs, batched = _batch_defaults(version, gpu)
+    max_len = w.ctx_tokens
+    if version_at_least(version, "0.9.0"):
+        seqs = s.max_num_seqs or seqs
+        batched = s.max_num_batched_tokens or batched
+        batched = min(batched, seqs * max_len)
+        seqs = min(seqs, batched)
+    else:
+        # V0: chunked prefill only above 32K context; otherwise one prefill of max_model_len.
+        seqs = s.max_num_seqs or 256
+        default_batched = 512 if max_len > 32768 else max(max_len, 2048)
+        batched = s.max_num_batched_tokens or default_batched
+    return {
+        "gpu_memory_utilization": s.gpu_util or DEFAULT_GPU_UTIL,
+        "max_num_seqs": seqs,
+        "max_num_batched_tokens": batched,
+        "max_model_len": max_len,
+        "tensor_parallel_size": s.tp,
+        "block_size": BLOCK_TOKENS,
+    }
+
+
+def _hma(m: ModelSpec, version: str) -> bool:
+    """The hybrid KV-cache manager gives windowed layers their own groups (0.9.1+), except for
+    chunked local attention, where it is turned off by default (vllm/config/vllm.py)."""
+    return version_at_least(version, "0.9.1") and m.layer_pattern.local_attention != "chunked"
+
+
+def _in_flight(version: str, batched: int) -> int:
+    # Source: vllm/v1/kv_cache_interface.py SlidingWindowSpec: window - 1 + in-flight tokens;
+    # 0.33 counts max_concurrent_batches (2 with async scheduling) x max_num_batched_tokens.
+    return (2 if version_at_least(version, "0.33") else 1) * batched
+
+
+def plan(
+    model: ModelSpec,
+    workload: Workload,
+    fmt: WeightFormat,
+    kv_dtype: str,
+    gpu: GpuSpec | None,
+    settings: EngineSettings,
+    version: str,
+) -> EnginePlan:
+    m = model
+    r = _resolved(m, workload, gpu, settings, version)
+    v0 = not version_at_least(version, "0.9.0")
+    batched, seqs = int(r["max_num_batched_tokens"]), int(r["max_num_seqs"])
+    rotary = m.mla.qk_rope_head_dim if m.mla else m.head_dim
+    rope_bytes = m.max_position_embeddings * rotary * 2
+    non_torch = NON_TORCH_V0_BYTES if v0 else NON_TORCH_V1_BYTES
+    if settings.tp > 1:
+        non_torch += NON_TORCH_TP_EXTRA_BYTES
+    reserve = CUDA_CONTEXT_BYTES + non_torch + CUDA_GRAPH_BYTES
+    assumptions = [
+        f"vLLM {version} defaults: max_num_seqs {seqs}, max_num_batched_tokens {batched:,}, "
+        f"gpu_memory_utilization {r['gpu_memory_utilization']:g}",
+        f"activation peak = the profile run: {'forward + ' if v0 else 'max of forward and '}"
+        f"sampler over {min(seqs, batched)} rows",
+    ]
+    return EnginePlan(
+        engine=NAME,
+        version=version,
+        kv_frees_windows=_hma(m, version),
+        kv_window_extra_tokens=_in_flight(version, batched),
+        kv_block_tokens=BLOCK_TOKENS,
+        kv_preallocated=False,
+        kv_prefix_sharing=True,
+        prefill_tokens=batched,
+        sampled_rows=min(seqs, batched),
+        sampler_bytes_per_logit=V0_LOGIT_BYTES if v0 else SAMPLER_BYTES_PER_LOGIT,
+        sampler_adds=v0,
+        hidden_temporaries=HIDDEN_TEMPORARIES,
+        eager_attention=False,
+        attention_score_bytes=0,
+        attention_kv_tokens=0,
+        activation_dtype_bytes=2,
+        tp=settings.tp,
+        extra_weight_bytes=rope_bytes,
+        extra_weight_formula=(
+            f"rotary cos/sin cache {m.max_position_embeddings:,} positions x {rotary} x 2 B = {rope_bytes:,} B"
+        ),
+        reserve_bytes=reserve,
+        reserve_formula=(
+            f"CUDA context {CUDA_CONTEXT_BYTES // MIB} MiB + non-torch {non_torch / GIB:.2f} GiB + CUDA graphs "
+            f"{CUDA_GRAPH_BYTES // MIB} MiB = {reserve:,} B"
+        ),
+        reserve_source=(
+            "CUDA context: pytorch#107667/#20532; non-torch and graphs: vLLM records in tests/calibration "
+            "(engines.md sections 1.1 and 1.8)"
+        ),
+        activation_source=(
+            "vllm/v1/worker/gpu_model_runner.py profile_run + _dummy_sampler_run; sampler bytes per logit "
+            "calibrated on tests/calibration vLLM records"
+        ),
+        kv_source=(
+            "vllm/v1/kv_cache_interface.py (page = 16 tokens x kv_heads x head_dim x 2 x dtype; sliding "
+            "window keeps window - 1 + in-flight tokens + 1 block); hybrid manager since 0.9.1"
+        ),
+        assumptions=tuple(assumptions),
+        settings=dict(r),
+    )
+
+
+def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: str) -> EngineView:
+    """The startup figures vLLM logs, from the same weights, activation and reserve terms.
+
+    KV pool = ceil(util x total) - weights - activation peak - non-torch (- graphs since 0.21);
+    blocks = floor(pool / (page x layers per group)); capacity and concurrency as
+    vllm/v1/core/kv_cache_utils.py reports them (engines.md sections 1.1-1.4).
+    """
+    e, m, p = estimate, estimate.model, estimate.plan
+    r = p.settings
+    util = float(r["gpu_memory_utilization"])
+    max_len = int(r["max_model_len"])
+    total = cuda_total_bytes(gpu)
+    requested = math.ceil(util * total)
+    v0 = not version_at_least(version, "0.9.0")
+    non_torch = (NON_TORCH_V0_BYTES if v0 else NON_TORCH_V1_BYTES) + (
+        NON_TORCH_TP_EXTRA_BYTES if p.tp > 1 else 0
+    )
+    graphs_inside = version_at_least(version, "0.21")
+    graphs = CUDA_GRAPH_BYTES if graphs_inside else 0
+    pool = requested - e.weights_bytes - e.activations.bytes - non_torch - graphs
+
+    layers = kv_layers(m, p.tp)
+    page = BLOCK_TOKENS * kv_bytes(e.kv_dtype, layers[0].elements_per_token)
+    n_full = sum(1 for lay in layers if lay.window_tokens is None or not p.kv_frees_windows)
+    n_local = len(layers) - n_full
+    if n_local and n_full:
+        small, large = min(n_full, n_local), max(n_full, n_local)
+        group = large if large < 1.5 * small else small
+        full_groups, local_groups = math.ceil(n_full / group), math.ceil(n_local / group)
+    else:
+        group, full_groups, local_groups = len(layers), 1, 0
+    blocks = max(0, pool // (page * group))
+    per_request = full_groups * math.ceil(max_len / BLOCK_TOKENS)
+    if local_groups:
+        window = next(lay.window_tokens for lay in layers if lay.window_tokens is not None)
+        assert window is not None
+        span = min(window - 1 + p.kv_window_extra_tokens, max_len)
+        per_request += local_groups * (math.ceil(span / BLOCK_TOKENS) + 1)
+    concurrency = blocks / per_request if per_request else 0.0
+    n_groups = full_groups + local_groups
+    if version_at_least(version, "0.33"):
+        capacity = math.floor(concurrency * max_len)
+    else:
+        capacity = (blocks // n_groups) * BLOCK_TOKENS
+    starts = pool > 0 and concurrency >= 1
+    process = requested + CUDA_CONTEXT_BYTES + (0 if graphs_inside else CUDA_GRAPH_BYTES)
+    usable = (gpu.usable_mib or 0) * MIB or total
+    figures = (
+        EngineFigure(
+            "cuda_total_bytes",
+            "total_gpu_memory",
+            total,
+            "bytes",
+            f"{total:,} B as CUDA reports it",
+            "catalog cuda_total_mib, or nvidia-smi total - 480 MiB",
+        ),
+        EngineFigure(
+            "requested_bytes",
+            "requested memory (gpu_memory_utilization x total)",
+            requested,
+            "bytes",
+            f"ceil({util:g} x {total:,})",
+            "vllm/v1/worker/utils.py request_memory",
+        ),
+        EngineFigure(
+            "weights_bytes_per_gpu",
+            "Model loading took",
+            e.weights_bytes,
+            "bytes",
+            "weights per GPU + rotary cache",
+            "vllm/v1/worker/gpu_model_runner.py load_model",
+        ),
+        EngineFigure(
+            "activation_peak_bytes",
+            "torch peak memory increase",
+            e.activations.bytes,
+            "bytes",
+            "see activations term",
+            p.activation_source,
+        ),
+        EngineFigure(
+            "non_torch_bytes",
+            "non-torch memory",
+            non_torch,
+            "bytes",
+            f"{non_torch / GIB:.2f} GiB",
+            "vLLM records in tests/calibration",
+        ),
+        EngineFigure(
+            "cuda_graph_bytes",
+            "CUDA graph memory (estimated)",
+            CUDA_GRAPH_BYTES,
+            "bytes",
+            "inside the budget" if graphs_inside else "captured after the KV cache, outside the budget",
+            "vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS (default on since 0.21)",
+        ),
+        EngineFigure(
+            "kv_pool_bytes",
+            "Available KV cache memory",
+            pool,
+            "bytes",
+            f"{requested:,} - {e.weights_bytes:,} - {e.activations.bytes:,} - {non_torch:,}"
+            + (f" - {graphs:,}" if graphs else "")
+            + f" = {pool:,}",
+            "vllm/v1/worker/gpu_worker.py determine_available_memory",
+        ),
+        EngineFigure(
+            "num_gpu_blocks",
+            "GPU blocks",
+            blocks,
+            "blocks",
+            f"floor({pool:,} / ({page:,} B page x {group} layers))",
+            "vllm/v1/core/kv_cache_utils.py get_num_blocks",
+        ),
+        EngineFigure(
+            "kv_capacity_tokens",
+            "GPU KV cache size",
+            capacity,
+            "tokens",
+            f"{'max_concurrency x max_model_len' if version_at_least(version, '0.33') else f'{blocks} // {n_groups} groups x 16'}",
+            "vllm/v1/core/kv_cache_utils.py _report_kv_cache_config",
+        ),
+        EngineFigure(
+            "max_concurrency",
+            f"Maximum concurrency for {max_len:,} tokens per request",
+            round(concurrency, 2),
+            "x",
+            f"{blocks} blocks / {per_request} blocks per request",
+            "get_max_concurrency_for_kv_cache_config",
+        ),
+        EngineFigure(
+            "process_bytes",
+            "GPU memory the process holds",
+            process,
+            "bytes",
+            "requested + CUDA context" + ("" if graphs_inside else " + CUDA graphs"),
+            "engines.md section 1.1",
+        ),
+        EngineFigure(
+            "starts",
+            "starts",
+            starts,
+            "",
+            "KV pool > 0 and one request of max_model_len fits",
+            "vLLM raises at startup otherwise",
+        ),
+    )
+    notes: list[str] = []
+    if not starts:
+        notes.append(
+            "vLLM would refuse to start: "
+            + (
+                "no memory left for KV blocks"
+                if pool <= 0
+                else f"max_model_len {max_len:,} exceeds the KV pool"
+            )
+        )
+    if process > usable:
+        notes.append(
+            f"the process would hold {process / GIB:.2f} GiB, more than the card's {usable / GIB:.2f} GiB"
+        )
+    return EngineView(NAME, version, starts and process <= usable, figures, tuple(notes))
+
+
+# Source: vllm/config/cache.py CacheDType (auto = model dtype; fp8, fp8_e4m3, fp8_e5m2).
+ENGINE = Engine(NAME, VERSIONS, SETTINGS, False, ("bf16", "fp16", "fp8"), plan, view)

@@ -1,0 +1,182 @@
+"""Engine-level calibration: each published engine figure in tests/calibration/measurements.yaml
+against what vramcalc predicts with the same model, GPU and settings.
+
+Shared by tests/test_engine_calibration.py and scripts/engine_accuracy.py. Figures are read from
+the records (never copied here); this module only says how to reproduce each record's setup.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from tests.calibration_weights import load_records
+from vramcalc.catalog import Catalog
+from vramcalc.core.engines.base import EngineSettings
+from vramcalc.core.estimate import Workload
+from vramcalc.core.scenario import Scenario, run
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How to rerun a record: catalog model and GPU, engine@version, weights, tp."""
+
+    model: str
+    gpu: str
+    engine: str
+    quant: str
+    tp: int = 1
+    why: str = ""
+
+
+# vLLM records. The RTX 3090 logs are vLLM V0 (they print "GB" for GiB and a V0 memory profile);
+# the llm-d H100 table does not name its version, but its own arithmetic (KV = 0.9 x total -
+# weights - peak activation - non-torch, CUDA graphs not subtracted) is the 0.9.1-0.20 budget.
+VLLM_SETUPS = {
+    "vllm-llama31-8b-3090-mml20k": Setup("llama-3.1-8b", "rtx-3090", "vllm@0.6", "bf16"),
+    "vllm-llama31-8b-3090-mml29k-fail": Setup("llama-3.1-8b", "rtx-3090", "vllm@0.6", "bf16"),
+    "vllm-llama31-8b-h100-mml16000": Setup("llama-3.1-8b", "h100-sxm", "vllm@0.19", "bf16"),
+    "vllm-qwen3-0.6b-h100-mml16000": Setup("qwen3-0.6b", "h100-sxm", "vllm@0.19", "bf16"),
+    "vllm-qwen3-0.6b-h100-mml32000": Setup("qwen3-0.6b", "h100-sxm", "vllm@0.19", "bf16"),
+    "vllm-qwen3-32b-h100-mml16000": Setup("qwen3-32b", "h100-sxm", "vllm@0.19", "bf16"),
+    "vllm-qwen3-32b-h100-mml32000-fail": Setup("qwen3-32b", "h100-sxm", "vllm@0.19", "bf16"),
+    "vllm-gpt-oss-20b-h100-mml16000": Setup("gpt-oss-20b", "h100-sxm", "vllm@0.19", "mxfp4-moe"),
+    "vllm-gpt-oss-120b-h100-mml16000": Setup(
+        "gpt-oss-120b",
+        "h100-sxm",
+        "vllm@0.19",
+        "mxfp4-moe",
+        why=(
+            "the record's own figures do not close: 0.9 x 79.18 - 64.38 - 7.38 - 0.13 = -0.63 GiB, yet it "
+            "reports 3.33 GiB of KV; the missing assumption is what vLLM's MXFP4 loader frees after the "
+            "'weights' figure is taken (its expert re-layout, see the weights xfail)"
+        ),
+    ),
+    "vllm-llama33-70b-fp8-2xh100-tp2": Setup("llama-3.3-70b", "h100-sxm", "vllm@0.19", "fp8", tp=2),
+    "vllm-llama33-70b-fp8-1xh100-fail": Setup("llama-3.3-70b", "h100-sxm", "vllm@0.19", "fp8"),
+}
+
+# Qwen2.5 speed benchmark: transformers 4.46, batch 1, flash_attention_2, 2048 output tokens.
+HF_XFAIL = {
+    ("hf-qwen25-72b-awq-a100", 30720): (
+        "peak rises 15.3 GB from 14,336 to 30,720 input tokens on the 72B AWQ run (ours +8.8 GB); the 7B, "
+        "14B and 32B AWQ runs at 30,720 are within 2.1%. Missing assumption: what AutoAWQ's kernels "
+        "allocate for a 30K-token prefill on 72B shapes"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One published figure, ours, and the rule that judges them."""
+
+    record: str
+    figure: str
+    measured: float
+    ours: float
+    kind: str  # "kv pool", "blocks", "concurrency", "capacity", "starts", "peak"
+    xfail: str = ""
+
+    @property
+    def rel_error(self) -> float:
+        if isinstance(self.measured, bool) or self.kind == "starts":
+            return 0.0 if bool(self.ours) == bool(self.measured) else 1.0
+        return (self.ours - self.measured) / abs(self.measured)
+
+
+@cache
+def _catalog() -> Catalog:
+    return Catalog()
+
+
+def _records() -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in load_records()}
+
+
+def vllm_scenario(record_id: str) -> Scenario:
+    r, s = _records()[record_id], VLLM_SETUPS[record_id]
+    cat = _catalog()
+    settings = EngineSettings(gpu_util=r["settings"]["gpu_memory_utilization"], tp=s.tp)
+    work = Workload(r["settings"]["max_model_len"], 1)
+    return run(
+        cat.models.get(s.model),
+        work,
+        engine=s.engine,
+        gpu=cat.gpus.get(s.gpu),
+        quant=s.quant,
+        settings=settings,
+    )
+
+
+def vllm_points() -> list[Point]:
+    out: list[Point] = []
+    for rid, setup in VLLM_SETUPS.items():
+        meas = _records()[rid]["measured"]
+        view = vllm_scenario(rid).view
+        assert view is not None
+        pool = view.value("kv_pool_bytes") / GIB
+        measured_pool = meas.get("available_kv_cache_gib", meas.get("kv_cache_size_gib"))
+        if measured_pool is not None:
+            out.append(Point(rid, "KV cache GiB", measured_pool, pool, "kv pool", setup.why))
+        if "gpu_blocks" in meas:
+            out.append(
+                Point(rid, "GPU blocks", meas["gpu_blocks"], float(view.value("num_gpu_blocks")), "blocks")
+            )
+        if "max_concurrency" in meas:
+            out.append(
+                Point(
+                    rid,
+                    "max concurrency",
+                    meas["max_concurrency"],
+                    float(view.value("max_concurrency")),
+                    "concurrency",
+                )
+            )
+        if "kv_cache_capacity_tokens" in meas:
+            capacity = float(view.value("kv_capacity_tokens"))
+            out.append(
+                Point(rid, "KV capacity tokens", meas["kv_cache_capacity_tokens"], capacity, "capacity")
+            )
+        status = meas.get("status", "FAILED" if meas.get("started") is False else "SUCCESS")
+        out.append(Point(rid, "starts", status == "SUCCESS", view.starts, "starts"))
+    return out
+
+
+def transformers_points() -> list[Point]:
+    out: list[Point] = []
+    cat = _catalog()
+    for rid, r in _records().items():
+        if not rid.startswith("hf-qwen25-"):
+            continue
+        model = cat.models.get(r["vramcalc"]["model"])
+        quant = r["vramcalc"]["format"]
+        generated = r["measured"]["output_tokens"]
+        for key, value in r["measured"].items():
+            if not key.startswith("peak_mem_gb_input_"):
+                continue
+            prompt = int(key.rsplit("_", 1)[1])
+            work = Workload(prompt + generated, 1, allow_long_ctx=True)
+            sc = run(
+                model,
+                work,
+                engine="transformers",
+                gpu=cat.gpus.get("a100-80gb-sxm"),
+                quant=quant,
+                settings=EngineSettings(prompt_tokens=prompt),
+            )
+            assert sc.view is not None
+            peak = sc.view.value("peak_bytes") / GIB  # the benchmark divides bytes by 1024^3
+            out.append(
+                Point(f"{rid}@{prompt}", "peak GiB", value, peak, "peak", HF_XFAIL.get((rid, prompt), ""))
+            )
+    return out
+
+
+def summary(points: list[Point]) -> tuple[float, float]:
+    """(median, worst) absolute relative error of the non-xfail numeric points."""
+    errors = [abs(p.rel_error) for p in points if p.kind != "starts" and not p.xfail]
+    return statistics.median(errors), max(errors)
