@@ -180,10 +180,10 @@ def estimate(
     elif fmt_name is OutputFormat.markdown:
         _out(render.estimate_markdown(result.estimate, explain, result.view))
     elif fmt_name is OutputFormat.csv:
-        _out(render.estimate_csv(result.estimate))
+        _out(render.estimate_csv(result.estimate, result.view))
     else:
         _print(render.estimate_table(result.estimate, explain, result.view))
-    if result.estimate.gpu is not None and not result.estimate.gpu.fits:
+    if render.fits(result.estimate, result.view) is False:
         raise typer.Exit(1)
 
 

@@ -6,10 +6,11 @@ import csv
 import io
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from vramcalc.core.engines.base import EngineView
-from vramcalc.core.estimate import SCHEMA_VERSION, Estimate
+from vramcalc.core.estimate import SCHEMA_VERSION, Estimate, UsersRow
 from vramcalc.core.kv import kv_bytes_per_token
 from vramcalc.core.tensors import param_counts
 from vramcalc.specs import GpuSpec, ModelSpec
@@ -86,7 +87,7 @@ def estimate_dict(e: Estimate, view: EngineView | None = None) -> dict[str, Any]
                 "fits": r.fits[0] if e.gpu is not None else None,
                 "fits_targets": dict(zip((t.label for t in e.fit_targets), r.fits, strict=True)),
             }
-            for r in e.by_users
+            for r in _rows_with_engine(e, view)
         ],
         "gpu": None
         if e.gpu is None
@@ -94,7 +95,7 @@ def estimate_dict(e: Estimate, view: EngineView | None = None) -> dict[str, Any]
             "id": e.gpu.gpu.id,
             "usable_bytes": e.gpu.usable_bytes,
             "usable_basis": e.gpu.usable_basis,
-            "fits": e.gpu.fits,
+            "fits": fits(e, view),
             "headroom_bytes": e.gpu.headroom_bytes,
         },
         "terms": [
@@ -130,11 +131,25 @@ def _headline(e: Estimate) -> str:
     )
 
 
-def verdict(e: Estimate) -> str:
+def fits(e: Estimate, view: EngineView | None) -> bool | None:
+    """The verdict for --gpu: the total fits the card, and the engine starts and its KV pool holds
+    the workload's KV cache (vLLM pre-allocates a share of the card, so the card alone is not enough)."""
+    if e.gpu is None:
+        return None
+    return e.gpu.fits and (view is None or view.serves(e.kv.bytes))
+
+
+def verdict(e: Estimate, view: EngineView | None = None) -> str:
     """One sentence: total, and whether it fits the GPU (or which tiers it fits)."""
     total = f"{gib(e.total_bytes):.2f} GiB"
     if e.gpu is not None:
         g = e.gpu
+        if g.fits and view is not None and not view.serves(e.kv.bytes):
+            why = "would not start" if not view.starts else "cannot hold this KV cache in its pool"
+            return (
+                f"Does NOT fit {g.gpu.id} with {view.engine} {view.version}: needs {total} of "
+                f"{gib(g.usable_bytes):.2f} GiB, but the engine {why}."
+            )
         if g.fits:
             return (
                 f"Fits {g.gpu.id}: needs {total} of {gib(g.usable_bytes):.2f} GiB "
@@ -214,7 +229,7 @@ def estimate_table(e: Estimate, explain: bool = False, view: EngineView | None =
     for t in e.fit_targets:
         users.add_column(t.label, justify="center", no_wrap=True)
     scale = max(r.total_bytes for r in e.by_users)
-    for r in e.by_users:
+    for r in _rows_with_engine(e, view):
         other = r.total_bytes - r.kv_bytes
         weights = min(e.weights_bytes * e.workload.workers, other)
         users.add_row(
@@ -225,7 +240,8 @@ def estimate_table(e: Estimate, explain: bool = False, view: EngineView | None =
             *(_mark(f) for f in r.fits),
         )
     parts.append(users)
-    parts.append(Text(verdict(e), style="bold green" if _fits_all(e) else "bold red"))
+    ok = fits(e, view) if e.gpu is not None else _fits_all(e)
+    parts.append(Text(verdict(e, view), style="bold green" if ok else "bold red"))
     if view is not None and e.gpu is not None:
         parts.append(Text("\n".join(engine_lines(view, e.gpu.gpu.id))))
     if explain:
@@ -238,6 +254,12 @@ def estimate_table(e: Estimate, explain: bool = False, view: EngineView | None =
         parts.append(Text(f"warning: {warning}", style="yellow"))
     parts.append(Text("Assumptions: " + "; ".join(e.assumptions) + ".", style="dim"))
     return Group(*parts)
+
+
+def _rows_with_engine(e: Estimate, view: EngineView | None) -> list[UsersRow]:
+    if view is None or e.gpu is None:
+        return list(e.by_users)
+    return [replace(r, fits=(r.fits[0] and view.serves(r.kv_bytes),)) for r in e.by_users]
 
 
 def _fits_all(e: Estimate) -> bool:
@@ -254,10 +276,10 @@ def estimate_markdown(e: Estimate, explain: bool = False, view: EngineView | Non
         lines.append(f"| {label} | {_g(n_bytes)} | {share} |")
     header = "| Users | KV GiB | Total GiB | " + " | ".join(f"fits {t.label}" for t in e.fit_targets) + " |"
     lines += ["", header, "|" + "---:|" * (3 + len(e.fit_targets))]
-    for r in e.by_users:
+    for r in _rows_with_engine(e, view):
         marks = " | ".join(_mark(f) for f in r.fits)
         lines.append(f"| {r.users} | {_g(r.kv_bytes)} | {_g(r.total_bytes)} | {marks} |")
-    lines += ["", verdict(e), ""]
+    lines += ["", verdict(e, view), ""]
     if view is not None and e.gpu is not None:
         head, *rest = engine_lines(view, e.gpu.gpu.id)
         lines += [f"**{head}**", "", *(f"- {r.strip()}" for r in rest), ""]
@@ -269,14 +291,14 @@ def estimate_markdown(e: Estimate, explain: bool = False, view: EngineView | Non
     return "\n".join(lines) + "\n"
 
 
-def estimate_csv(e: Estimate) -> str:
+def estimate_csv(e: Estimate, view: EngineView | None = None) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(
         ["model", "format", "kv_dtype", "ctx_tokens", "users", "kv_bytes", "total_bytes"]
         + [f"fits_{t.label.replace(' ', '')}" for t in e.fit_targets]
     )
-    for r in e.by_users:
+    for r in _rows_with_engine(e, view):
         writer.writerow(
             [
                 e.model.id,

@@ -104,6 +104,11 @@ class EngineView:
                 return fig.value
         raise KeyError(key)
 
+    def serves(self, kv_bytes: int) -> bool:
+        """The engine starts, and (for engines that pool KV) its pool holds `kv_bytes`."""
+        pool = next((f.value for f in self.figures if f.key == "kv_pool_bytes"), None)
+        return self.starts and (pool is None or kv_bytes <= pool)
+
 
 PlanFn = Callable[
     ["ModelSpec", "Workload", "WeightFormat", str, "GpuSpec | None", EngineSettings, str], EnginePlan

@@ -1,0 +1,183 @@
+"""Engine profiles: hand-computed defaults and block arithmetic, and the CLI's engine options."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import CliResult
+from vramcalc.catalog import Catalog
+from vramcalc.core.engines import resolve_engine
+from vramcalc.core.engines.base import EngineSettings
+from vramcalc.core.engines.sglang import mem_fraction_static
+from vramcalc.core.estimate import Workload
+from vramcalc.core.scenario import run
+from vramcalc.errors import SpecError
+
+Run = Callable[..., CliResult]
+CAT = Catalog()
+
+
+def test_sglang_mem_fraction_static() -> None:
+    """0.5.23, H100 (81,559 MiB): reserve 512 + 1.5 x 8192 + 1024 / 8 + 2 x 256 = 13,440 MiB ->
+    (81,559 - 13,440) / 81,559 = 0.835. RTX 4090 (24,564): 512 + 6144 + 128 + 96 = 6,880 -> 0.720.
+    0.4.6 at tp 1: 0.88 (engines.md 4.1)."""
+    assert mem_fraction_static("0.5.23", 81559, 1) == 0.835
+    assert mem_fraction_static("0.5.23", 24564, 1) == 0.720
+    assert mem_fraction_static("0.4.6", 81559, 1) == 0.88
+
+
+def test_sglang_and_tgi_give_gemma2_no_window_savings() -> None:
+    """Gemma-2-27B on an H100 in bf16: SGLang ~42.5k tokens, TGI ~55.7k (engines.md 9): both count
+    all 46 layers at 368 KiB per token, the same pool at ctx 4096 and 8192."""
+    m, h100 = CAT.models.get("gemma-2-27b"), CAT.gpus.get("h100-sxm")
+    for engine, expected in (("sglang", 42_500), ("tgi", 55_700)):
+        for ctx in (4096, 8192):
+            view = run(m, Workload(ctx, 1), engine=engine, gpu=h100).view
+            assert view is not None
+            assert view.value("kv_capacity_tokens") == pytest.approx(expected, rel=0.01)
+        assert run(m, Workload(8192, 4), engine=engine).estimate.kv.bytes == 4 * 8192 * 376_832
+
+
+def test_vllm_hybrid_blocks_per_request() -> None:
+    """vLLM 0.33, Gemma-2-27B, H100 defaults (8,192 batched tokens, async x2 in flight): at
+    max_model_len 4096 a request needs 256 full-group blocks + (ceil(min(4095 + 16384, 4096)/16) + 1)
+    = 257 sliding-group blocks = 513 (engines.md 1.9), so concurrency = blocks / 513."""
+    view = run(CAT.models.get("gemma-2-27b"), Workload(4096, 1), gpu=CAT.gpus.get("h100-sxm")).view
+    assert view is not None
+    blocks = int(view.value("num_gpu_blocks"))
+    assert view.value("max_concurrency") == round(blocks / 513, 2)
+    assert view.value("kv_capacity_tokens") == int(blocks / 513 * 4096)
+
+
+def test_vllm_block_page_and_pool() -> None:
+    """Llama-3.1-8B: page = 16 tokens x 2 x 8 x 128 x 2 B = 64 KiB per layer; a block id costs
+    32 layers x 64 KiB = 2 MiB, so blocks = floor(pool / 2 MiB) and capacity = blocks x 16 (0.19)."""
+    view = run(
+        CAT.models.get("llama-3.1-8b"), Workload(8192, 1), engine="vllm@0.19", gpu=CAT.gpus.get("l40s")
+    ).view
+    assert view is not None
+    assert view.value("num_gpu_blocks") == int(view.value("kv_pool_bytes")) // (2 * 2**20)
+    assert view.value("kv_capacity_tokens") == int(view.value("num_gpu_blocks")) * 16
+
+
+def test_vllm_tp_splits_weights_and_kv_heads() -> None:
+    """tp=2 halves Llama-3.3-70B's matrices and KV heads (8 -> 4 per GPU): KV per token per GPU
+    80 x 2 x 4 x 128 x 2 = 163,840 B; tp=16 keeps one KV head per GPU (replicated)."""
+    m = CAT.models.get("llama-3.3-70b")
+    one = run(m, Workload(8192, 1), quant="fp8").estimate
+    two = run(m, Workload(8192, 1), quant="fp8", settings=EngineSettings(tp=2)).estimate
+    assert two.kv_bytes_per_token == 163_840 == one.kv_bytes_per_token // 2
+    assert two.weights_bytes == pytest.approx(one.weights_bytes / 2, rel=0.01)
+    sixteen = run(m, Workload(8192, 1), quant="fp8", settings=EngineSettings(tp=16)).estimate
+    assert sixteen.kv_bytes_per_token == 80 * 2 * 1 * 128 * 2
+
+
+def test_mla_kv_is_not_split_by_tp() -> None:
+    """DeepSeek-V3's latent (576 values x 61 layers x 2 B = 70,272 B) is replicated on every rank."""
+    m = CAT.models.get("deepseek-v3")
+    assert run(m, Workload(4096, 1), settings=EngineSettings(tp=8)).estimate.kv_bytes_per_token == 70_272
+
+
+def test_vllm_versions_change_window_handling() -> None:
+    """Before 0.9.1 Gemma-2's sliding layers were full length: 46 x 8192 B x 8192 tokens; since, with
+    --max-num-batched-tokens 512, they keep 4096 + 512 in flight (0.19) -> rounded to 4608."""
+    m = CAT.models.get("gemma-2-27b")
+    tight = EngineSettings(max_num_batched_tokens=512)
+    old = run(m, Workload(8192, 1), engine="vllm@0.9.0", settings=tight).estimate
+    new = run(m, Workload(8192, 1), engine="vllm@0.19", settings=tight).estimate
+    assert old.kv.bytes == 46 * 8192 * 8192
+    assert new.kv.bytes == 23 * 8192 * (8192 + 4608)
+
+
+def test_transformers_eager_gemma2_quadratic() -> None:
+    """Gemma-2-27B bf16, one 8192-token prompt: eager scores 32 x 8192^2 x 6 B = 12 GiB on top of
+    50.7 GiB of weights (engines.md 5.5: ~66 GiB peak); with --flash-attn the scores vanish."""
+    m = CAT.models.get("gemma-2-27b")
+    eager = run(m, Workload(8192, 1), engine="transformers").estimate
+    flash = run(
+        m, Workload(8192, 1), engine="transformers", settings=EngineSettings(flash_attn=True)
+    ).estimate
+    assert eager.activations.attention_bytes == 32 * 8192 * 8192 * 6
+    assert flash.activations.attention_bytes == 0
+    assert 60 * 2**30 < eager.total_bytes < 70 * 2**30
+
+
+def test_resolve_engine_versions() -> None:
+    assert resolve_engine("vllm")[1] == "0.33"
+    assert resolve_engine("vllm@0.10.2")[1] == "0.10.2"  # behaves like 0.9.1
+    with pytest.raises(SpecError, match=r"known vllm versions: 0\.6, 0\.9\.0, 0\.9\.1, 0\.19, 0\.33"):
+        resolve_engine("vllm@1.2")
+    with pytest.raises(SpecError, match="known vllm versions"):
+        resolve_engine("vllm@0.5")
+    with pytest.raises(SpecError, match="not a version"):
+        resolve_engine("vllm@latest")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--engine", "vlm"), "unknown --engine 'vlm'; did you mean vllm?"),
+        (
+            ("--engine", "vllm@9.9"),
+            "no profile for vllm 9.9 (known vllm versions: 0.6, 0.9.0, 0.9.1, 0.19, 0.33",
+        ),
+        (("--gpu-util", "1.5"), "--gpu-util must be in (0, 1], got 1.5"),
+        (("--gpu-util", "0"), "--gpu-util must be in (0, 1]"),
+        (("--engine", "transformers", "--max-num-seqs", "8"), "transformers has no --max-num-seqs setting"),
+        (("--ubatch", "512"), "vllm has no --ubatch setting (vllm takes: --gpu-util, --max-num-seqs"),
+        (("--tp", "3"), "--tp 3 does not divide gemma-2-27b's 32 attention heads"),
+        (("--kv-dtype", "q8_0"), "vllm has no q8_0 KV cache (--kv-dtype for vllm: auto, bf16, fp16, fp8)"),
+        (("--quant", "Q4_K_M"), "vllm does not serve GGUF weights (Q4_K_M)"),
+        (("--max-num-seqs", "0"), "--max-num-seqs must be a positive integer"),
+    ],
+)
+def test_engine_bad_input(run_cli: Run, args: tuple[str, ...], needle: str) -> None:
+    r = run_cli("estimate", "gemma-2-27b", *args)
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+
+
+def test_engine_json_view(run_cli: Run) -> None:
+    """--gpu adds the engine's own figures under `engine` in the JSON."""
+    d = json.loads(
+        run_cli("estimate", "llama-3.1-8b", "--ctx", "16000", "--gpu", "h100-sxm", "--json").stdout
+    )
+    engine = d["engine"]
+    for key in (
+        "weights_bytes_per_gpu",
+        "activation_peak_bytes",
+        "non_torch_bytes",
+        "cuda_graph_bytes",
+        "kv_pool_bytes",
+        "kv_capacity_tokens",
+        "max_concurrency",
+        "starts",
+    ):
+        assert key in engine
+    assert engine["settings"]["max_num_seqs"] == 1024  # H100 tier of vllm serve
+    assert engine["starts"] is True
+    hf = json.loads(
+        run_cli(
+            "estimate", "qwen2.5-7b", "--engine", "transformers", "--gpu", "a100-80gb-sxm", "--json"
+        ).stdout
+    )
+    assert hf["engine"]["peak_bytes"] > hf["weights"]["bytes"]
+
+
+def test_engine_table_view_speaks_the_engines_words(run_cli: Run) -> None:
+    out = " ".join(run_cli("estimate", "llama-3.1-8b", "--ctx", "16000", "--gpu", "h100-sxm").stdout.split())
+    assert "What vllm 0.33 will do on h100-sxm" in out
+    assert "GPU KV cache size:" in out and "Maximum concurrency for 16,000 tokens per request" in out
+
+
+def test_refusal_to_start_is_reported(run_cli: Run) -> None:
+    """Qwen3-32B bf16 at 32,000 tokens on one H100: vLLM's KV pool holds ~18k tokens, so it refuses."""
+    r = run_cli(
+        "estimate", "qwen3-32b", "--ctx", "32000", "--gpu", "h100-sxm", "--engine", "vllm@0.19", "--json"
+    )
+    d = json.loads(r.stdout)
+    assert d["engine"]["starts"] is False
+    assert any("refuse to start" in n for n in d["engine"]["notes"])
