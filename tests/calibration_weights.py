@@ -16,7 +16,9 @@ from typing import Any
 import yaml
 
 from vramcalc.catalog import Catalog
-from vramcalc.core.estimate import weight_bytes
+from vramcalc.core.engines.base import EngineSettings
+from vramcalc.core.estimate import Workload, weight_bytes
+from vramcalc.core.scenario import run
 from vramcalc.core.formats import resolve_format
 
 MEASUREMENTS = Path(__file__).resolve().parent / "calibration" / "measurements.yaml"
@@ -74,8 +76,14 @@ def compare(record: dict[str, Any]) -> Comparison:
     """Compute vramcalc's figure for one record (ours / tp for per-GPU figures)."""
     v = record["vramcalc"]
     model = _catalog().models.get(v["model"])
-    use = weight_bytes(model, resolve_format(v["format"]))
-    ours = getattr(use, v["compare"]) // int(v.get("tp", 1))
+    tp = int(v.get("tp", 1))
+    if v["kind"] == "vllm weights":
+        # vLLM's "weights loaded" is what the engine holds per GPU: the tp shard of every tensor
+        # plus the rotary cos/sin cache it registers as a buffer (vllm/v1 engine profile).
+        work = Workload(min(4096, model.max_position_embeddings), 1)
+        ours = run(model, work, quant=v["format"], settings=EngineSettings(tp=tp)).estimate.weights_bytes
+    else:
+        ours = getattr(weight_bytes(model, resolve_format(v["format"])), v["compare"]) // tp
     return Comparison(
         id=record["id"],
         kind=v["kind"],
