@@ -18,8 +18,8 @@ import yaml
 from vramcalc.catalog import Catalog
 from vramcalc.core.engines.base import EngineSettings
 from vramcalc.core.estimate import Workload, weight_bytes
-from vramcalc.core.scenario import run
 from vramcalc.core.formats import resolve_format
+from vramcalc.core.scenario import run
 
 MEASUREMENTS = Path(__file__).resolve().parent / "calibration" / "measurements.yaml"
 
