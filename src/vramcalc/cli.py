@@ -245,6 +245,54 @@ def gpus_show(
         _print(render.detail_table(spec.name, data))
 
 
+@app.command()
+def calibrate(
+    logfile: Annotated[
+        Path, typer.Argument(help="A vLLM, llama.cpp or Ollama startup log (text, up to 5 MB).")
+    ],
+    gpu: Annotated[
+        str | None, typer.Option(help="Catalog GPU id; overrides the GPU the log names or implies.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Catalog model id, for logs that do not name it.")] = None,
+    json_out: JsonOpt = False,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Compare an engine's startup log with our estimate at the same settings, figure by figure."""
+    from vramcalc import render
+    from vramcalc.core import calibrate as cal
+    from vramcalc.core.scenario import run
+    from vramcalc.errors import UnknownModelError
+    from vramcalc.logs import parse_log, read_log_file
+
+    facts = parse_log(read_log_file(logfile), source=str(logfile))
+    cat = _catalog(catalog)
+    spec = cat.models.get(model) if model else None
+    for name in [] if model or not facts.model else cal.model_candidates(facts.model):
+        try:
+            spec = cat.models.get(name)
+            break
+        except UnknownModelError:
+            continue
+    gpu_spec, gpu_note = (cat.gpus.get(gpu), "") if gpu else cal.match_gpu(facts, cat.gpus.all().values())
+    cal.check_complete(facts, spec is not None, gpu_spec is not None, None if model else facts.model)
+    assert spec is not None and gpu_spec is not None
+    plan = cal.plan(facts, spec)
+    result = run(
+        spec,
+        plan.workload,
+        engine=plan.engine,
+        gpu=gpu_spec,
+        quant=plan.quant,
+        kv_dtype=plan.kv_dtype,
+        settings=plan.settings,
+    )
+    report = cal.compare(facts, result, plan, notes=[gpu_note])
+    if json_out:
+        _out(render.to_json(render.calibration_dict(report)))
+    else:
+        _print(render.calibration_table(report))
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
     sys.stderr.write(f"vramcalc: error: {message}\n")
     raise SystemExit(code)

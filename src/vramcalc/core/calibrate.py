@@ -1,0 +1,445 @@
+"""Hold an engine's startup log against our estimate at the same settings: theirs vs ours per figure."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from vramcalc.core.engines import get_engine, resolve_engine
+from vramcalc.core.engines.base import Engine, EngineSettings
+from vramcalc.core.engines.common import parse_version
+from vramcalc.core.estimate import Workload
+from vramcalc.core.formats import KV_DTYPES, all_format_names, resolve_format, resolve_kv_dtype
+from vramcalc.errors import SpecError, UnknownFormatError
+from vramcalc.units import GIB, MIB
+
+if TYPE_CHECKING:
+    from vramcalc.core.scenario import Scenario
+    from vramcalc.logs import LogFacts, LogFigure
+    from vramcalc.specs import GpuSpec, ModelSpec
+
+Setting = int | float | bool | str
+
+# A GPU total printed with two decimals of GiB is known to 0.005 GiB; 0.01 GiB also covers the
+# total that `requested / gpu_memory_utilization` gives back (both figures rounded).
+GPU_TOTAL_MATCH_BYTES = GIB // 100
+
+# vLLM's log quantisation keyword -> our weight format.
+# Source: vllm/model_executor/layers/quantization/__init__.py (method names); formats.py labels.
+_VLLM_QUANT = {
+    "fp8": "fp8",
+    "awq": "awq-int4",
+    "awq_marlin": "awq-int4",
+    "gptq": "gptq-int4",
+    "bitsandbytes": "nf4",
+}
+_VLLM_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "bf16": "bf16", "fp16": "fp16"}
+
+# A log dated before this day comes from Ollama 0.6.x or older. Source: v0.7.0 (the new engine's
+# windowed gemma3 estimate) was announced 2025-05-15 (ollama.com/blog/multimodal-models); the first
+# of May leaves room for its release candidates.
+OLLAMA_07_BEFORE = "2025-05-01"
+
+# Words that name a vendor or memory type, not the card: dropped when matching a printed GPU name.
+_GPU_NOISE = {"nvidia", "geforce", "amd", "radeon", "hbm2", "hbm2e", "hbm3", "hbm3e", "gddr6", "gddr6x"}
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationPlan:
+    """How the log's settings become our inputs, and what had to be assumed."""
+
+    engine: str  # NAME@VERSION for scenario.run
+    era: str  # one sentence: which version/era and why
+    workload: Workload
+    quant: str | None
+    kv_dtype: str
+    settings: EngineSettings
+    used: dict[str, Setting]  # each setting as used, for output
+    assumptions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationRow:
+    """One figure: the engine's value as printed, ours, and the relative difference."""
+
+    key: str
+    label: str  # the engine's words
+    theirs: int | float | bool
+    theirs_text: str
+    ours: int | float | bool | None  # None: we do not model this figure
+    unit: str  # bytes, tokens, blocks, x, layers, "" (starts)
+    shown_in: str  # "GiB" or "MiB" for bytes: the unit the engine printed
+    decimals: int  # digits the engine printed (so ours is shown alike)
+    diff: float | None  # (ours - theirs) / |theirs|; None for yes/no figures and zero
+    print_rounding: float | None  # half the last printed digit, relative to theirs
+    line: int
+
+    @property
+    def agrees(self) -> bool | None:
+        """For yes/no figures: do we agree? For numbers: within the print rounding?"""
+        if self.ours is None:
+            return None
+        if isinstance(self.theirs, bool):
+            return self.ours == self.theirs
+        if self.diff is None:
+            return self.ours == self.theirs
+        return abs(self.diff) <= (self.print_rounding or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationReport:
+    """Theirs vs ours for every figure the log printed, with the assumptions behind ours."""
+
+    engine: str  # the log's engine
+    version: str | None  # as printed
+    era: str
+    engine_profile: str  # "vllm 0.6.4"
+    model_id: str
+    model_printed: str | None
+    gpu_id: str
+    gpu_printed: str | None
+    settings: dict[str, Setting]
+    rows: tuple[CalibrationRow, ...]
+    assumptions: tuple[str, ...]
+    notes: tuple[str, ...] = field(default=())
+
+
+def model_candidates(printed: str) -> list[str]:
+    """Names to try in the catalog for a printed model: the HF id or path, its last part, and
+    that part as a slug ('Gemma 2 27b It' -> 'gemma-2-27b-it', 'gemma3' -> 'gemma-3')."""
+    name = printed.strip().strip("'\"")
+    base = re.split(r"[/\\]", name.rstrip("/\\"))[-1]
+    base = re.sub(r"\.gguf$", "", base, flags=re.IGNORECASE)
+    slug = re.sub(r"[\s_:]+", "-", base.strip()).lower()
+    slug = re.sub(r"-(?:q\d\w*|iq\d\w*|f16|bf16|f32|gguf)(?:-\w+)?$", "", slug)  # quant suffix of file names
+    out = [name, base, slug]
+    if slug.startswith("meta-"):
+        out.append(slug.removeprefix("meta-"))
+    out.append(re.sub(r"^([a-z]+)(\d)", r"\1-\2", slug))  # Ollama family tags: gemma3 -> gemma-3
+    return [c for c in dict.fromkeys(out) if c]
+
+
+def _gpu_keys(printed: str) -> set[str]:
+    tokens = [t for t in re.split(r"[\s_]+", printed.strip().lower()) if t]
+    clean = [t for t in tokens if t not in _GPU_NOISE]
+    return {printed.strip().lower(), "-".join(tokens), "-".join(clean)}
+
+
+def log_gpu_total_bytes(facts: LogFacts) -> int | None:
+    """The CUDA total the log states (V0 total_gpu_memory) or implies (V1 requested / utilization)."""
+    total = facts.figure("cuda_total_bytes")
+    if total is not None:
+        return int(total.value)
+    requested = facts.figure("requested_bytes")
+    util = facts.settings.get("gpu_memory_utilization")
+    if requested is not None and isinstance(util, float) and util > 0:
+        return round(int(requested.value) / util)
+    return None
+
+
+def match_gpu(facts: LogFacts, gpus: Iterable[GpuSpec]) -> tuple[GpuSpec | None, str]:
+    """The catalog GPU the log means: by the printed name, else by a measured CUDA total that
+    equals the log's (to its print precision); (None, '') when neither decides."""
+    candidates = list(gpus)
+    if facts.gpu:
+        wanted = _gpu_keys(facts.gpu)
+        for g in candidates:
+            if wanted & {g.id.lower(), g.name.lower(), *(a.lower() for a in g.aliases)}:
+                return g, f"GPU {facts.gpu!r} in the log is catalog {g.id}"
+    total = log_gpu_total_bytes(facts)
+    if total is not None:
+        hits = [
+            g
+            for g in candidates
+            if g.cuda_total_mib is not None and abs(g.cuda_total_mib * MIB - total) <= GPU_TOTAL_MATCH_BYTES
+        ]
+        if len(hits) == 1:
+            return hits[0], (
+                f"the log does not name its GPU; its total memory {total / GIB:.2f} GiB is the measured total "
+                f"of catalog {hits[0].id} (pass --gpu to choose another)"
+            )
+    return None, ""
+
+
+def check_complete(facts: LogFacts, model_ok: bool, gpu_ok: bool, model_unknown: str | None = None) -> None:
+    """Raise one SpecError naming what was found and what is still missing (after --model/--gpu)."""
+    still = [k for k in facts.missing if not (k == "model" and model_ok) and not (k == "gpu" and gpu_ok)]
+    if "model" not in still and not model_ok:
+        still.insert(0, "model")
+    if "gpu" not in still and not gpu_ok:
+        still.append("gpu")
+    if not still:
+        return
+    hints = []
+    for key in still:
+        hint = facts.missing_hint(key)
+        if key == "model" and model_unknown:
+            hint = f"a catalog model for {model_unknown!r} (pass --model ID)"
+        if key == "gpu" and facts.gpu:
+            hint = f"a catalog GPU for {facts.gpu!r} (pass --gpu ID)"
+        hints.append(hint)
+    raise SpecError(f"cannot calibrate: found {facts.found()}; missing {'; '.join(hints)}")
+
+
+def _profile(name: str) -> Engine:
+    try:
+        return get_engine(name)
+    except ModuleNotFoundError:
+        raise SpecError(
+            f"this vramcalc has no {name} engine profile, so it cannot model a {name} log"
+        ) from None
+
+
+def _engine_version(facts: LogFacts) -> tuple[str, str]:
+    """NAME@VERSION to model and one sentence saying why."""
+    name = facts.engine
+    profile = _profile(name)
+    printed = re.match(r"\d+(?:\.\d+){1,3}", facts.version or "")
+    if name == "vllm" and facts.era == "V0":
+        said = f"vLLM {facts.version}, " if facts.version else ""
+        return "vllm@0.6", f"{said}V0 engine ({facts.era_evidence!r}): modelled as vllm 0.6, our V0 profile"
+    if printed is not None:
+        version = printed.group(0)
+        asked = parse_version(version)
+        if name == "vllm" and facts.era == "V1" and asked is not None and asked < (0, 9, 0):
+            return (
+                "vllm@0.9.0",
+                f"vLLM {facts.version} with the V1 engine: modelled as vllm 0.9.0, our oldest V1 profile",
+            )
+        try:
+            resolve_engine(f"{name}@{version}")
+        except SpecError:
+            return name, (
+                f"{name} {facts.version} is outside the versions we model ({', '.join(profile.versions)}): "
+                f"modelled as {name} {profile.default_version}"
+            )
+        return f"{name}@{version}", f"{name} {facts.version} (printed in the log)"
+    if name == "vllm" and "non-torch forward increase memory" in facts.markers:
+        return "vllm@0.19", (
+            "vLLM V1, version not printed; its profiling line ('torch peak memory increase', 'non-torch "
+            "forward increase memory') is the 0.9-0.19 accounting: modelled as vllm 0.19"
+        )
+    if name == "ollama" and "memory.required.full" in facts.markers:
+        date = str(facts.settings.get("log_date", "9999"))
+        if date < OLLAMA_07_BEFORE:
+            return "ollama@0.6", (
+                f"Ollama, version not printed; the log is dated {date}, before Ollama 0.7 existed: "
+                "modelled as ollama 0.6"
+            )
+        return "ollama@0.12", (
+            "Ollama, version not printed; its 'memory.required.*' placement estimate is printed up to 0.29 "
+            "(llm/memory.go era): modelled as ollama 0.12, the last version of that estimator"
+        )
+    era = f" {facts.era}" if facts.era else ""
+    return (
+        name,
+        f"{name}{era}, version not printed: modelled as {name} {profile.default_version}, our newest profile",
+    )
+
+
+def _check_formats(facts: LogFacts, quant: str | None, kv: str) -> None:
+    """A weight or KV format the log names but we do not model: say so in the log's terms."""
+    try:
+        if quant is not None:
+            resolve_format(quant)
+    except UnknownFormatError:
+        printed = facts.settings.get("quant_printed", quant)
+        known = ", ".join(all_format_names())
+        raise SpecError(
+            f"the log's weight format {printed!r} is not one vramcalc models (known: {known})"
+        ) from None
+    try:
+        if kv != "auto":
+            resolve_kv_dtype(kv)
+    except UnknownFormatError:
+        raise SpecError(
+            f"the log's KV cache type {kv!r} is not one vramcalc models (known: {', '.join(KV_DTYPES)})"
+        ) from None
+
+
+def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
+    """The log's settings as our inputs; anything the log does not state takes the engine's default
+    and is listed as an assumption."""
+    engine, era = _engine_version(facts)
+    profile = _profile(facts.engine)
+    s = facts.settings
+    assumptions: list[str] = []
+    used: dict[str, Setting] = {}
+    wanted: dict[str, Setting] = {}
+    quant: str | None = None
+    kv = "auto"
+    if facts.engine == "vllm":
+        ctx = int(s["max_model_len"])
+        users = 1
+        used["max_model_len"] = ctx
+        for log_key, ours in (
+            ("gpu_memory_utilization", "gpu_util"),
+            ("max_num_seqs", "max_num_seqs"),
+            ("max_num_batched_tokens", "max_num_batched_tokens"),
+            ("tensor_parallel_size", "tp"),
+        ):
+            if log_key in s:
+                wanted[ours] = s[log_key]
+                used[log_key] = s[log_key]
+            else:
+                assumptions.append(f"{log_key} not in the log: vLLM's default")
+        method = str(s.get("quantization", "")).lower()
+        dtype = str(s.get("dtype", "")).lower()
+        if method and method not in _VLLM_QUANT:
+            assumptions.append(
+                f"quantization {method!r} is not a format we model: weights as the checkpoint ships"
+            )
+        quant = _VLLM_QUANT.get(method) or _VLLM_DTYPE.get(dtype)
+        if quant is None:
+            assumptions.append("dtype auto or not in the log: the checkpoint's own dtype")
+        kv = str(s.get("kv_cache_dtype", "auto"))
+        if kv.startswith("fp8"):
+            kv = "fp8"
+    else:
+        n_ctx = int(s["n_ctx"])
+        seqs = max(1, int(s.get("n_seq_max", 1)))
+        if "n_seq_max" not in s:
+            assumptions.append("parallel sequences not in the log: 1")
+        if s.get("kv_unified") is True and seqs > 1:
+            users, ctx = 1, n_ctx
+            assumptions.append(f"unified KV cache: {seqs} sequences share {n_ctx:,} cells, modelled as one")
+        else:
+            users = seqs
+            ctx = int(s.get("n_ctx_per_seq", n_ctx // seqs))
+        used.update({"n_ctx": n_ctx, "n_seq_max": seqs})
+        ubatch = s.get("n_ubatch")
+        if ubatch is None and facts.engine == "ollama" and "n_batch" in s:
+            ubatch = s["n_batch"]
+            assumptions.append("Ollama's --batch-size taken as the physical batch (ubatch)")
+        if ubatch is not None:
+            wanted["ubatch"] = ubatch
+            used["n_ubatch"] = ubatch
+        else:
+            assumptions.append("n_ubatch not in the log: the engine's default")
+        if isinstance(s.get("flash_attn"), bool):
+            wanted["flash_attn"] = s["flash_attn"]
+            used["flash_attn"] = s["flash_attn"]
+        else:
+            assumptions.append("flash attention not stated: the engine's default")
+        quant = str(s["quant"]) if "quant" in s else None
+        if quant is None:
+            assumptions.append(
+                "file type not in the log: Q4_K_M (Ollama's library default, ollama/ollama#1543)"
+            )
+            quant = "Q4_K_M"
+        used["quant"] = quant
+        kv = str(s.get("kv_cache_dtype", "auto"))
+        if "kv_cache_dtype" not in s:
+            assumptions.append("KV cache type not in the log: f16")
+        if "memory_available" in s:
+            assumptions.append(
+                f"Ollama saw {s['memory_available']} free; ours places layers as if the whole card were free"
+            )
+    used["kv_cache_dtype"] = kv
+    _check_formats(facts, quant, kv)
+    settings: dict[str, Setting] = {}
+    for key, value in wanted.items():
+        if key in profile.settings:
+            settings[key] = value
+        elif not (key == "tp" and value == 1):
+            assumptions.append(
+                f"the log's {key} = {value} is not a setting of our {facts.engine} profile; ignored"
+            )
+    engine_settings = EngineSettings(
+        gpu_util=float(settings["gpu_util"]) if "gpu_util" in settings else None,
+        max_num_seqs=int(settings["max_num_seqs"]) if "max_num_seqs" in settings else None,
+        max_num_batched_tokens=(
+            int(settings["max_num_batched_tokens"]) if "max_num_batched_tokens" in settings else None
+        ),
+        ubatch=int(settings["ubatch"]) if "ubatch" in settings else None,
+        flash_attn=bool(settings["flash_attn"]) if "flash_attn" in settings else None,
+        tp=int(settings.get("tp", 1)),
+    )
+    if model.max_position_embeddings < ctx:
+        assumptions.append(
+            f"context {ctx:,} is beyond {model.id}'s trained {model.max_position_embeddings:,}"
+        )
+    workload = Workload(ctx_tokens=ctx, users=users, allow_long_ctx=True)
+    return CalibrationPlan(engine, era, workload, quant, kv, engine_settings, used, tuple(assumptions))
+
+
+def _print_rounding(fig: LogFigure) -> float | None:
+    """Half the last printed digit of every number in the figure's text, relative to its value."""
+    if isinstance(fig.value, bool) or not fig.value:
+        return None
+    if fig.unit in ("tokens", "blocks", "layers"):
+        return 0.0
+    half = 0.0
+    for m in re.finditer(r"(\d+)(?:\.(\d+))?\s*(GiB|Gib|GB|MiB|KiB|B|x)", fig.text):
+        digits = len(m.group(2) or "")
+        scale = {"GiB": GIB, "Gib": GIB, "GB": GIB, "MiB": MIB, "KiB": 1024, "B": 1, "x": 1}[m.group(3)]
+        half += 0.5 * 10.0**-digits * scale
+    return half / abs(float(fig.value)) if half else None
+
+
+def _decimals(fig: LogFigure) -> int:
+    numbers = re.findall(r"\d+\.(\d+)", fig.text)
+    return max((len(n) for n in numbers), default=0)
+
+
+def compare(
+    facts: LogFacts, scenario: Scenario, calib: CalibrationPlan, notes: Iterable[str] = ()
+) -> CalibrationReport:
+    """One row per figure the log printed: theirs, ours (same key in our engine view), and
+    (ours - theirs) / |theirs|. Rows follow our engine's figure order; ones we lack come last."""
+    view = scenario.view
+    ours = {f.key: f for f in view.figures} if view is not None else {}
+    order = {key: i for i, key in enumerate(ours)}
+    rows = []
+    for fig in sorted(facts.figures, key=lambda f: order.get(f.key, len(order))):
+        mine = ours.get(fig.key)
+        value = mine.value if mine is not None else None
+        diff = None
+        numeric = not isinstance(fig.value, bool) and value is not None and not isinstance(value, bool)
+        if numeric and fig.value:
+            assert value is not None
+            diff = (float(value) - float(fig.value)) / abs(float(fig.value))
+        rows.append(
+            CalibrationRow(
+                key=fig.key,
+                label=fig.label,
+                theirs=fig.value,
+                theirs_text=fig.text,
+                ours=value,
+                unit=fig.unit,
+                shown_in="MiB" if "MiB" in fig.text else ("GiB" if fig.unit == "bytes" else ""),
+                decimals=_decimals(fig),
+                diff=diff,
+                print_rounding=_print_rounding(fig),
+                line=fig.line,
+            )
+        )
+    e = scenario.estimate
+    gpu_id = e.gpu.gpu.id if e.gpu is not None else "-"
+    all_notes = [n for n in notes if n]
+    if facts.gpu and e.gpu is not None:
+        g = e.gpu.gpu
+        if not _gpu_keys(facts.gpu) & {g.id.lower(), g.name.lower(), *(a.lower() for a in g.aliases)}:
+            all_notes.append(f"the log's GPU is {facts.gpu!r}; ours is sized for catalog {g.id} (--gpu)")
+    all_notes += list(facts.notes)
+    if view is not None:
+        all_notes += list(view.notes)
+    lacking = [r.label for r in rows if r.ours is None]
+    if lacking:
+        all_notes.append(f"not modelled by our {facts.engine} profile: {', '.join(lacking)}")
+    return CalibrationReport(
+        engine=facts.engine,
+        version=facts.version,
+        era=calib.era,
+        engine_profile=f"{e.plan.engine} {e.plan.version}",
+        model_id=e.model.id,
+        model_printed=facts.model,
+        gpu_id=gpu_id,
+        gpu_printed=facts.gpu,
+        settings=dict(calib.used),
+        rows=tuple(rows),
+        assumptions=(*calib.assumptions, *e.plan.assumptions),
+        notes=tuple(dict.fromkeys(all_notes)),
+    )

@@ -1,0 +1,468 @@
+"""llama.cpp (llama-server): GGUF weights without the host-side token embedding, KV cells allocated
+up front for every slot, and one compute buffer sized for a full ubatch of f32 logits.
+
+Versions are the month of the behaviour change (llama.cpp build numbers do not parse as versions):
+
+* 2025.04 - before ggml-org/llama.cpp PR #13194 (merged 2025-05-20): sliding-window layers keep
+  the full context (as `--swa-full` does today); one unified KV stream shared by all slots; flash
+  attention off unless `-fa`; cells padded to 256 with flash attention, else 32.
+* 2025.05 - PR #13194 (iSWA): sliding-window layers keep pad(n_swa + n_batch) cells.
+* 2025.06 - PR #13833 (2025-05-27): pad(n_swa + n_ubatch) cells.
+* 2025.12 - the code read for engines.md (commit 0c1e570): an explicit `-np` gives one KV stream per
+  slot (PR #14363, July 2025), flash attention `auto` (on for CUDA), cells padded to 256, and
+  `--fit` on by default (PR #16653, December 2025: keeps 1024 MiB free, else moves layers to RAM).
+
+Versions between two labels behave like the older one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from vramcalc.core.engines.base import Engine, EngineFigure, EnginePlan, EngineSettings, EngineView
+from vramcalc.core.engines.common import CUDA_CONTEXT_BYTES, version_at_least
+from vramcalc.core.estimate import usable_gpu_bytes
+from vramcalc.core.formats import tensor_bytes
+from vramcalc.core.kv import kv_layers
+from vramcalc.core.tensors import tensor_inventory
+from vramcalc.errors import SpecError
+from vramcalc.units import MIB
+
+if TYPE_CHECKING:
+    from vramcalc.core.estimate import Estimate, Workload
+    from vramcalc.core.formats import WeightFormat
+    from vramcalc.specs import GpuSpec, ModelSpec
+
+NAME = "llama.cpp"
+VERSIONS = ("2025.04", "2025.05", "2025.06", "2025.12")
+# No --tp: llama.cpp splits layers over GPUs (--split-mode layer), it has no tensor parallelism to model.
+SETTINGS = frozenset({"ubatch", "flash_attn"})
+# Source: common/arg.cpp kv_cache_types (f16, bf16, q8_0, q4_0 in our names; engines.md section 2.2).
+KV_DTYPES = ("fp16", "bf16", "q8_0", "q4_0")
+QUANTIZED_KV = frozenset({"q8_0", "q4_0"})
+
+# Source: common/common.h common_params (n_batch 2048, n_ubatch 512).
+DEFAULT_BATCH = 2048
+DEFAULT_UBATCH = 512
+# Source: src/llama-kv-cache.cpp get_padding ("the FA kernels require padding": 256 with flash
+# attention, else 32) in 2025 builds; 256 always at commit 0c1e570 (engines.md section 2.1).
+CELL_PAD_FLASH = 256
+CELL_PAD_EAGER = 32
+# Source: common/fit.cpp common_params_fit_impl (--fit-target, default 1024 MiB free per device).
+FIT_MARGIN_BYTES = 1024 * MIB
+# Source: ggml graphs compute in f32: logits n_outputs x n_vocab x 4 B and the KQ scores of
+# src/llama-graph.cpp build_attn_mha (no flash attention) n_kv x n_tokens x n_head x 4 B.
+GRAPH_DTYPE_BYTES = 4
+LOGIT_BYTES = 4
+SCORE_BYTES = 4
+# Source: fedora-copr/logdetective PR #106 (engines.md section 2.4): a 32-layer, 32-head, 32k-vocab
+# model at ub 512 without flash attention logged 164 / 2144 MiB at n_ctx 2048 / 32768 = KQ 128 /
+# 2048 MiB + 36 / 96 MiB; q, k, v plus one f32 hidden row per token give 32 MiB of the rest
+# (the f32 KQ mask, 4 / 64 MiB, is not modelled).
+HIDDEN_TEMPORARIES = 1.0
+# Source: the output matmul's f32 input rows stay alive beside the logits. A public llama-cpp-python
+# log of Llama-3-8B Q4_K_M on an RTX 3070 (n_ctx 512, n_ubatch 512, flash_attn 0) shows "CUDA0
+# compute buffer size = 258.50 MiB" = 512 x 128,256 x 4 B logits (250.5 MiB) + 512 x 4,096 x 4 B
+# (8 MiB); the same log shows "CUDA0 buffer size = 4403.49 MiB" for the weights.
+OUTPUT_INPUT_ROWS = 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Era:
+    """What changed between llama.cpp versions, as far as memory goes."""
+
+    swa_extra: Literal["full", "n_batch", "n_ubatch"]  # cells a sliding layer keeps beyond n_swa
+    streams_per_slot: bool  # explicit -np: one KV stream per slot (else one unified stream)
+    flash_default: bool  # -fa auto (on for CUDA); before: off unless -fa
+    pad_always_256: bool
+    fit: bool  # --fit on by default
+
+
+_ERAS = {
+    "2025.04": _Era("full", streams_per_slot=False, flash_default=False, pad_always_256=False, fit=False),
+    "2025.05": _Era("n_batch", streams_per_slot=False, flash_default=False, pad_always_256=False, fit=False),
+    "2025.06": _Era("n_ubatch", streams_per_slot=False, flash_default=False, pad_always_256=False, fit=False),
+    "2025.12": _Era("n_ubatch", streams_per_slot=True, flash_default=True, pad_always_256=True, fit=True),
+}
+
+
+def _era(version: str) -> _Era:
+    known = [v for v in VERSIONS if version_at_least(version, v)]
+    return _ERAS[known[-1] if known else VERSIONS[0]]
+
+
+@dataclass(frozen=True, slots=True)
+class Runner:
+    """How a llama.cpp context is created: everything that sizes its buffers.
+
+    Shared with Ollama, which launches llama.cpp (a vendored runner, later llama-server).
+    """
+
+    engine: str
+    version: str
+    slots: int  # n_seq_max (-np)
+    ctx_per_slot: int  # tokens each slot may hold, before padding to cells
+    cell_pad: int
+    n_batch: int
+    n_ubatch: int
+    flash_attn: bool
+    streams_per_slot: bool
+    swa_extra_tokens: int | None  # None: sliding layers keep the full context
+    fit: bool  # llama-server --fit decides the GPU layers, keeping fit_margin_bytes free
+    fit_margin_bytes: int
+
+    @property
+    def cells_per_slot(self) -> int:
+        return -(-self.ctx_per_slot // self.cell_pad) * self.cell_pad
+
+    @property
+    def reserve_tokens(self) -> int:
+        """Tokens of the worst-case graph: min(n_ctx, n_ubatch) (llama_context::sched_reserve)."""
+        return min(self.n_ubatch, self.slots * self.cells_per_slot)
+
+
+def _ggml_kv(kv_dtype: str) -> str:
+    """Our KV dtype name as llama.cpp's -ctk/-ctv spell it."""
+    return "f16" if kv_dtype == "fp16" else kv_dtype
+
+
+def compute_margin_bytes(m: ModelSpec, tokens: int) -> int:
+    """The compute buffer beyond the activation peak: the output matmul's f32 input, tokens x hidden x 4 B."""
+    return OUTPUT_INPUT_ROWS * tokens * m.hidden_size * GRAPH_DTYPE_BYTES
+
+
+def check_flash_for_kv(engine: str, kv_dtype: str, flash_attn: bool) -> None:
+    """A quantized V cache needs flash attention (src/llama-context.cpp refuses the context)."""
+    if kv_dtype in QUANTIZED_KV and not flash_attn:
+        raise SpecError(
+            f"{engine}: a {kv_dtype} KV cache needs flash attention (llama.cpp refuses a quantized V cache "
+            "without it); drop --no-flash-attn or use --kv-dtype fp16"
+        )
+
+
+def runner_plan(
+    m: ModelSpec,
+    r: Runner,
+    *,
+    reserve_bytes: int,
+    reserve_formula: str,
+    reserve_source: str,
+    assumptions: list[str],
+    settings: dict[str, int | float | bool | str],
+    kv_source: str = "",
+) -> EnginePlan:
+    """The shared-formula parameters of one llama.cpp context (llama.cpp itself and Ollama's runners)."""
+    windowed = m.layer_pattern.kind != "all_global"
+    tokens = r.reserve_tokens
+    total_cells = r.slots * r.cells_per_slot
+    # The KQ scores span the whole cache of one stream: a slot's cells, or every cell when unified.
+    kv_span = r.cells_per_slot if r.streams_per_slot else total_cells
+    out = list(assumptions)
+    out.append(
+        f"{r.slots} slot(s) x {r.ctx_per_slot:,} tokens, cells padded to {r.cell_pad}: "
+        + (
+            f"{r.slots} KV stream(s) of {r.cells_per_slot:,} cells (explicit -np: non-unified KV)"
+            if r.streams_per_slot
+            else f"one unified KV stream of {total_cells:,} cells shared by the slots"
+        )
+    )
+    if windowed:
+        if r.swa_extra_tokens is None:
+            out.append(f"{r.engine} {r.version}: sliding-window layers keep the full context (no iSWA cache)")
+        else:
+            out.append(f"sliding-window layers keep pad(window + {r.swa_extra_tokens:,}) cells per slot")
+            if r.slots > 1 and not r.streams_per_slot:
+                out.append(
+                    "unified KV: llama.cpp sizes the sliding cache once as n_swa x slots + batch; counted per "
+                    f"slot here, which overstates it by {r.slots - 1} x {r.swa_extra_tokens:,} cells per sliding layer"
+                )
+    out.append(
+        f"compute buffer: worst-case graph of {tokens:,} tokens with logits for each (f32), "
+        + (
+            "flash attention"
+            if r.flash_attn
+            else f"no flash attention (f32 KQ scores over {kv_span:,} cells)"
+        )
+    )
+    return EnginePlan(
+        engine=r.engine,
+        version=r.version,
+        kv_frees_windows=r.swa_extra_tokens is not None,
+        kv_window_extra_tokens=r.swa_extra_tokens or 0,
+        kv_block_tokens=r.cell_pad,
+        kv_preallocated=True,
+        kv_prefix_sharing=False,
+        prefill_tokens=tokens,
+        sampled_rows=tokens,
+        sampler_bytes_per_logit=LOGIT_BYTES,
+        sampler_adds=False,
+        hidden_temporaries=HIDDEN_TEMPORARIES,
+        eager_attention=not r.flash_attn,
+        attention_score_bytes=SCORE_BYTES,
+        attention_kv_tokens=0 if r.flash_attn else kv_span,
+        activation_dtype_bytes=GRAPH_DTYPE_BYTES,
+        tp=1,
+        extra_weight_bytes=0,
+        extra_weight_formula="",
+        reserve_bytes=reserve_bytes,
+        reserve_formula=reserve_formula,
+        reserve_source=reserve_source,
+        activation_source=(
+            "src/llama-context.cpp sched_reserve / graph_reserve: one worst-case graph of min(n_ctx, n_ubatch) "
+            "tokens with an output row for each; f32 logits n_ubatch x vocab x 4 B; without flash attention "
+            "the f32 KQ scores n_kv x n_ubatch x n_head x 4 B (engines.md section 2.4)"
+        ),
+        kv_source=kv_source
+        or (
+            "src/llama-kv-cache.cpp llama_kv_cache: per layer, cells x streams x (n_embd_k_gqa + n_embd_v_gqa) x "
+            "type size (q8_0 34 B / q4_0 18 B per 32 values); src/llama-kv-cache-iswa.cpp: sliding layers "
+            "pad(min(cells, n_swa + n_ubatch)) cells (engines.md sections 2.2-2.3)"
+        ),
+        assumptions=tuple(out),
+        settings=settings,
+    )
+
+
+def plan(
+    model: ModelSpec,
+    workload: Workload,
+    fmt: WeightFormat,
+    kv_dtype: str,
+    gpu: GpuSpec | None,
+    settings: EngineSettings,
+    version: str,
+) -> EnginePlan:
+    """llama-server -m MODEL.gguf -c (ctx x users) -np users [-ub N] [-fa on|off] -ngl 99."""
+    m, w = model, workload
+    era = _era(version)
+    flash = era.flash_default if settings.flash_attn is None else settings.flash_attn
+    notes: list[str] = []
+    if kv_dtype in QUANTIZED_KV and settings.flash_attn is None and not flash:
+        flash = True
+        notes.append(f"a {kv_dtype} V cache needs flash attention: assumed -fa on")
+    check_flash_for_kv(NAME, kv_dtype, flash)
+    pad = CELL_PAD_FLASH if flash or era.pad_always_256 else CELL_PAD_EAGER
+    ubatch = settings.ubatch or DEFAULT_UBATCH
+    n_ctx = w.users * w.ctx_tokens
+    # Source: llama_context constructor: n_batch = min(n_ctx, -b), n_ubatch = min(n_batch, -ub);
+    # we assume -b is raised with -ub when -ub exceeds the default 2048.
+    n_batch = min(max(DEFAULT_BATCH, ubatch), n_ctx)
+    n_ubatch = min(ubatch, n_batch)
+    swa_extra = {"full": None, "n_batch": n_batch, "n_ubatch": n_ubatch}[era.swa_extra]
+    runner = Runner(
+        engine=NAME,
+        version=version,
+        slots=w.users,
+        ctx_per_slot=w.ctx_tokens,
+        cell_pad=pad,
+        n_batch=n_batch,
+        n_ubatch=n_ubatch,
+        flash_attn=flash,
+        streams_per_slot=era.streams_per_slot,
+        swa_extra_tokens=swa_extra,
+        fit=era.fit,
+        fit_margin_bytes=FIT_MARGIN_BYTES if era.fit else 0,
+    )
+    margin = compute_margin_bytes(m, runner.reserve_tokens)
+    reserve = CUDA_CONTEXT_BYTES + margin
+    notes.append(
+        f"llama-server -c {n_ctx:,} -np {w.users} -b {n_batch} -ub {n_ubatch} -fa {'on' if flash else 'off'} "
+        f"-ctk/-ctv {_ggml_kv(kv_dtype)}" + (" (--fit on)" if era.fit else " -ngl 99 (all layers on the GPU)")
+    )
+    if not era.fit:
+        notes.append(f"llama.cpp {version} has no --fit: a model that does not fit fails to load")
+    resolved: dict[str, int | float | bool | str] = {
+        "n_ctx": n_ctx,
+        "n_parallel": w.users,
+        "n_ctx_seq": runner.cells_per_slot,
+        "kv_unified": not era.streams_per_slot,
+        "n_batch": n_batch,
+        "n_ubatch": n_ubatch,
+        "flash_attn": flash,
+        "cache_type_k": _ggml_kv(kv_dtype),
+        "cache_type_v": _ggml_kv(kv_dtype),
+        "swa_full": swa_extra is None,
+        "fit": era.fit,
+    }
+    return runner_plan(
+        m,
+        runner,
+        reserve_bytes=reserve,
+        reserve_formula=(
+            f"CUDA context {CUDA_CONTEXT_BYTES // MIB} MiB + compute buffer beyond the activation peak "
+            f"({runner.reserve_tokens:,} tokens x {m.hidden_size:,} hidden x 4 B = {margin:,} B) = {reserve:,} B"
+        ),
+        reserve_source=(
+            "CUDA context: common.CUDA_CONTEXT_BYTES (pytorch#107667/#20532); consistent with the record "
+            "llamacpp-command-r7b-q6kl-swa-vs-swafull-31k (about 525 MiB of process memory beyond the logged "
+            "buffers); compute margin: the 258.50 MiB compute buffer of a Llama-3-8B log (see OUTPUT_INPUT_ROWS)"
+        ),
+        assumptions=notes,
+        settings=resolved,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LayerSplit:
+    """What moves with each repeating layer when llama.cpp offloads fewer layers, and what does not."""
+
+    layer_weight_bytes: tuple[int, ...]
+    layer_kv_bytes: tuple[int, ...]
+    other_weight_bytes: int  # on the GPU at any layer count: final norm, vision tower
+    output_bytes: int  # output matrix (the GPU duplicate of a tied embedding)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layer_weight_bytes)
+
+
+def layer_split(e: Estimate) -> LayerSplit:
+    """Split the estimate's weights and KV by repeating layer (weights from the GGUF tensor list;
+    KV from the one kv_cache_bytes result, which is the same for every layer of a kind)."""
+    m = e.model
+    tensors = tensor_inventory(m)
+    sizes = tensor_bytes(e.weight_format, m, tensors)
+    weights = [0] * m.num_hidden_layers
+    output = 0
+    for t, size in zip(tensors, sizes, strict=True):
+        if t.layer is not None:
+            weights[t.layer] += size
+        elif t.role == "output" or (t.role == "token_embd" and m.tie_word_embeddings):
+            output += size
+    kinds = [lay.kind for lay in kv_layers(m, 1)]
+    n_global = kinds.count("global")
+    n_local = len(kinds) - n_global
+    per_global = e.kv.global_bytes // n_global if n_global else 0
+    per_local = e.kv.local_bytes // n_local if n_local else 0
+    kv = tuple(per_global if k == "global" else per_local for k in kinds)
+    return LayerSplit(tuple(weights), kv, e.weights_bytes - sum(weights) - output, output)
+
+
+@dataclass(frozen=True, slots=True)
+class Buffers:
+    """The "... buffer size" lines llama.cpp logs for CUDA0 with `gpu_layers` offloaded."""
+
+    gpu_layers: int  # -ngl as llama.cpp counts: repeating layers + 1 for the output layer
+    model_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.model_bytes + self.kv_bytes + self.compute_bytes
+
+
+def buffers(e: Estimate, split: LayerSplit, gpu_layers: int) -> Buffers:
+    """CUDA0 buffers with -ngl `gpu_layers`: the last min(ngl, n) repeating layers (weights + KV) and,
+    only when ngl > n, the output layer (src/llama-model.cpp load_tensors: i_gpu_start = n - ngl).
+    With the output matrix in RAM the logits are computed on the CPU and leave the CUDA0 buffer."""
+    n = split.n_layers
+    k = max(0, min(gpu_layers, n))
+    output_on_gpu = gpu_layers > n
+    margin = compute_margin_bytes(e.model, e.activations.prefill_tokens)
+    model = split.other_weight_bytes + sum(split.layer_weight_bytes[n - k :])
+    if output_on_gpu:
+        model += split.output_bytes
+    compute = (e.activations.bytes if output_on_gpu else e.activations.forward_bytes) + margin
+    return Buffers(gpu_layers, model, sum(split.layer_kv_bytes[n - k :]), compute)
+
+
+def fit_gpu_layers(e: Estimate, split: LayerSplit, device_bytes: int, margin_bytes: int) -> int:
+    """The most layers (-ngl, output layer included) whose CUDA0 buffers leave `margin_bytes` free.
+
+    Source: common/fit.cpp common_params_fit_impl (engines.md section 2.1): with an explicit -c the
+    context is not shrunk; GPU layers are reduced until the projected use fits under the margin.
+    """
+    for ngl in range(split.n_layers + 1, -1, -1):
+        if buffers(e, split, ngl).total_bytes + margin_bytes <= device_bytes:
+            return ngl
+    return 0
+
+
+def buffer_figures(
+    e: Estimate, split: LayerSplit, b: Buffers, *, ollama_engine: bool = False
+) -> list[EngineFigure]:
+    """The CUDA0 lines of the load log (llama.cpp wording, or the Ollama engine's own)."""
+    n = split.n_layers
+    duplicate = split.output_bytes if e.model.tie_word_embeddings and b.gpu_layers > n else 0
+    host = e.checkpoint_bytes - (b.model_bytes - duplicate)
+    labels = (
+        ("model weights (CUDA0)", "model weights (CPU)", "kv cache (CUDA0)", "compute graph (CUDA0)")
+        if ollama_engine
+        else (
+            "CUDA0 model buffer size",
+            "CPU_Mapped model buffer size",
+            "CUDA0 KV buffer size",
+            "CUDA0 compute buffer size",
+        )
+    )
+    margin = compute_margin_bytes(e.model, e.activations.prefill_tokens)
+    return [
+        EngineFigure("model_buffer_bytes", labels[0], b.model_bytes, "bytes",
+                     f"GGUF tensors of {min(b.gpu_layers, n)} of {n} layers + non-repeating"
+                     + (" + output" if b.gpu_layers > n else " (output in RAM)") + f" = {b.model_bytes:,} B",
+                     "src/llama-model.cpp load_tensors (token_embd stays in host memory; a tied output is duplicated)"),
+        EngineFigure("host_model_buffer_bytes", labels[1], max(0, host), "bytes",
+                     "GGUF tensors left in RAM (token_embd and layers not offloaded)",
+                     "src/llama-model.cpp load_tensors"),
+        EngineFigure("kv_buffer_bytes", labels[2], b.kv_bytes, "bytes",
+                     f"KV of the {min(b.gpu_layers, n)} offloaded layers = {b.kv_bytes:,} B", e.plan.kv_source),
+        EngineFigure("compute_buffer_bytes", labels[3], b.compute_bytes, "bytes",
+                     ("activation peak" if b.gpu_layers > n else "forward peak (logits on the CPU)")
+                     + f" + {margin:,} B output-matmul input = {b.compute_bytes:,} B",
+                     e.plan.activation_source),
+        EngineFigure("total_bytes", "CUDA0 buffers (model + KV + compute)", b.total_bytes, "bytes",
+                     f"{b.model_bytes:,} + {b.kv_bytes:,} + {b.compute_bytes:,}",
+                     "sum of the buffer-size lines (what Ollama >= 0.30 parses as the model's VRAM)"),
+    ]  # fmt: skip
+
+
+def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: str) -> EngineView:
+    """The buffer-size lines llama.cpp logs on `gpu`, the layers it offloads, and whether it starts.
+
+    Device memory = the nvidia-smi total minus this process's CUDA context. With --fit (2025.12)
+    the layer count is reduced until 1024 MiB stay free; older builds load every layer (-ngl 99)
+    or fail.
+    """
+    e = estimate
+    era = _era(version)
+    split = layer_split(e)
+    usable, _ = usable_gpu_bytes(gpu)
+    device = usable - CUDA_CONTEXT_BYTES
+    n = split.n_layers
+    every = n + 1
+    fitting = fit_gpu_layers(e, split, device, FIT_MARGIN_BYTES if era.fit else 0)
+    ngl = fitting if era.fit else every
+    b = buffers(e, split, ngl)
+    starts = b.total_bytes <= device
+    figures = buffer_figures(e, split, b)
+    figures += [
+        EngineFigure("process_bytes", "GPU memory the process holds (buffers + CUDA context)",
+                     b.total_bytes + CUDA_CONTEXT_BYTES, "bytes",
+                     f"{b.total_bytes:,} + {CUDA_CONTEXT_BYTES:,}", "common.CUDA_CONTEXT_BYTES"),
+        EngineFigure("device_free_bytes", "free device memory at load", device, "bytes",
+                     f"nvidia-smi total {usable:,} - CUDA context {CUDA_CONTEXT_BYTES:,}",
+                     "catalog usable_mib; llama.cpp measures free memory after creating its context"),
+        EngineFigure("gpu_layers", "offloaded layers to GPU", ngl, f"of {every}",
+                     ("--fit: most layers leaving 1024 MiB free" if era.fit else "-ngl 99: every layer"),
+                     "common/fit.cpp common_params_fit_impl" if era.fit else "src/llama-model.cpp load_tensors"),
+        EngineFigure("starts", "starts", starts, "", "CUDA0 buffers <= free device memory",
+                     "ggml_backend_cuda_buffer_type_alloc_buffer fails (cudaMalloc out of memory) otherwise"),
+    ]  # fmt: skip
+    notes: list[str] = []
+    if era.fit and ngl < every:
+        notes.append(
+            f"--fit keeps 1024 MiB free: {ngl} of {every} layers on the GPU, the rest (weights and KV) in RAM"
+            + (" - nothing fits on the GPU" if ngl == 0 else "")
+        )
+    if not starts:
+        notes.append(
+            f"out of memory at load: the CUDA0 buffers need {b.total_bytes / MIB:,.0f} MiB of "
+            f"{device / MIB:,.0f} MiB free"
+            + (f"; -ngl {fitting} would fit" if not era.fit and fitting else "")
+        )
+    return EngineView(NAME, version, starts, tuple(figures), tuple(notes))
+
+
+ENGINE = Engine(NAME, VERSIONS, SETTINGS, True, KV_DTYPES, plan, view)

@@ -1,0 +1,397 @@
+"""`vramcalc calibrate`: reading engine startup logs, and ours vs theirs on reconstructed records.
+
+Fixtures in tests/fixtures/logs/ rebuild published calibration records (each file's header names its
+record and source); the tolerances are the ones the records support: KV bytes exact up to the
+print rounding, vLLM's KV pool within 3%.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, CliResult
+from vramcalc.core.calibrate import match_gpu, model_candidates, plan
+from vramcalc.errors import SpecError
+from vramcalc.logs import MAX_LOG_BYTES, gguf_ftype_name, parse_log, read_log_file
+from vramcalc.units import GIB, MIB
+
+LOGS = ROOT / "tests" / "fixtures" / "logs"
+V0_20K = LOGS / "vllm-v0-3090-llama31-8b-mml20k.log"
+V0_29K = LOGS / "vllm-v0-3090-llama31-8b-mml29k-fail.log"
+V1_H100 = LOGS / "vllm-v1-h100-llama31-8b-mml16000.log"
+LLAMACPP = LOGS / "llamacpp-gemma2-27b-q4km-8192.log"
+OLLAMA = LOGS / "ollama-gemma3-27b-q4km-4090-ctx20k.log"
+
+needs_ollama = pytest.mark.skipif(
+    importlib.util.find_spec("vramcalc.core.engines.ollama") is None,
+    reason="the Ollama engine profile (vramcalc.core.engines.ollama) has not landed yet",
+)
+
+Run = Callable[..., CliResult]
+
+
+def _facts(path: Path):  # type: ignore[no-untyped-def]
+    return parse_log(read_log_file(path))
+
+
+def _rows(result: CliResult) -> dict[str, dict[str, object]]:
+    assert result.exit_code == 0, result.stderr
+    return {row["key"]: row for row in json.loads(result.stdout)["figures"]}
+
+
+def _one_line_error(result: CliResult, *words: str) -> None:
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("vramcalc: error: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+def test_every_fixture_names_what_it_reconstructs() -> None:
+    for path in LOGS.glob("*.log"):
+        header = path.read_text().split("\n", 1)[0]
+        assert header.startswith("#") and ("Reconstructs" in header or "llama.cpp" in header), path.name
+
+
+def test_vllm_v0_log() -> None:
+    """vLLM V0 (issue #10517): 'GB' on the weights line is GiB; activation = torch peak - weights."""
+    f = _facts(V0_20K)
+    assert (f.engine, f.era, f.version) == ("vllm", "V0", None)
+    assert f.model == "meta-llama/Llama-3.1-8B-Instruct"
+    assert f.settings["max_model_len"] == 20000
+    assert f.settings["gpu_memory_utilization"] == 0.9
+    fig = {x.key: x.value for x in f.figures}
+    assert fig["weights_bytes_per_gpu"] == round(14.9888 * GIB)
+    assert fig["cuda_total_bytes"] == round(23.58 * GIB)
+    assert fig["activation_peak_bytes"] == round(17.06 * GIB) - round(14.9888 * GIB)
+    assert fig["kv_pool_bytes"] == round(3.81 * GIB)
+    assert fig["non_torch_bytes"] == round(0.35 * GIB)
+    assert fig["num_gpu_blocks"] == 1952
+    assert fig["max_concurrency"] == 1.56
+    assert fig["starts"] is True  # concurrency >= 1 is vLLM's own start check
+    assert f.missing == ()
+    assert any("GiB" in n for n in f.notes)  # the GB-means-GiB reading is said
+
+
+def test_vllm_v0_refusal() -> None:
+    f = _facts(V0_29K)
+    fig = {x.key: x.value for x in f.figures}
+    assert fig["starts"] is False
+    assert fig["kv_capacity_tokens"] == 23648
+    assert fig["max_concurrency"] == 0.82
+    assert f.settings["max_model_len"] == 29000
+
+
+def test_vllm_v1_log() -> None:
+    f = _facts(V1_H100)
+    assert (f.engine, f.era) == ("vllm", "V1")
+    assert "non-torch forward increase memory" in f.markers
+    fig = {x.key: x.value for x in f.figures}
+    assert fig["kv_pool_bytes"] == round(51.38 * GIB)
+    assert fig["weights_bytes_per_gpu"] == round(14.99 * GIB)
+    assert fig["activation_peak_bytes"] == round(4.76 * GIB)
+    assert fig["cuda_graph_bytes"] == round(-0.45 * GIB)  # vLLM reports a free-memory change: may be < 0
+    assert fig["requested_bytes"] == round(71.26 * GIB)
+    assert f.gpu is None and "gpu" not in f.missing  # the budget and utilization imply the total
+
+
+def test_llamacpp_log() -> None:
+    f = _facts(LLAMACPP)
+    assert f.engine == "llama.cpp"
+    assert (f.model, f.gpu) == ("Gemma 2 27b It", "NVIDIA GeForce RTX 4090")
+    assert f.settings["quant"] == "Q4_K_M"
+    assert (f.settings["n_ctx"], f.settings["n_ubatch"], f.settings["flash_attn"]) == (8192, 512, True)
+    assert f.settings["kv_cache_dtype"] == "f16"
+    fig = {x.key: x.value for x in f.figures}
+    assert fig["model_buffer_bytes"] == 15868 * MIB
+    assert fig["host_model_buffer_bytes"] == 923 * MIB  # CPU_Mapped is host memory, kept apart
+    assert fig["kv_buffer_bytes"] == (1472 + 828) * MIB  # both iSWA caches summed
+    assert fig["compute_buffer_bytes"] == 520 * MIB
+    assert fig["total_bytes"] == (15868 + 2300 + 520) * MIB
+    assert fig["gpu_layers"] == 47
+
+
+def test_ollama_log() -> None:
+    f = _facts(OLLAMA)
+    assert f.engine == "ollama"
+    assert f.model is None and f.missing == ("model",)
+    assert f.gpu == "NVIDIA GeForce RTX 4090"
+    s = f.settings
+    assert (s["n_ctx"], s["n_seq_max"], s["flash_attn"], s["kv_cache_dtype"]) == (20000, 1, True, "q8_0")
+    assert s["log_date"] == "2025-03-12" and s["memory_available"] == "22.5 GiB"
+    fig = {x.key: x.value for x in f.figures}
+    assert fig["required_kv_bytes"] == round(4.7 * GIB)
+    assert fig["required_full_bytes"] == round(22.5 * GIB)
+    assert fig["required_partial_bytes"] == round(21.4 * GIB)
+    assert fig["weights_total_bytes"] == round(19.1 * GIB)
+    assert fig["layers_offload"] == 62
+
+
+@pytest.mark.parametrize(
+    ("line", "version", "era"),
+    [
+        ("INFO 11-27 02:01:37 api_server.py:585] vLLM API server version 0.6.4.post1", "0.6.4.post1", "V0"),
+        (
+            "INFO 11-27 [core.py:75] Initializing a V1 LLM engine (v0.10.1.1) with config: model='x'",
+            "0.10.1.1",
+            "V1",
+        ),
+        ("INFO 08-06 [gpu_worker.py:279] Available KV cache memory: 37.10 GiB", None, "V1"),
+    ],
+)
+def test_vllm_version_and_era(line: str, version: str | None, era: str) -> None:
+    f = parse_log(line)
+    assert (f.version, f.era) == (version, era)
+
+
+def test_other_wordings() -> None:
+    """vLLM V0 0.7's sentence form, V1 token counts with thousands separators, llama.cpp's pre-2024
+    'CUDA0 buffer size', Ollama's older 'offload to cuda' message (made-up numbers)."""
+    v0 = parse_log(
+        "INFO worker.py:267] the current vLLM instance can use total_gpu_memory (22.06GiB) x "
+        "gpu_memory_utilization (0.90) = 19.85GiB\n"
+        "INFO worker.py:267] model weights take 2.88GiB; non_torch_memory takes 0.05GiB; PyTorch activation "
+        "peak memory takes 1.40GiB; the rest of the memory reserved for KV Cache is 15.52GiB.\n"
+        "INFO executor_base.py:110] # CUDA blocks: 36332, # CPU blocks: 9362\n"
+    )
+    fig = {x.key: x.value for x in v0.figures}
+    assert v0.era == "V0" and v0.settings["gpu_memory_utilization"] == 0.9
+    assert fig["cuda_total_bytes"] == round(22.06 * GIB) and fig["requested_bytes"] == round(19.85 * GIB)
+    assert fig["activation_peak_bytes"] == round(1.40 * GIB) and fig["kv_pool_bytes"] == round(15.52 * GIB)
+    assert fig["num_gpu_blocks"] == 36332
+    v1 = parse_log(
+        "INFO [kv_cache_utils.py:831] GPU KV cache size: 1,215,552 tokens\n"
+        "INFO [kv_cache_utils.py:835] Maximum concurrency for 131,072 tokens per request: 9.27x\n"
+    )
+    fig = {x.key: x.value for x in v1.figures}
+    assert fig["kv_capacity_tokens"] == 1215552 and fig["max_concurrency"] == 9.27
+    assert v1.settings["max_model_len"] == 131072 and fig["starts"] is True
+    old = parse_log(
+        "llm_load_tensors:        CUDA0 buffer size =  4403.49 MiB\n"
+        "llm_load_tensors:        CPU buffer size =   281.81 MiB\n"
+        "llama_kv_cache_init:      CUDA0 KV buffer size =  1024.00 MiB\n"
+    )
+    fig = {x.key: x.value for x in old.figures}
+    assert fig["model_buffer_bytes"] == round(4403.49 * MIB) and fig["host_model_buffer_bytes"] == round(
+        281.81 * MIB
+    )
+    ollama = parse_log(
+        'time=2024-07-05T02:37:04.449Z level=INFO source=memory.go:309 msg="offload to cuda" layers.model=33 '
+        'layers.offload=33 memory.required.full="5.1 GiB" memory.required.kv="256.0 MiB"'
+    )
+    fig = {x.key: x.value for x in ollama.figures}
+    assert fig == {
+        "required_full_bytes": round(5.1 * GIB),
+        "required_kv_bytes": 256 * MIB,
+        "layers_offload": 33,
+    }
+
+
+def test_windows_line_ends_and_colours() -> None:
+    text = V0_20K.read_text().replace("INFO", "\x1b[32mINFO\x1b[0m").replace("\n", "\r\n")
+    assert parse_log(text) == _facts(V0_20K)
+
+
+@pytest.mark.parametrize(
+    ("extra", "engine"),
+    [
+        ("INFO api_server.py:1] vLLM API server version 0.10.1.1\n", "vllm@0.10.1.1"),
+        ("INFO api_server.py:1] vLLM API server version 0.8.5.post1\n", "vllm@0.9.0"),
+        ("INFO api_server.py:1] vLLM API server version 0.99.0\n", "vllm"),
+        ("", "vllm@0.19"),
+    ],
+)
+def test_vllm_version_chosen(llama31_8b, extra: str, engine: str) -> None:  # type: ignore[no-untyped-def]
+    facts = parse_log(extra + V1_H100.read_text())
+    assert plan(facts, llama31_8b).engine == engine
+
+
+def test_units_are_strict() -> None:
+    """Ollama's HumanBytes2 is binary; llama.cpp MiB; a GB that is not vLLM's weights line is not read."""
+    f = parse_log(
+        'level=INFO source=server.go:1 msg=offload memory.required.kv="411.0 MiB" memory.weights.total="2 GB"'
+    )
+    fig = {x.key: x.value for x in f.figures}
+    assert fig == {"required_kv_bytes": round(411.0 * MIB)}
+    f = parse_log("INFO x Model loading took 0.5151 GiB and 5.839312 seconds\n")
+    assert f.figures[0].value == round(0.5151 * GIB)
+
+
+def test_partial_logs_say_what_is_missing() -> None:
+    f = parse_log("(EngineCore pid=1) INFO [gpu_worker.py:279] Available KV cache memory: 8.60 GiB")
+    assert set(f.missing) == {"model", "context", "gpu"}
+    f = parse_log("llama_context: n_ctx = 4096\n")
+    assert set(f.missing) == {"model", "gpu", "figures"}
+
+
+def test_unknown_text_is_refused() -> None:
+    with pytest.raises(SpecError, match=r"not a vLLM, llama\.cpp or Ollama startup log"):
+        parse_log("hello\nworld\n")
+
+
+@pytest.mark.parametrize(
+    ("printed", "ours"),
+    [("Q4_K - Medium", "Q4_K_M"), ("mostly Q8_0", "Q8_0"), ("F16", "F16"), ("Q3_K - Large", "Q3_K_L")],
+)
+def test_gguf_file_types(printed: str, ours: str) -> None:
+    assert gguf_ftype_name(printed) == ours
+
+
+def test_model_and_gpu_names(catalog) -> None:  # type: ignore[no-untyped-def]
+    assert "gemma-2-27b-it" in model_candidates("Gemma 2 27b It")
+    assert "llama-3.1-8b-instruct" in model_candidates("Meta Llama 3.1 8B Instruct")
+    assert "gemma-3-27b" in model_candidates("gemma3:27b")
+    assert "Meta-Llama-3.1-70B-Instruct" in model_candidates("/models/Meta-Llama-3.1-70B-Instruct/")
+    gpus = catalog.gpus.all().values()
+    gpu, _ = match_gpu(_facts(LLAMACPP), gpus)
+    assert gpu is not None and gpu.id == "rtx-4090"
+    gpu, note = match_gpu(_facts(V1_H100), gpus)  # 71.26 GiB / 0.90 = 79.18 GiB: the H100's CUDA total
+    assert gpu is not None and gpu.id == "h100-sxm" and "79.18 GiB" in note
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def test_vllm_v0_3090_20k(run_cli: Run) -> None:
+    """Record vllm-llama31-8b-3090-mml20k: KV pool 3.81 GiB, 1952 blocks, starts."""
+    rows = _rows(run_cli("calibrate", str(V0_20K), "--json"))
+    kv = rows["kv_pool_bytes"]
+    assert abs(float(kv["diff"])) < 0.03  # type: ignore[arg-type]
+    assert abs(float(rows["num_gpu_blocks"]["diff"])) < 0.03  # type: ignore[arg-type]
+    assert abs(float(rows["weights_bytes_per_gpu"]["diff"])) < 0.01  # type: ignore[arg-type]
+    assert rows["starts"]["theirs"] is True and rows["starts"]["ours"] is True
+
+
+def test_vllm_v0_3090_29k_refuses(run_cli: Run) -> None:
+    """Record vllm-llama31-8b-3090-mml29k-fail: vLLM refused (23,648 KV tokens < 29,000); so do we."""
+    result = run_cli("calibrate", str(V0_29K), "--json")
+    rows = _rows(result)
+    assert rows["starts"] == {**rows["starts"], "theirs": False, "ours": False, "agrees": True}
+    assert abs(float(rows["kv_pool_bytes"]["diff"])) < 0.03  # type: ignore[arg-type]
+    assert abs(float(rows["kv_capacity_tokens"]["diff"])) < 0.03  # type: ignore[arg-type]
+    assert json.loads(result.stdout)["engine_profile"] == "vllm 0.6"
+
+
+def test_vllm_v1_h100(run_cli: Run) -> None:
+    """Record vllm-llama31-8b-h100-mml16000: available KV 51.38 GiB within 3%."""
+    result = run_cli("calibrate", str(V1_H100), "--json")
+    rows = _rows(result)
+    assert abs(float(rows["kv_pool_bytes"]["diff"])) < 0.03  # type: ignore[arg-type]
+    doc = json.loads(result.stdout)
+    assert doc["gpu"] == "h100-sxm"
+    assert "0.19" in doc["era"]
+
+
+def test_llamacpp_gemma2(run_cli: Run) -> None:
+    """engines.md 2.6: KV 1,472 + 828 = 2,300 MiB exactly (up to the two printed decimals)."""
+    rows = _rows(run_cli("calibrate", str(LLAMACPP), "--json"))
+    kv = rows["kv_buffer_bytes"]
+    assert abs(int(kv["ours"]) - int(kv["theirs"])) <= 2 * 0.005 * MIB  # type: ignore[call-overload]
+    assert abs(float(rows["model_buffer_bytes"]["diff"])) < 0.01  # type: ignore[arg-type]
+
+
+def test_table_output(run_cli: Run) -> None:
+    result = run_cli("calibrate", str(V0_29K))
+    assert result.exit_code == 0, result.stderr
+    for text in ("kv_cache_size", "2.89 GiB", "Theirs", "Ours", "Diff", "V0", "refused to start", "NO"):
+        assert text in result.stdout
+
+
+def test_ollama_needs_a_model(run_cli: Run) -> None:
+    _one_line_error(run_cli("calibrate", str(OLLAMA)), "Ollama", "--model", "RTX 4090")
+
+
+@needs_ollama
+def test_ollama_gemma3(run_cli: Run) -> None:
+    """Record ollama-gemma3-27b-q4km-4090-ctx20k-fa-q8kv: the log is dated 2025-03-12, so Ollama 0.6,
+    whose estimate counts every gemma3 layer at full length: 62 x 20000 x 4 KiB = 4.73 GiB ('4.7 GiB')."""
+    result = run_cli("calibrate", str(OLLAMA), "--model", "gemma-3-27b", "--json")
+    rows = _rows(result)
+    assert json.loads(result.stdout)["engine_profile"] == "ollama 0.6"
+    assert rows["required_kv_bytes"]["agrees"] is True  # within the one printed decimal
+    assert abs(float(rows["weights_total_bytes"]["diff"])) < 0.01  # type: ignore[arg-type]
+    assert abs(float(rows["required_full_bytes"]["diff"])) < 0.03  # type: ignore[arg-type]
+
+
+def test_gpu_option_overrides(run_cli: Run) -> None:
+    result = run_cli("calibrate", str(LLAMACPP), "--gpu", "rtx-3090", "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["gpu"] == "rtx-3090"
+    assert any("RTX 4090" in n for n in doc["notes"])
+
+
+def test_unknown_model_in_log(run_cli: Run, tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    log.write_text(V0_20K.read_text().replace("meta-llama/Llama-3.1-8B-Instruct", "acme/Nonesuch-9B"))
+    _one_line_error(run_cli("calibrate", str(log)), "acme/Nonesuch-9B", "--model")
+    assert run_cli("calibrate", str(log), "--model", "llama-3.1-8b").exit_code == 0
+
+
+# --- bad input: one line on stderr, exit 2, nothing on stdout ------------------------------------
+
+
+def test_missing_file(run_cli: Run, tmp_path: Path) -> None:
+    _one_line_error(run_cli("calibrate", str(tmp_path / "nope.log")), "no such file")
+
+
+def test_directory(run_cli: Run, tmp_path: Path) -> None:
+    _one_line_error(run_cli("calibrate", str(tmp_path)), "directory")
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"", ("empty",)),
+        (b"  \n\n", ("empty",)),
+        (b"\x7fELF\x02\x01\x01\x00\x00\x00", ("binary",)),
+        (b"Available KV cache memory: 1.00 GiB \xff\xfe\xfa\n", ("not UTF-8",)),
+        ("Available KV cache memory".encode("utf-16"), ("UTF-16",)),
+        (b"just some text\nnothing an engine prints\n", ("not a vLLM, llama.cpp or Ollama startup log",)),
+    ],
+    ids=["empty", "blank", "binary", "latin1", "utf16", "unknown"],
+)
+def test_bad_content(run_cli: Run, tmp_path: Path, content: bytes, words: tuple[str, ...]) -> None:
+    log = tmp_path / "bad.log"
+    log.write_bytes(content)
+    _one_line_error(run_cli("calibrate", str(log)), *words)
+
+
+def test_huge_file_is_refused_unread(run_cli: Run, tmp_path: Path) -> None:
+    log = tmp_path / "huge.log"
+    with log.open("wb") as fh:
+        fh.truncate(MAX_LOG_BYTES + 1)  # sparse: the size check must come before any read
+    _one_line_error(run_cli("calibrate", str(log)), "5.0 MB", "up to 5 MB")
+
+
+def test_partial_log_names_what_is_missing(run_cli: Run, tmp_path: Path) -> None:
+    log = tmp_path / "partial.log"
+    log.write_text("(EngineCore pid=2) INFO 11-25 [gpu_worker.py:279] Available KV cache memory: 51.38 GiB\n")
+    _one_line_error(
+        run_cli("calibrate", str(log)),
+        "found vLLM V1 log",
+        "Available KV cache memory",
+        "max_model_len",
+        "--gpu",
+    )
+
+
+def test_format_we_do_not_model(run_cli: Run, tmp_path: Path) -> None:
+    log = tmp_path / "iq.log"
+    log.write_text(LLAMACPP.read_text().replace("Q4_K - Medium", "IQ2_XXS - 2.0625 bpw"))
+    _one_line_error(run_cli("calibrate", str(log)), "IQ2_XXS - 2.0625 bpw", "not one vramcalc models")
+
+
+def test_log_without_figures(run_cli: Run, tmp_path: Path) -> None:
+    log = tmp_path / "nofig.log"
+    log.write_text(LLAMACPP.read_text().replace("buffer size", "buffer"))
+    _one_line_error(run_cli("calibrate", str(log)), "buffer sizes")
