@@ -10,7 +10,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.engine_records import Point, summary, transformers_points, vllm_points
+from tests.engine_records import (
+    Point,
+    llamacpp_points,
+    ollama_points,
+    summary,
+    transformers_points,
+    vllm_points,
+)
 
 
 def show(title: str, points: list[Point]) -> None:
@@ -32,3 +39,5 @@ def show(title: str, points: list[Point]) -> None:
 if __name__ == "__main__":
     show("vLLM (KV pool, blocks, capacity, concurrency, starts)", vllm_points())
     show("transformers generate() peak (Qwen2.5 benchmark)", transformers_points())
+    show("llama.cpp whole-process memory, --swa-full vs iSWA (Command R7B, 31K context)", llamacpp_points())
+    show("Ollama's printed offload estimate (gemma3:27b, 20K context, q8_0 KV)", ollama_points())

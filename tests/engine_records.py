@@ -176,6 +176,80 @@ def transformers_points() -> list[Point]:
     return out
 
 
+def _engine_records() -> dict[str, dict[str, Any]]:
+    import yaml
+
+    from tests.conftest import ROOT
+
+    text = (ROOT / "tests/calibration/engine_measurements.yaml").read_text()
+    return {r["id"]: r for r in yaml.safe_load(text)["records"]}
+
+
+def llamacpp_points() -> list[Point]:
+    """Command R7B with and without --swa-full (whole-process memory and the KV difference)."""
+    from tests.test_engine_llamacpp import _command_r7b
+
+    meas = _engine_records()["llamacpp-command-r7b-q6kl-swa-vs-swafull-31k"]["measured"]
+    gpu = _catalog().gpus.get("rtx-4090")
+
+    def total(version: str) -> int:
+        sc = run(
+            _command_r7b(),
+            Workload(31000, 1),
+            engine=f"llama.cpp@{version}",
+            gpu=gpu,
+            quant="Q6_K",
+            settings=EngineSettings(flash_attn=True),
+        )
+        return sc.estimate.total_bytes
+
+    full, iswa = total("2025.04") / 2**20, total("2025.05") / 2**20
+    rid = "llamacpp-command-r7b-q6kl-swa-vs-swafull-31k"
+    return [
+        Point(rid, "MiB --swa-full", meas["gpu_mem_used_mib_swa_full"], full, "total"),
+        Point(rid, "MiB iSWA", meas["gpu_mem_used_mib_swa_default"], iswa, "total"),
+        Point(
+            rid,
+            "MiB saved by iSWA",
+            meas["gpu_mem_used_mib_swa_full"] - meas["gpu_mem_used_mib_swa_default"],
+            full - iswa,
+            "kv",
+        ),
+    ]
+
+
+def ollama_points() -> list[Point]:
+    """Ollama's own offload estimate for gemma3:27b (its printed figures, 0.1 GiB resolution)."""
+    from tests.test_engine_ollama import _desktop_4090
+
+    rid = "ollama-gemma3-27b-q4km-4090-ctx20k-fa-q8kv"
+    meas = _engine_records()[rid]["measured"]
+    cat = _catalog()
+    sc = run(
+        cat.models.get("gemma-3-27b"),
+        Workload(20000, 1),
+        engine="ollama@0.6",
+        gpu=_desktop_4090(cat, 22.46),
+        bits=4,
+        kv_dtype="q8_0",
+        settings=EngineSettings(flash_attn=True),
+    )
+    assert sc.view is not None
+    pairs = {
+        "required_kv_gib": "required_kv_bytes",
+        "weights_total_gib": "weights_total_bytes",
+        "weights_repeating_gib": "weights_repeating_bytes",
+        "weights_nonrepeating_gib": "weights_nonrepeating_bytes",
+        "required_partial_gib": "required_partial_bytes",
+        "required_full_gib": "required_full_bytes",
+    }
+    out = [Point(rid, k, meas[k], float(sc.view.value(v)) / GIB, "estimate") for k, v in pairs.items()]
+    out.append(
+        Point(rid, "layers_offload", meas["layers_offload"], float(sc.view.value("layers_offload")), "layers")
+    )
+    return out
+
+
 def summary(points: list[Point]) -> tuple[float, float]:
     """(median, worst) absolute relative error of the non-xfail numeric points."""
     errors = [abs(p.rel_error) for p in points if p.kind != "starts" and not p.xfail]

@@ -284,8 +284,7 @@ def _command_r7b() -> ModelSpec:
 
 
 def test_record_command_r7b_swa_vs_swa_full(rtx4090: GpuSpec) -> None:
-    """Record llamacpp-command-r7b-q6kl-swa-vs-swafull-31k (shared/calibration/measurements.yaml; not
-    yet copied into tests/calibration): llama-cli -c 31000 -fa, whole-process GPU memory 11,459 MiB
+    """Record llamacpp-command-r7b-q6kl-swa-vs-swafull-31k (tests/calibration/engine_measurements.yaml): llama-cli -c 31000 -fa, whole-process GPU memory 11,459 MiB
     with --swa-full and 9,115 MiB without (PR #13194 thread, 2025-05-20, so the n_batch era).
 
     KV difference: 24 sliding layers x (31,232 - pad256(4,096 + 2,048) = 6,144) cells x 4 KiB = 2,352 MiB

@@ -131,7 +131,7 @@ def _desktop_4090(catalog: Catalog, free_gib: float) -> GpuSpec:
 
 def test_record_ollama_gemma3_27b_q8kv_20k(catalog: Catalog) -> None:
     """Record ollama-gemma3-27b-q4km-4090-ctx20k-fa-q8kv (shared/calibration/measurements.yaml; Ollama
-    issue #9678, 2025-03-12, Ollama 0.6.0; not yet copied into tests/calibration): Ollama's own log
+    issue #9678, 2025-03-12, Ollama 0.6.0; copied to tests/calibration/engine_measurements.yaml): Ollama's own log
     for gemma3:27b Q4_K_M, num_ctx 20,000, flash attention, OLLAMA_KV_CACHE_TYPE=q8_0, printed to
     0.1 GiB (tolerance 0.05 GiB):
 
@@ -300,3 +300,23 @@ def test_properties(model_id: str, ctx: int, users: int, engine: str, gpu_id: st
     assert 0 <= _value(fewer, "gpu_layers") <= m.num_hidden_layers + 1
     if engine != "ollama@0.30":
         assert _value(fewer, "required_full_bytes") >= _value(fewer, "required_partial_bytes")
+
+
+def test_engine_records_file_holds_the_figures_used_here() -> None:
+    """The figures the two record tests use are the ones in tests/calibration/engine_measurements.yaml."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    recs = {
+        r["id"]: r
+        for r in yaml.safe_load((ROOT / "tests/calibration/engine_measurements.yaml").read_text())["records"]
+    }
+    ollama = recs["ollama-gemma3-27b-q4km-4090-ctx20k-fa-q8kv"]["measured"]
+    assert (ollama["required_kv_gib"], ollama["weights_total_gib"], ollama["layers_offload"]) == (
+        4.7,
+        19.1,
+        62,
+    )
+    r7b = recs["llamacpp-command-r7b-q6kl-swa-vs-swafull-31k"]["measured"]
+    assert (r7b["gpu_mem_used_mib_swa_full"], r7b["gpu_mem_used_mib_swa_default"]) == (11459, 9115)
