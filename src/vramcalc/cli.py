@@ -7,7 +7,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -67,7 +67,10 @@ def _out(text: str) -> None:
 def _print(renderable: object) -> None:
     from rich.console import Console
 
-    Console(highlight=False).print(renderable)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 120  # piped or redirected: keep tables whole instead of 80-column wrapping
+    console.print(renderable)
 
 
 def _show_version(value: bool) -> None:
@@ -184,6 +187,92 @@ def estimate(
     else:
         _print(render.estimate_table(result.estimate, explain, result.view))
     if render.fits(result.estimate, result.view) is False:
+        raise typer.Exit(1)
+
+
+class RecommendFormat(enum.StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def recommend(
+    model: Annotated[
+        str | None, typer.Argument(help="Catalog model; default: project file, else Gemma-2-27B.")
+    ] = None,
+    users: Annotated[int | None, typer.Option(help="Concurrent users to serve (default 10).")] = None,
+    bits: Annotated[int | None, typer.Option(help="Weight width (4 -> int4 g128 / Q4_K_M).")] = None,
+    quant: Annotated[str | None, typer.Option(help="Exact weight format.")] = None,
+    ctx: Annotated[int | None, typer.Option(help="Context tokens per user (default 4096).")] = None,
+    engine: Annotated[str | None, typer.Option(help="Serving engine NAME[@VERSION] (default vllm).")] = None,
+    kv_dtype: Annotated[str | None, typer.Option("--kv-dtype", help="KV cache dtype (default auto).")] = None,
+    fill: Annotated[
+        float | None, typer.Option(help="Average share of the context in use (default 1.0).")
+    ] = None,
+    shared_prefix: Annotated[
+        int | None, typer.Option("--shared-prefix", help="Shared prompt tokens.")
+    ] = None,
+    headroom: Annotated[
+        float | None, typer.Option(help="Share of GPU memory kept free (default 0.10).")
+    ] = None,
+    max_gpus: Annotated[
+        int | None, typer.Option("--max-gpus", help="Most GPUs in one deployment (default 8).")
+    ] = None,
+    min_speed: Annotated[
+        float | None,
+        typer.Option("--min-speed", help="Slowest acceptable decode, tokens/s per user (default 10)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Project file (default ./vramcalc.toml or ./.vramcalc.yaml)."),
+    ] = None,
+    output: Annotated[
+        RecommendFormat, typer.Option("--format", help="Output format.")
+    ] = RecommendFormat.table,
+    json_out: JsonOpt = False,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Recommend the smallest GPU tier (then the cheapest option) that serves --users users."""
+    from vramcalc import render
+    from vramcalc.config import find_project_file, load_project_defaults
+    from vramcalc.core.recommend import Request
+    from vramcalc.core.recommend import recommend as run_recommend
+
+    path = find_project_file(Path.cwd(), config)
+    project = load_project_defaults(path) if path else None
+
+    def pick(flag: object, key: str, default: object) -> Any:
+        value = getattr(project, key, None) if project else None
+        return flag if flag is not None else value if value is not None else default
+
+    chosen_model = pick(model, "model", None)
+    defaulted = chosen_model is None
+    cat = _catalog(catalog)
+    quant_value = pick(quant, "quant", None)
+    req = Request(
+        model=cat.models.get(chosen_model or "gemma-2-27b"),
+        users=pick(users, "users", 10),
+        ctx_tokens=pick(ctx, "ctx", 4096),
+        engine=pick(engine, "engine", "vllm"),
+        bits=None if quant_value else pick(bits, "bits", 4),
+        quant=quant_value,
+        kv_dtype=pick(kv_dtype, "kv_dtype", "auto"),
+        fill=pick(fill, "fill", 1.0),
+        shared_prefix_tokens=pick(shared_prefix, "shared_prefix", 0),
+        headroom=pick(headroom, "headroom", 0.10),
+        max_gpus=pick(max_gpus, "max_gpus", 8),
+        min_tokens_per_s=pick(min_speed, "min_speed", 10.0),
+    )
+    result = run_recommend(req, cat.gpus.all().values())
+    fmt_name = RecommendFormat.json if json_out else output
+    if fmt_name is RecommendFormat.json:
+        _out(render.to_json(render.recommendation_dict(result, defaulted)))
+    elif fmt_name is RecommendFormat.markdown:
+        _out(render.recommendation_markdown(result, defaulted))
+    else:
+        _print(render.recommendation_table(result, defaulted))
+    if result.choice is None:
         raise typer.Exit(1)
 
 

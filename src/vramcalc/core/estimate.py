@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cache
 
 from vramcalc.core.activations import ActivationUse, activation_bytes
 from vramcalc.core.engines.base import EnginePlan
@@ -116,6 +117,7 @@ def _per_gpu(m: ModelSpec, role: str, rows: int, size: int, tp: int) -> int:
     return size // tp
 
 
+@cache
 def weight_bytes(m: ModelSpec, fmt: WeightFormat, tp: int = 1) -> WeightUse:
     """Weight bytes per tensor in `fmt`, summed; and what of it one GPU holds.
 

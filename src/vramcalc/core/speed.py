@@ -1,0 +1,128 @@
+"""How fast it will feel: decode tokens/s per user, time to first token, and the offload cliff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vramcalc.core.estimate import Estimate
+from vramcalc.core.kv import kv_layers, tokens_kept
+from vramcalc.core.tensors import EXPERT_ROLES, param_counts, tensor_inventory
+from vramcalc.specs import GpuSpec, ModelSpec
+
+GB = 1e9
+
+# Source: fraction of peak DRAM bandwidth a decode step achieves, by engine family; calibrated on
+# tests/calibration/throughput.yaml (see tests/test_speed.py and scripts/engine_accuracy.py).
+# llama.cpp and the PyTorch serving engines stream weights near the bandwidth roofline; HF
+# transformers generate() at batch 1 is held back by per-token Python and kernel-launch overhead.
+DECODE_BANDWIDTH_EFFICIENCY = {
+    "llama.cpp": 0.70,
+    "ollama": 0.70,
+    "vllm": 0.70,
+    "sglang": 0.70,
+    "tgi": 0.65,
+    "transformers": 0.30,
+}
+# Source: prefill is compute-bound; 0.5-0.7 x dense peak on NVIDIA datacenter parts
+# (shared/reference/gpus.yaml estimation_hints, MAMF 0.80 on H100 for the best GEMM shape).
+PREFILL_COMPUTE_EFFICIENCY = 0.55
+# Source: decode FLOPs at large batches run at a lower share of peak than big prefill GEMMs.
+DECODE_COMPUTE_EFFICIENCY = 0.45
+
+# Source: PCIe 4.0 x16 = 31.5 GB/s per direction (PCI-SIG); ~25 GB/s achieved by pinned copies.
+PCIE_BANDWIDTH_GBS = 25.0
+# Source: dual-channel DDR5-5600 = 89.6 GB/s theoretical; llama.cpp's CPU matmuls reach ~50 GB/s.
+HOST_MEMORY_BANDWIDTH_GBS = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class Speed:
+    """Decode and prefill speed for one deployment (one replica) at a given concurrency."""
+
+    users: int
+    step_s: float
+    per_user_tokens_per_s: float
+    aggregate_tokens_per_s: float
+    ttft_s: float | None
+    bound: str  # "memory" or "compute"
+    offloaded_bytes: int
+    offload_tokens_per_s_penalty: float  # per-user tokens/s lost to offload (0 when all on GPU)
+
+
+def active_weight_bytes(m: ModelSpec, weights_bytes: int, concurrent_tokens: int) -> int:
+    """Weight bytes one decode step reads: all of them for dense models; for MoE, the non-expert
+    part plus the experts the batch touches. With u tokens each picking k of E experts, the
+    expected distinct experts per layer are E x (1 - (1 - k/E)^u)."""
+    if m.moe is None:
+        return weights_bytes
+    tensors = tensor_inventory(m)
+    expert_params = sum(t.params for t in tensors if t.role in EXPERT_ROLES)
+    share = expert_params / param_counts(m).total
+    e, k = m.moe.num_experts, m.moe.experts_per_token
+    touched = e * (1 - (1 - k / e) ** max(1, concurrent_tokens)) / e
+    expert_bytes = weights_bytes * share
+    return int(weights_bytes - expert_bytes + expert_bytes * touched)
+
+
+def attention_flops_per_token(m: ModelSpec, context_tokens: int) -> float:
+    """Q.K and A.V for one new token against its cache: 4 x heads x head_dim x kept tokens per layer."""
+    width = m.num_attention_heads * (m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim if m.mla else m.head_dim)
+    return sum(4.0 * width * tokens_kept(layer.window_tokens, context_tokens) for layer in kv_layers(m))
+
+
+def peak_tflops(gpu: GpuSpec, weight_format: str) -> float | None:
+    """Dense tensor throughput for the format's compute: fp8 weights on fp8 tensor cores where the
+    GPU has them, else 16-bit (int4/GGUF kernels dequantise to 16-bit)."""
+    if weight_format in ("fp8",) and gpu.fp8_dense_tflops:
+        return gpu.fp8_dense_tflops
+    return gpu.bf16_dense_tflops or gpu.fp16_dense_tflops
+
+
+def speed(
+    e: Estimate,
+    gpu: GpuSpec,
+    users: int,
+    *,
+    gpus_per_replica: int = 1,
+    prompt_tokens: int | None = None,
+    offloaded_bytes: int = 0,
+    offload_over_pcie: bool = False,
+) -> Speed:
+    """Per-user decode tokens/s and TTFT for one replica serving `users` sequences.
+
+    step = max(bytes / (bandwidth x eff_bw), FLOPs / (peak x eff_flops)): bytes = active weights +
+    every sequence's KV (per GPU, split over the replica's GPUs), FLOPs = 2 x active params x users
+    + attention. TTFT = (2 x active params x prompt + attention) / (peak x eff_prefill), at least one
+    read of the weights. Offloaded bytes are read each token from host memory (llama.cpp CPU
+    layers) or over PCIe (vLLM cpu-offload-gb).
+    """
+    m, w = e.model, e.workload
+    ctx = w.ctx_tokens
+    context = max(1, int(w.fill * ctx))
+    eff_bw = DECODE_BANDWIDTH_EFFICIENCY.get(e.plan.engine, 0.7)
+    bandwidth = gpu.memory_bandwidth_gbs * GB * eff_bw
+    on_gpu_weights = max(0, e.weights_bytes - offloaded_bytes // gpus_per_replica)
+    weight_read = active_weight_bytes(m, on_gpu_weights, users)
+    kv_read = e.kv.bytes * users // max(1, w.users)
+    mem_s = (weight_read + kv_read) / bandwidth
+    active = param_counts(m).active
+    flops = (2.0 * active * users + users * attention_flops_per_token(m, context)) / gpus_per_replica
+    peak = peak_tflops(gpu, e.weight_format.name)
+    compute_s = flops / (peak * 1e12 * DECODE_COMPUTE_EFFICIENCY) if peak else 0.0
+    offload_s = 0.0
+    if offloaded_bytes:
+        host = PCIE_BANDWIDTH_GBS if offload_over_pcie else HOST_MEMORY_BANDWIDTH_GBS
+        offload_s = active_weight_bytes(m, offloaded_bytes, users) / (host * GB)
+    step = max(mem_s, compute_s) + offload_s
+    bound = "compute" if compute_s > mem_s else "memory"
+    prompt = prompt_tokens or ctx
+    ttft: float | None = None
+    if peak:
+        prefill_flops = 2.0 * active * prompt + prompt * attention_flops_per_token(m, prompt) / 2
+        ttft = max(
+            prefill_flops / gpus_per_replica / (peak * 1e12 * PREFILL_COMPUTE_EFFICIENCY),
+            e.weights_bytes / bandwidth,
+        ) + offloaded_bytes / ((PCIE_BANDWIDTH_GBS if offload_over_pcie else HOST_MEMORY_BANDWIDTH_GBS) * GB)
+    no_offload = max(mem_s, compute_s)
+    penalty = (1 / no_offload - 1 / step) if offloaded_bytes and no_offload > 0 else 0.0
+    return Speed(users, step, 1 / step, users / step, ttft, bound, offloaded_bytes, penalty)
