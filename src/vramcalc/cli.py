@@ -177,15 +177,18 @@ def estimate(
         spec, work, engine=engine, gpu=gpu_spec, bits=bits, quant=quant, kv_dtype=kv_dtype, settings=settings
     )
 
+    from vramcalc.core.speed import scenario_speed
+
+    sp = scenario_speed(result)
     fmt_name = OutputFormat.json if json_out else output
     if fmt_name is OutputFormat.json:
-        _out(render.to_json(render.estimate_dict(result.estimate, result.view)))
+        _out(render.to_json(render.estimate_dict(result.estimate, result.view, sp)))
     elif fmt_name is OutputFormat.markdown:
-        _out(render.estimate_markdown(result.estimate, explain, result.view))
+        _out(render.estimate_markdown(result.estimate, explain, result.view, sp))
     elif fmt_name is OutputFormat.csv:
         _out(render.estimate_csv(result.estimate, result.view))
     else:
-        _print(render.estimate_table(result.estimate, explain, result.view))
+        _print(render.estimate_table(result.estimate, explain, result.view, sp))
     if render.fits(result.estimate, result.view) is False:
         raise typer.Exit(1)
 

@@ -6,12 +6,12 @@ import csv
 import io
 import json
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from vramcalc.core.engines.base import EngineView
-from vramcalc.core.estimate import SCHEMA_VERSION, Estimate, UsersRow
+from vramcalc.core.estimate import SCHEMA_VERSION, Estimate
 from vramcalc.core.kv import kv_bytes_per_token
+from vramcalc.core.scenario import engine_rows
 from vramcalc.core.tensors import param_counts
 from vramcalc.specs import GpuSpec, ModelSpec
 from vramcalc.units import fmt_count, gib
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from vramcalc.core.recommend import Option, Recommendation
+    from vramcalc.core.speed import ScenarioSpeed
 
 BAR_WIDTH = 24
 
@@ -38,7 +39,26 @@ def engine_dict(e: Estimate, view: EngineView | None) -> dict[str, Any]:
     return out
 
 
-def estimate_dict(e: Estimate, view: EngineView | None = None) -> dict[str, Any]:
+def speed_dict(sp: ScenarioSpeed | None) -> dict[str, Any] | None:
+    if sp is None:
+        return None
+    a = sp.at_users
+    off = sp.offload
+    return {
+        "users": a.users,
+        "per_user_tokens_per_s": round(a.per_user_tokens_per_s, 2),
+        "aggregate_tokens_per_s": round(a.aggregate_tokens_per_s, 1),
+        "ttft_s": None if a.ttft_s is None else round(a.ttft_s, 3),
+        "bound": a.bound,
+        "offload": None
+        if off is None
+        else {"action": off.action, "offloaded_bytes": off.offloaded_bytes, "over_pcie": off.over_pcie},
+    }
+
+
+def estimate_dict(
+    e: Estimate, view: EngineView | None = None, speed: ScenarioSpeed | None = None
+) -> dict[str, Any]:
     """The stable JSON document for `estimate --json` (bytes are integers)."""
     w = e.workload
     return {
@@ -88,8 +108,9 @@ def estimate_dict(e: Estimate, view: EngineView | None = None) -> dict[str, Any]
                 "total_bytes": r.total_bytes,
                 "fits": r.fits[0] if e.gpu is not None else None,
                 "fits_targets": dict(zip((t.label for t in e.fit_targets), r.fits, strict=True)),
+                "per_user_tokens_per_s": None if speed is None else round(sp.per_user_tokens_per_s, 2),
             }
-            for r in _rows_with_engine(e, view)
+            for r, sp in zip(engine_rows(e, view), _row_speeds(e, speed), strict=True)
         ],
         "gpu": None
         if e.gpu is None
@@ -104,6 +125,7 @@ def estimate_dict(e: Estimate, view: EngineView | None = None) -> dict[str, Any]
             {"key": t.key, "label": t.label, "bytes": t.bytes, "formula": t.formula, "source": t.source}
             for t in e.terms
         ],
+        "speed": speed_dict(speed),
         "assumptions": list(e.assumptions),
         "warnings": list(e.warnings),
     }
@@ -202,7 +224,35 @@ def engine_lines(view: EngineView, gpu_id: str) -> list[str]:
     return lines
 
 
-def estimate_table(e: Estimate, explain: bool = False, view: EngineView | None = None) -> RenderableType:
+def _row_speeds(e: Estimate, speed: ScenarioSpeed | None) -> list[Any]:
+    return list(speed.rows) if speed is not None else [None] * len(e.by_users)
+
+
+def speed_lines(e: Estimate, speed: ScenarioSpeed) -> list[str]:
+    a = speed.at_users
+    gpu = e.gpu.gpu.id if e.gpu else "the GPU"
+    ttft = (
+        ""
+        if a.ttft_s is None
+        else f"; first token after a {e.workload.ctx_tokens:,}-token prompt in {a.ttft_s:.2f} s"
+    )
+    lines = [
+        f"Speed on {gpu}: {a.per_user_tokens_per_s:.1f} tokens/s per user at {a.users} users "
+        f"({a.aggregate_tokens_per_s:,.0f} tokens/s in all, {a.bound}-bound){ttft}."
+    ]
+    if speed.offload is not None:
+        off = speed.offload
+        lines.append(
+            f"Offload: {off.action}; {off.offloaded_bytes / 2**30:.2f} GiB read "
+            f"{'over PCIe' if off.over_pcie else 'from host memory'} each token costs "
+            f"{a.offload_tokens_per_s_penalty:.1f} tokens/s per user."
+        )
+    return lines
+
+
+def estimate_table(
+    e: Estimate, explain: bool = False, view: EngineView | None = None, speed: ScenarioSpeed | None = None
+) -> RenderableType:
     """A rich renderable: headline, breakdown, per-concurrency table, verdict, assumptions."""
     from rich.console import Group
     from rich.table import Table
@@ -230,20 +280,27 @@ def estimate_table(e: Estimate, explain: bool = False, view: EngineView | None =
     users.add_column("Split", no_wrap=True, min_width=BAR_WIDTH)
     for t in e.fit_targets:
         users.add_column(t.label, justify="center", no_wrap=True)
+    if speed is not None:
+        users.add_column("tok/s/user", justify="right")
     scale = max(r.total_bytes for r in e.by_users)
-    for r in _rows_with_engine(e, view):
+    for r, sp in zip(engine_rows(e, view), _row_speeds(e, speed), strict=True):
         other = r.total_bytes - r.kv_bytes
         weights = min(e.weights_bytes * e.workload.workers, other)
-        users.add_row(
+        cells = [
             str(r.users),
             _g(r.kv_bytes),
             _g(r.total_bytes),
             _bar(weights, r.kv_bytes, r.total_bytes, scale),
-            *(_mark(f) for f in r.fits),
-        )
+        ]
+        cells += [_mark(f) for f in r.fits]
+        if sp is not None:
+            cells.append(f"{sp.per_user_tokens_per_s:.1f}")
+        users.add_row(*cells)
     parts.append(users)
     ok = fits(e, view) if e.gpu is not None else _fits_all(e)
     parts.append(Text(verdict(e, view), style="bold green" if ok else "bold red"))
+    if speed is not None:
+        parts.append(Text("\n".join(speed_lines(e, speed))))
     if view is not None and e.gpu is not None:
         parts.append(Text("\n".join(engine_lines(view, e.gpu.gpu.id))))
     if explain:
@@ -258,19 +315,15 @@ def estimate_table(e: Estimate, explain: bool = False, view: EngineView | None =
     return Group(*parts)
 
 
-def _rows_with_engine(e: Estimate, view: EngineView | None) -> list[UsersRow]:
-    if view is None or e.gpu is None:
-        return list(e.by_users)
-    return [replace(r, fits=(r.fits[0] and view.serves(r.kv_bytes),)) for r in e.by_users]
-
-
 def _fits_all(e: Estimate) -> bool:
     if e.gpu is not None:
         return e.gpu.fits
     return any(e.total_bytes <= t.usable_bytes for t in e.fit_targets)
 
 
-def estimate_markdown(e: Estimate, explain: bool = False, view: EngineView | None = None) -> str:
+def estimate_markdown(
+    e: Estimate, explain: bool = False, view: EngineView | None = None, speed: ScenarioSpeed | None = None
+) -> str:
     lines = [f"**{_headline(e).replace(chr(10), '** | ')}", ""]
     lines += ["| Component | GiB | Share |", "|---|---:|---:|"]
     for label, n_bytes in _breakdown_rows(e):
@@ -278,10 +331,12 @@ def estimate_markdown(e: Estimate, explain: bool = False, view: EngineView | Non
         lines.append(f"| {label} | {_g(n_bytes)} | {share} |")
     header = "| Users | KV GiB | Total GiB | " + " | ".join(f"fits {t.label}" for t in e.fit_targets) + " |"
     lines += ["", header, "|" + "---:|" * (3 + len(e.fit_targets))]
-    for r in _rows_with_engine(e, view):
+    for r in engine_rows(e, view):
         marks = " | ".join(_mark(f) for f in r.fits)
         lines.append(f"| {r.users} | {_g(r.kv_bytes)} | {_g(r.total_bytes)} | {marks} |")
     lines += ["", verdict(e, view), ""]
+    if speed is not None:
+        lines += [*speed_lines(e, speed), ""]
     if view is not None and e.gpu is not None:
         head, *rest = engine_lines(view, e.gpu.gpu.id)
         lines += [f"**{head}**", "", *(f"- {r.strip()}" for r in rest), ""]
@@ -300,7 +355,7 @@ def estimate_csv(e: Estimate, view: EngineView | None = None) -> str:
         ["model", "format", "kv_dtype", "ctx_tokens", "users", "kv_bytes", "total_bytes"]
         + [f"fits_{t.label.replace(' ', '')}" for t in e.fit_targets]
     )
-    for r in _rows_with_engine(e, view):
+    for r in engine_rows(e, view):
         writer.writerow(
             [
                 e.model.id,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from vramcalc.core.estimate import Estimate
+from vramcalc.core.estimate import Estimate, UsersRow
 from vramcalc.core.kv import kv_layers, tokens_kept
 from vramcalc.core.tensors import EXPERT_ROLES, param_counts, tensor_inventory
 from vramcalc.specs import GpuSpec, ModelSpec
+
+if TYPE_CHECKING:
+    from vramcalc.core.scenario import Scenario
 
 GB = 1e9
 
@@ -126,3 +130,79 @@ def speed(
     no_offload = max(mem_s, compute_s)
     penalty = (1 / no_offload - 1 / step) if offloaded_bytes and no_offload > 0 else 0.0
     return Speed(users, step, 1 / step, users / step, ttft, bound, offloaded_bytes, penalty)
+
+
+@dataclass(frozen=True, slots=True)
+class Offload:
+    """What the engine does when the model does not fit, and how many bytes then live off the GPU."""
+
+    action: str
+    offloaded_bytes: int
+    over_pcie: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioSpeed:
+    """Speed at the asked load, per row of the concurrency table, and the offload it needs."""
+
+    at_users: Speed
+    rows: tuple[Speed, ...]
+    offload: Offload | None
+
+
+def offload_for(sc: Scenario, row: UsersRow | None = None) -> Offload | None:
+    """llama.cpp/Ollama keep only `gpu_layers` on the GPU and run the rest from host memory; vLLM
+    refuses to start unless --cpu-offload-gb streams the missing weights over PCIe every step.
+    `row` sizes the offload for that many users (default: the asked load)."""
+    e, view = sc.estimate, sc.view
+    if view is None or e.gpu is None:
+        return None
+    total = row.total_bytes if row else e.total_bytes
+    kv = row.kv_bytes if row else e.kv.bytes
+    if total <= e.gpu.usable_bytes and view.serves(kv):
+        return None
+    if sc.engine.gguf:
+        off = max(0, e.weights_bytes - int(view.value("model_buffer_bytes")))
+        if not off:
+            return None
+        layers = view.value("gpu_layers")
+        return Offload(
+            f"{view.engine} keeps {layers} layers on the GPU; the rest run from host memory", off, False
+        )
+    pool = next((int(f.value) for f in view.figures if f.key == "kv_pool_bytes"), kv)
+    short = max(total - e.gpu.usable_bytes, kv - pool)
+    if short <= 0 or short >= e.weights_bytes:
+        return None
+    gib = -(-short // 2**30)
+    return Offload(
+        f"{view.engine} refuses to start as configured; --cpu-offload-gb {gib} would stream {gib} GiB of "
+        "weights over PCIe every step",
+        gib * 2**30,
+        True,
+    )
+
+
+def scenario_speed(sc: Scenario) -> ScenarioSpeed | None:
+    """Speed on the estimate's GPU (one replica of `tp` GPUs) for the asked load and each row of the
+    concurrency table, with the offload each needs."""
+    from vramcalc.core.scenario import engine_rows
+
+    e = sc.estimate
+    if e.gpu is None:
+        return None
+
+    def at(users: int, row: UsersRow | None) -> tuple[Speed, Offload | None]:
+        off = offload_for(sc, row)
+        spd = speed(
+            e,
+            e.gpu.gpu if e.gpu else None,  # type: ignore[arg-type]
+            users,
+            gpus_per_replica=e.plan.tp,
+            offloaded_bytes=off.offloaded_bytes if off else 0,
+            offload_over_pcie=off.over_pcie if off else False,
+        )
+        return spd, off
+
+    main, off = at(e.workload.users, None)
+    rows = tuple(at(r.users, r)[0] for r in engine_rows(e, sc.view))
+    return ScenarioSpeed(main, rows, off)
