@@ -251,9 +251,13 @@ def all_format_names() -> list[str]:
     return sorted(DENSE_FORMATS) + sorted(GGUF_MIXES)
 
 
-def resolve_format(name: str) -> WeightFormat:
-    """Map a user-typed name (any case, aliases allowed) to a WeightFormat."""
+def resolve_format(name: str, prefer_gguf: bool = False) -> WeightFormat:
+    """Map a user-typed name (any case, aliases allowed) to a WeightFormat; a name both families
+    have (F16) means the GGUF one when `prefer_gguf` (llama.cpp / Ollama)."""
     key = name.strip()
+    gguf_name = key.upper().replace("-", "_").removeprefix("GGUF_")
+    if prefer_gguf and gguf_name in GGUF_MIXES:
+        return WeightFormat(gguf_name, "gguf", f"GGUF {gguf_name} (llama.cpp tensor-type mix)")
     lowered = key.lower()
     lowered = FORMAT_ALIASES.get(lowered, lowered)
     if lowered in DENSE_FORMATS:

@@ -56,7 +56,7 @@ def run(
     if bits is not None and quant is not None:
         raise SpecError("give --bits or --quant, not both")
     if quant is not None:
-        fmt = resolve_format(quant)
+        fmt = resolve_format(quant, prefer_gguf=profile.gguf)
     elif bits is not None:
         fmt = format_for_bits(bits, profile.gguf)
     else:

@@ -15,21 +15,39 @@ if TYPE_CHECKING:
 
 GB = 1e9
 
-# Source: fraction of peak DRAM bandwidth a decode step achieves, by engine family; calibrated on
-# tests/calibration/throughput.yaml (see tests/test_speed.py and scripts/engine_accuracy.py).
-# llama.cpp and the PyTorch serving engines stream weights near the bandwidth roofline; HF
-# transformers generate() at batch 1 is held back by per-token Python and kernel-launch overhead.
+# Source: fraction of peak DRAM bandwidth a decode step's weight and KV reads achieve, by engine
+# family, fitted together with the per-layer overhead below on tests/calibration/throughput.yaml
+# (llama.cpp 17 decode figures, vLLM/SGLang/TGI 10, transformers 48; scripts/speed_accuracy.py).
 DECODE_BANDWIDTH_EFFICIENCY = {
-    "llama.cpp": 0.70,
-    "ollama": 0.70,
-    "vllm": 0.70,
-    "sglang": 0.70,
-    "tgi": 0.65,
-    "transformers": 0.30,
+    "llama.cpp": 0.75,
+    "ollama": 0.75,
+    "vllm": 0.80,
+    "sglang": 0.80,
+    "tgi": 0.80,
+    "transformers": 0.75,
 }
-# Source: prefill is compute-bound; 0.5-0.7 x dense peak on NVIDIA datacenter parts
-# (shared/reference/gpus.yaml estimation_hints, MAMF 0.80 on H100 for the best GEMM shape).
-PREFILL_COMPUTE_EFFICIENCY = 0.55
+# Source: fixed cost per layer per decode step (kernel launches, Python and scheduling), by engine
+# family; calibrated with the bandwidth efficiencies above on tests/calibration/throughput.yaml.
+# It is why small quantized models on fast GPUs stay far below the bandwidth roofline.
+DECODE_OVERHEAD_PER_LAYER_S = {
+    "llama.cpp": 0.00010,
+    "ollama": 0.00010,
+    "vllm": 0.00008,
+    "sglang": 0.00008,
+    "tgi": 0.00008,
+    "transformers": 0.00100,
+}
+# Source: transformers' DynamicCache grows by torch.cat every step, so each step reads the old
+# cache, writes the new one and reads it again in attention (transformers/cache_utils.py); paged
+# engines read each sequence's KV once per step.
+KV_PASSES_PER_STEP = {"transformers": 3}
+
+# Source: prefill is compute-bound; 0.5-0.7 x dense peak on NVIDIA datacenter parts for PyTorch
+# engines (shared/reference/gpus.yaml estimation_hints; MAMF 0.80 on H100 for the best GEMM shape).
+# llama.cpp's pp512 F16/Q4_K_M figures in tests/calibration/throughput.yaml reach 0.23 (H100 PCIe)
+# and 0.31 (A100) of the bf16 peak; their geometric mean, 0.27, is used.
+PREFILL_COMPUTE_EFFICIENCY = {"llama.cpp": 0.27, "ollama": 0.27}
+DEFAULT_PREFILL_COMPUTE_EFFICIENCY = 0.55
 # Source: decode FLOPs at large batches run at a lower share of peak than big prefill GEMMs.
 DECODE_COMPUTE_EFFICIENCY = 0.45
 
@@ -107,7 +125,7 @@ def speed(
     bandwidth = gpu.memory_bandwidth_gbs * GB * eff_bw
     on_gpu_weights = max(0, e.weights_bytes - offloaded_bytes // gpus_per_replica)
     weight_read = active_weight_bytes(m, on_gpu_weights, users)
-    kv_read = e.kv.bytes * users // max(1, w.users)
+    kv_read = e.kv.bytes * users // max(1, w.users) * KV_PASSES_PER_STEP.get(e.plan.engine, 1)
     mem_s = (weight_read + kv_read) / bandwidth
     active = param_counts(m).active
     flops = (2.0 * active * users + users * attention_flops_per_token(m, context)) / gpus_per_replica
@@ -117,17 +135,24 @@ def speed(
     if offloaded_bytes:
         host = PCIE_BANDWIDTH_GBS if offload_over_pcie else HOST_MEMORY_BANDWIDTH_GBS
         offload_s = active_weight_bytes(m, offloaded_bytes, users) / (host * GB)
-    step = max(mem_s, compute_s) + offload_s
+    overhead_s = m.num_hidden_layers * DECODE_OVERHEAD_PER_LAYER_S.get(e.plan.engine, 0.0)
+    step = max(mem_s, compute_s) + overhead_s + offload_s
     bound = "compute" if compute_s > mem_s else "memory"
     prompt = prompt_tokens or ctx
     ttft: float | None = None
     if peak:
         prefill_flops = 2.0 * active * prompt + prompt * attention_flops_per_token(m, prompt) / 2
         ttft = max(
-            prefill_flops / gpus_per_replica / (peak * 1e12 * PREFILL_COMPUTE_EFFICIENCY),
+            prefill_flops
+            / gpus_per_replica
+            / (
+                peak
+                * 1e12
+                * PREFILL_COMPUTE_EFFICIENCY.get(e.plan.engine, DEFAULT_PREFILL_COMPUTE_EFFICIENCY)
+            ),
             e.weights_bytes / bandwidth,
         ) + offloaded_bytes / ((PCIE_BANDWIDTH_GBS if offload_over_pcie else HOST_MEMORY_BANDWIDTH_GBS) * GB)
-    no_offload = max(mem_s, compute_s)
+    no_offload = max(mem_s, compute_s) + overhead_s
     penalty = (1 / no_offload - 1 / step) if offloaded_bytes and no_offload > 0 else 0.0
     return Speed(users, step, 1 / step, users / step, ttft, bound, offloaded_bytes, penalty)
 
