@@ -252,7 +252,8 @@ def remedies(req: Request, option: Option) -> tuple[Remedy, ...]:
     gguf = engine in ("llama.cpp", "ollama")
     out: list[Remedy] = []
     kv_alt = "q8_0" if gguf else "fp8"
-    if req.kv_dtype not in (kv_alt, "q4_0"):
+    profile, _ = resolve_engine(req.engine)
+    if req.kv_dtype not in (kv_alt, "q4_0") and kv_alt in profile.kv_dtypes:
         alt = evaluate(replace(req, kv_dtype=kv_alt), option.gpu, option.count, option.layout)
         out.append(Remedy(f"{kv_alt} KV cache", alt.max_users, alt.serves, f"serves {alt.max_users} users"))
     cap = _context_cap(req, option)
