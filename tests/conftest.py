@@ -10,7 +10,10 @@ import pytest
 
 from vramcalc.catalog import Catalog
 from vramcalc.cli import main
-from vramcalc.specs import ModelSpec
+from vramcalc.core.engines.base import EngineSettings
+from vramcalc.core.estimate import Workload
+from vramcalc.core.scenario import Scenario, run
+from vramcalc.specs import GpuSpec, ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,3 +80,41 @@ def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
         return CliResult(code, out, err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def rtx4090(catalog: Catalog) -> GpuSpec:
+    return catalog.gpus.get("rtx-4090")
+
+
+@pytest.fixture(scope="session")
+def l40s(catalog: Catalog) -> GpuSpec:
+    return catalog.gpus.get("l40s")
+
+
+def run_gguf(
+    m: ModelSpec,
+    gpu: GpuSpec | None,
+    ctx: int,
+    users: int = 1,
+    engine: str = "llama.cpp",
+    kv_dtype: str = "auto",
+    **settings: object,
+) -> Scenario:
+    """A 4-bit (Q4_K_M) llama.cpp-family scenario with engine settings as keywords."""
+    return run(
+        m,
+        Workload(ctx, users),
+        engine=engine,
+        gpu=gpu,
+        bits=4,
+        kv_dtype=kv_dtype,
+        settings=EngineSettings(**settings),  # type: ignore[arg-type]
+    )
+
+
+def view_int(s: Scenario, key: str) -> int:
+    assert s.view is not None
+    value = s.view.value(key)
+    assert isinstance(value, int)
+    return value

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import CliResult, toy_model
+from tests.conftest import CliResult, run_gguf, toy_model
 from vramcalc.catalog import Catalog
 from vramcalc.core.engines.base import EngineSettings
 from vramcalc.core.engines.llamacpp import FIT_MARGIN_BYTES, buffers, layer_split
@@ -22,29 +22,8 @@ from vramcalc.units import GIB, MIB
 KIB = 1024
 
 
-@pytest.fixture(scope="module")
-def rtx4090(catalog: Catalog) -> GpuSpec:
-    return catalog.gpus.get("rtx-4090")
-
-
-def _run(
-    m: ModelSpec,
-    gpu: GpuSpec | None,
-    ctx: int,
-    users: int = 1,
-    engine: str = "llama.cpp",
-    kv_dtype: str = "auto",
-    **settings: object,
-) -> Scenario:
-    return run(
-        m,
-        Workload(ctx, users),
-        engine=engine,
-        gpu=gpu,
-        bits=4,
-        kv_dtype=kv_dtype,
-        settings=EngineSettings(**settings),  # type: ignore[arg-type]
-    )
+def _run(m: ModelSpec, gpu: GpuSpec | None, ctx: int, users: int = 1, **kw: object) -> Scenario:
+    return run_gguf(m, gpu, ctx, users, **{"engine": "llama.cpp", **kw})  # type: ignore[arg-type]
 
 
 def _mib(s: Scenario, key: str) -> float:

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import run_gguf, view_int
 from vramcalc.catalog import Catalog
 from vramcalc.core.engines.base import EngineSettings
 from vramcalc.core.engines.ollama import preflight_bytes
@@ -18,41 +19,12 @@ from vramcalc.specs import GpuSpec, ModelSpec
 from vramcalc.units import GIB, MIB
 
 
-@pytest.fixture(scope="module")
-def rtx4090(catalog: Catalog) -> GpuSpec:
-    return catalog.gpus.get("rtx-4090")
-
-
-@pytest.fixture(scope="module")
-def l40s(catalog: Catalog) -> GpuSpec:
-    return catalog.gpus.get("l40s")
-
-
-def _run(
-    m: ModelSpec,
-    gpu: GpuSpec | None,
-    ctx: int,
-    users: int = 1,
-    engine: str = "ollama",
-    kv_dtype: str = "auto",
-    **settings: object,
-) -> Scenario:
-    return run(
-        m,
-        Workload(ctx, users),
-        engine=engine,
-        gpu=gpu,
-        bits=4,
-        kv_dtype=kv_dtype,
-        settings=EngineSettings(**settings),  # type: ignore[arg-type]
-    )
+def _run(m: ModelSpec, gpu: GpuSpec | None, ctx: int, users: int = 1, **kw: object) -> Scenario:
+    return run_gguf(m, gpu, ctx, users, **{"engine": "ollama", **kw})  # type: ignore[arg-type]
 
 
 def _value(s: Scenario, key: str) -> int:
-    assert s.view is not None
-    value = s.view.value(key)
-    assert isinstance(value, int)
-    return value
+    return view_int(s, key)
 
 
 # --- Era A: llm/memory.go estimate (engines.md 3.2, 3.5) -----------------------------------------
