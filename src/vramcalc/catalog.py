@@ -18,10 +18,15 @@ from vramcalc.specs import GpuSpec, ModelSpec
 
 ENV_CATALOG_PATH = "VRAMCALC_CATALOG_PATH"
 MAX_CATALOG_FILE_BYTES = 1_000_000  # a spec is a few KB; refuse anything that is clearly not one
+# A spec or plan is a few KB of plain data: a few anchors for shared settings are fine, but
+# hundreds of aliases (a "billion laughs" expansion) or deep nesting mean the file is not one.
+MAX_YAML_ALIASES = 50
+MAX_YAML_DEPTH = 20
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 SpecT = TypeVar("SpecT", ModelSpec, GpuSpec)
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def builtin_root() -> Path:
@@ -58,24 +63,54 @@ def _line_of(path: Path, loc: Sequence[int | str]) -> int | None:
     return line
 
 
-def read_yaml_mapping(path: Path) -> dict[str, object]:
-    """Parse one YAML file safely (no object-constructing tags) into a mapping."""
+def _check_structure(text: str, path: Path) -> None:
+    """Refuse alias bombs and deep nesting from the event stream, before any object is built."""
+    aliases = depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        line = event.start_mark.line + 1 if event.start_mark else "?"
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_YAML_ALIASES:
+                raise CatalogError(
+                    f"{path}:{line}: more than {MAX_YAML_ALIASES} YAML aliases (*name); "
+                    "write the values out instead of expanding anchors"
+                )
+        elif isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise CatalogError(
+                    f"{path}:{line}: YAML nested deeper than {MAX_YAML_DEPTH} levels; a spec or plan is shallow data"
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def read_yaml_mapping(
+    path: Path,
+    *,
+    max_bytes: int = MAX_CATALOG_FILE_BYTES,
+    what: str = "catalog entry",
+    expected: str = "spec fields",
+) -> dict[str, object]:
+    """Parse one YAML file safely into a mapping: the size is checked before reading, aliases and
+    nesting are counted before anything is built, and no tag may construct an object."""
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read ({exc.strerror})") from exc
-    if size > MAX_CATALOG_FILE_BYTES:
-        raise CatalogError(f"{path}: {size:,} bytes is too large for a catalog entry (limit 1 MB)")
+    if size > max_bytes:
+        raise CatalogError(f"{path}: {size:,} bytes is too large for a {what} (limit {max_bytes / 1e6:g} MB)")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(f"{path}: cannot read as UTF-8 text ({exc})") from exc
     try:
+        _check_structure(text, path)
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.constructor.ConstructorError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
         raise CatalogError(
-            f"{path}:{line}: YAML tag not allowed ({exc.problem}); catalog files are plain data"
+            f"{path}:{line}: YAML tag not allowed ({exc.problem}); a {what} is plain data, no tags"
         ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -84,12 +119,14 @@ def read_yaml_mapping(path: Path) -> dict[str, object]:
         raise CatalogError(f"{path}:{line}: malformed YAML ({problem})") from exc
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
-        raise CatalogError(f"{path}: expected a mapping of spec fields, the file is {kind}")
+        where = str(path) if data is None else f"{path}:{_line_of(path, ()) or 1}"
+        raise CatalogError(f"{where}: expected a mapping of {expected}, the file is {kind}")
     return data
 
 
-def validate_spec(cls: type[SpecT], data: dict[str, object], path: Path) -> SpecT:
-    """Validate `data` as `cls`, turning the first pydantic error into one line with file:line."""
+def validate_spec(cls: type[ModelT], data: dict[str, object], path: Path) -> ModelT:
+    """Validate `data` as `cls`, turning the first pydantic error into one line with file:line,
+    the field, the problem and what the field expects (its description)."""
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
@@ -105,12 +142,20 @@ def validate_spec(cls: type[SpecT], data: dict[str, object], path: Path) -> Spec
             close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(fields)}"
             raise CatalogError(f"{prefix}: unknown key {where!r}{hint}") from exc
+        expects = _field_description(cls, loc)
+        expects = f" ({loc[-1]}: {expects})" if expects else ""
         if err["type"] == "missing":
-            raise CatalogError(f"{prefix}: missing required field {where!r}") from exc
-        raise CatalogError(f"{prefix}: {where}: {err['msg']}") from exc
+            raise CatalogError(f"{prefix}: missing required field {where!r}{expects}") from exc
+        if err["type"] == "value_error":  # our own validators: the message is complete
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            raise CatalogError(f"{prefix}: {where}: {msg}") from exc
+        value = err.get("input")
+        got = f" (got {value!r})" if isinstance(value, str | int | float | bool) else ""
+        raise CatalogError(f"{prefix}: {where}: {err['msg']}{got}{expects}") from exc
 
 
-def _field_names(cls: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+def _model_at(cls: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The pydantic model that holds the fields at `loc` (list indices and optionals looked through)."""
     model: type[BaseModel] = cls
     for part in loc:
         if isinstance(part, int):
@@ -122,9 +167,23 @@ def _field_names(cls: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
             None,
         )
         if inner is None:
-            return []
+            return None
         model = inner
-    return sorted(model.model_fields)
+    return model
+
+
+def _field_names(cls: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    model = _model_at(cls, loc)
+    return sorted(model.model_fields) if model else []
+
+
+def _field_description(cls: type[BaseModel], loc: Sequence[int | str]) -> str | None:
+    """The description of the field `loc` ends with (None when it ends with a list index)."""
+    if not loc or not isinstance(loc[-1], str):
+        return None
+    model = _model_at(cls, loc[:-1])
+    info = model.model_fields.get(loc[-1]) if model else None
+    return info.description if info else None
 
 
 @dataclass
@@ -265,3 +324,27 @@ class Catalog:
     @classmethod
     def from_environment(cls, user_dirs: Sequence[Path] = ()) -> Catalog:
         return cls(user_dirs, os.environ.get(ENV_CATALOG_PATH))
+
+
+def write_model_entry(path: Path, spec: ModelSpec, header: str, force: bool = False) -> None:
+    """Write `spec` as a catalog entry at `path` (YAML, fields in spec order, defaults left out),
+    atomically (a temporary file in the same directory, then a rename); refuse to overwrite an
+    existing file unless `force`. The written text is read back and validated before the rename."""
+    if path.exists() and not force:
+        raise CatalogError(f"{path} already exists; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise CatalogError(f"{path.parent}: no such directory")
+    data = spec.model_dump(mode="json", exclude_defaults=True)
+    text = "".join(f"# {line}\n" for line in header.splitlines())
+    text += yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
+    loaded = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    written = ModelSpec.model_validate(loaded)
+    if written != spec:
+        raise CatalogError(f"{path}: the entry would not read back as the same spec; not written")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CatalogError(f"{path}: cannot write ({exc.strerror})") from exc

@@ -20,6 +20,7 @@ from vramcalc.errors import VramcalcError
 
 if TYPE_CHECKING:
     from vramcalc.catalog import Catalog
+    from vramcalc.importers import ResolvedModel
 
 app = typer.Typer(
     name="vramcalc",
@@ -33,6 +34,10 @@ models_app = typer.Typer(help="List and show catalog models.", no_args_is_help=T
 gpus_app = typer.Typer(help="List and show catalog GPUs.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(gpus_app, name="gpus")
+schema_app = typer.Typer(help="Print JSON Schemas (for editors and CI).", no_args_is_help=True)
+plan_app = typer.Typer(help="Work with plan files: launch settings.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+app.add_typer(plan_app, name="plan")
 
 _debug = False
 
@@ -52,6 +57,18 @@ CatalogOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+OnlineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--online",
+        help="Fetch an org/name Hugging Face id missing from the local cache (config and safetensors "
+        "headers only; needs the [hf] extra).",
+    ),
+]
+MODEL_HELP = (
+    "Catalog id or alias (gemma-2-27b, google/gemma-2-27b-it), a model directory, config.json or "
+    ".gguf file, or a Hugging Face org/name in the local cache."
+)
 
 
 def _catalog(dirs: list[Path] | None) -> Catalog:
@@ -62,6 +79,16 @@ def _catalog(dirs: list[Path] | None) -> Catalog:
 
 def _out(text: str) -> None:
     sys.stdout.write(text)
+
+
+def _resolve(model: str, cat: Catalog, online: bool) -> ResolvedModel:
+    """MODEL through the one resolver (catalog, local files, HF cache); its warnings to stderr."""
+    from vramcalc.importers import resolve_model
+
+    resolved = resolve_model(model, cat, online=online)
+    for warning in resolved.warnings:
+        sys.stderr.write(f"vramcalc: warning: {warning}\n")
+    return resolved
 
 
 def _print(renderable: object) -> None:
@@ -93,9 +120,7 @@ def _root(
 
 @app.command()
 def estimate(
-    model: Annotated[
-        str, typer.Argument(help="Catalog id or alias, e.g. gemma-2-27b or google/gemma-2-27b-it.")
-    ],
+    model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     bits: Annotated[
         int | None,
         typer.Option(
@@ -125,11 +150,12 @@ def estimate(
         typer.Option(help="Catalog GPU id: fit check (exit 1 if not) and the engine's own figures."),
     ] = None,
     engine: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Serving engine NAME[@VERSION]: vllm, sglang, tgi, transformers, llama.cpp, ollama."
+            help="Serving engine NAME[@VERSION]: vllm, sglang, tgi, transformers, llama.cpp, ollama "
+            "(default vllm; llama.cpp for a .gguf file)."
         ),
-    ] = "vllm",
+    ] = None,
     gpu_util: Annotated[
         float | None,
         typer.Option("--gpu-util", help="vLLM gpu_memory_utilization / SGLang mem_fraction_static."),
@@ -159,6 +185,7 @@ def estimate(
     json_out: JsonOpt = False,
     explain: Annotated[bool, typer.Option("--explain", help="Show every term's formula and source.")] = False,
     catalog: CatalogOpt = None,
+    online: OnlineOpt = False,
 ) -> None:
     """Estimate GPU memory for MODEL at --ctx tokens per user and --users concurrent users."""
     from vramcalc import render
@@ -167,14 +194,22 @@ def estimate(
     from vramcalc.core.scenario import run
 
     cat = _catalog(catalog)
-    spec = cat.models.get(model)
+    resolved = _resolve(model, cat, online)
     gpu_spec = cat.gpus.get(gpu) if gpu else None
     work = Workload(ctx, users, fill, workers, shared_prefix, allow_long_ctx)
     settings = EngineSettings(
         gpu_util, max_num_seqs, max_num_batched_tokens, ubatch, flash_attn, tp, prompt_tokens
     )
     result = run(
-        spec, work, engine=engine, gpu=gpu_spec, bits=bits, quant=quant, kv_dtype=kv_dtype, settings=settings
+        resolved.spec,
+        work,
+        engine=engine or resolved.default_engine,
+        gpu=gpu_spec,
+        bits=bits,
+        quant=quant,
+        kv_dtype=kv_dtype,
+        settings=settings,
+        stored=resolved.stored,
     )
 
     from vramcalc.core.speed import scenario_speed
@@ -202,13 +237,20 @@ class RecommendFormat(enum.StrEnum):
 @app.command()
 def recommend(
     model: Annotated[
-        str | None, typer.Argument(help="Catalog model; default: project file, else Gemma-2-27B.")
+        str | None,
+        typer.Argument(
+            help="Catalog model, model directory, config.json, .gguf or cached HF id; "
+            "default: project file, else Gemma-2-27B."
+        ),
     ] = None,
     users: Annotated[int | None, typer.Option(help="Concurrent users to serve (default 10).")] = None,
     bits: Annotated[int | None, typer.Option(help="Weight width (4 -> int4 g128 / Q4_K_M).")] = None,
     quant: Annotated[str | None, typer.Option(help="Exact weight format.")] = None,
     ctx: Annotated[int | None, typer.Option(help="Context tokens per user (default 4096).")] = None,
-    engine: Annotated[str | None, typer.Option(help="Serving engine NAME[@VERSION] (default vllm).")] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="Serving engine NAME[@VERSION] (default vllm; llama.cpp for a .gguf file)."),
+    ] = None,
     kv_dtype: Annotated[str | None, typer.Option("--kv-dtype", help="KV cache dtype (default auto).")] = None,
     fill: Annotated[
         float | None, typer.Option(help="Average share of the context in use (default 1.0).")
@@ -235,6 +277,7 @@ def recommend(
     ] = RecommendFormat.table,
     json_out: JsonOpt = False,
     catalog: CatalogOpt = None,
+    online: OnlineOpt = False,
 ) -> None:
     """Recommend the smallest GPU tier (then the cheapest option) that serves --users users."""
     from vramcalc import render
@@ -253,12 +296,15 @@ def recommend(
     defaulted = chosen_model is None
     cat = _catalog(catalog)
     quant_value = pick(quant, "quant", None)
+    resolved = _resolve(chosen_model or "gemma-2-27b", cat, online)
     req = Request(
-        model=cat.models.get(chosen_model or "gemma-2-27b"),
+        model=resolved.spec,
+        stored=resolved.stored,
         users=pick(users, "users", 10),
         ctx_tokens=pick(ctx, "ctx", 4096),
-        engine=pick(engine, "engine", "vllm"),
-        bits=None if quant_value else pick(bits, "bits", 4),
+        engine=pick(engine, "engine", resolved.default_engine),
+        # A concrete file is sized as it is stored unless a width or format is asked for.
+        bits=None if quant_value else pick(bits, "bits", None if resolved.stored else 4),
         quant=quant_value,
         kv_dtype=pick(kv_dtype, "kv_dtype", "auto"),
         fill=pick(fill, "fill", 1.0),
@@ -293,19 +339,47 @@ def models_list(json_out: JsonOpt = False, catalog: CatalogOpt = None) -> None:
 
 @models_app.command("show")
 def models_show(
-    model: Annotated[str, typer.Argument(help="Catalog id or alias.")],
+    model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     json_out: JsonOpt = False,
     catalog: CatalogOpt = None,
+    online: OnlineOpt = False,
 ) -> None:
     """Show one model's architecture, computed counts and sources."""
     from vramcalc import render
 
-    spec = _catalog(catalog).models.get(model)
+    spec = _resolve(model, _catalog(catalog), online).spec
     data = render.model_detail(spec)
     if json_out:
         _out(render.to_json(data))
     else:
         _print(render.detail_table(spec.name, data))
+
+
+@models_app.command("import")
+def models_import(
+    model: Annotated[
+        str, typer.Argument(help="A model directory, config.json, .gguf file or cached HF org/name.")
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("-o", "--output", help="Entry to write, e.g. models/NAME.yaml (NAME becomes its id)."),
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    online: OnlineOpt = False,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Write a catalog entry (with source:) for a local model file, to review and commit."""
+    from vramcalc.catalog import write_model_entry
+    from vramcalc.importers import catalog_entry
+
+    resolved = _resolve(model, _catalog(catalog), online)
+    spec = catalog_entry(resolved, output.stem)
+    header = (
+        f"{spec.name}: imported by `vramcalc models import` from {resolved.origin}; "
+        "review every field against the model's config before committing."
+    )
+    write_model_entry(output, spec, header, force)
+    sys.stderr.write(f"vramcalc: wrote {output} (id {spec.id}); review it, then commit it\n")
 
 
 @gpus_app.command("list")
@@ -345,9 +419,16 @@ def calibrate(
     gpu: Annotated[
         str | None, typer.Option(help="Catalog GPU id; overrides the GPU the log names or implies.")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Catalog model id, for logs that do not name it.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Catalog model, model directory, config.json, .gguf or cached HF id, for logs "
+            "that do not name it."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     catalog: CatalogOpt = None,
+    online: OnlineOpt = False,
 ) -> None:
     """Compare an engine's startup log with our estimate at the same settings, figure by figure."""
     from vramcalc import render
@@ -358,7 +439,8 @@ def calibrate(
 
     facts = parse_log(read_log_file(logfile), source=str(logfile))
     cat = _catalog(catalog)
-    spec = cat.models.get(model) if model else None
+    resolved = _resolve(model, cat, online) if model else None
+    spec = resolved.spec if resolved else None
     for name in [] if model or not facts.model else cal.model_candidates(facts.model):
         try:
             spec = cat.models.get(name)
@@ -377,12 +459,119 @@ def calibrate(
         quant=plan.quant,
         kv_dtype=plan.kv_dtype,
         settings=plan.settings,
+        stored=resolved.stored if resolved else None,
     )
     report = cal.compare(facts, result, plan, notes=[gpu_note])
     if json_out:
         _out(render.to_json(render.calibration_dict(report)))
     else:
         _print(render.calibration_table(report))
+
+
+class CheckFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+    junit = "junit"
+    github = "github"
+    markdown = "markdown"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file next to `path`, then rename: a reader never sees half a report."""
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise VramcalcError(f"--output {path}: cannot write there ({exc.strerror})") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        Path(tmp).replace(path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise VramcalcError(f"--output {path}: cannot write ({exc.strerror})") from exc
+
+
+@app.command()
+def check(
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="PATH", help="Plan files, directories (every *.yaml/*.yml below) or glob patterns."
+        ),
+    ],
+    output_format: Annotated[CheckFormat, typer.Option("--format", help="Report format.")] = CheckFormat.text,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="Write the report to FILE instead of stdout, once the run completes."),
+    ] = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Check capacity plans: does every deployment fit its GPUs and meet its goals?
+
+    Exit 0 when every deployment fits with its headroom and meets its goals, 1 when any does not
+    (each failure says by how much and the smallest changes that pass), 2 when any input is invalid
+    (then nothing is reported)."""
+    from vramcalc import plans, render
+    from vramcalc.core.check import check_all
+
+    results = check_all(plans.load_plans(paths, _catalog(catalog)))
+    report = {
+        CheckFormat.text: render.check_text,
+        CheckFormat.json: lambda rs: render.to_json(render.check_dict(rs)),
+        CheckFormat.junit: render.check_junit,
+        CheckFormat.github: render.check_github,
+        CheckFormat.markdown: render.check_markdown,
+    }[output_format](results)
+    if output is None:
+        _out(report)
+    else:
+        _write_atomically(output, report)
+        sys.stderr.write(f"vramcalc: wrote {output}: {render.check_summary(results)}\n")
+    if not all(r.passed for r in results):
+        raise typer.Exit(1)
+
+
+@schema_app.command("plan")
+def schema_plan() -> None:
+    """Print the JSON Schema of plan files (for yaml-language-server and other editors)."""
+    from vramcalc import plans, render
+
+    _out(render.to_json(plans.plan_schema()))
+
+
+class EmitEngine(enum.StrEnum):
+    vllm = "vllm"
+    sglang = "sglang"
+    llamacpp = "llama.cpp"
+    ollama = "ollama"
+
+
+@plan_app.command("emit")
+def plan_emit(
+    plan: Annotated[str, typer.Argument(metavar="PLAN", help="A plan file (or a directory of them).")],
+    engine: Annotated[
+        EmitEngine | None,
+        typer.Option(
+            help="The engine to launch; it must be the one the plan was checked with (default: it)."
+        ),
+    ] = None,
+    deployment: Annotated[str | None, typer.Option(help="Only the deployment with this name.")] = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Print the launch command or environment for each deployment, with the settings it was checked with."""
+    from vramcalc import plans, render
+    from vramcalc.core import emit
+    from vramcalc.core.check import check_all
+
+    chosen = emit.select(plans.load_plans([plan], _catalog(catalog)), engine, deployment)
+    _out(render.launch_text([emit.launch(p) for p in chosen]))
+    for r in check_all(chosen):
+        if not r.passed:
+            sys.stderr.write(
+                f"vramcalc: warning: {r.planned.name} does not pass: {render.miss_text(r, r.misses[0])}\n"
+            )
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -398,7 +587,10 @@ def main(argv: list[str] | None = None) -> None:
     except VramcalcError as exc:
         if _debug:
             traceback.print_exc()
-        _fail(str(exc), exc.exit_code)
+        *first, last = str(exc).splitlines() or [""]  # several bad inputs: one line each
+        for line in first:
+            sys.stderr.write(f"vramcalc: error: {line}\n")
+        _fail(last, exc.exit_code)
     except BrokenPipeError:
         raise SystemExit(0) from None
     except Exception as exc:  # noqa: BLE001 - the one boundary that must never show a traceback

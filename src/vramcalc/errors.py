@@ -31,3 +31,15 @@ class UnknownGpuError(UnknownNameError):
 
 class UnknownFormatError(UnknownNameError):
     """No weight or KV format has this name, or no format has this bit width."""
+
+
+class ModelFileError(VramcalcError):
+    """A local model file or directory (config.json, safetensors, GGUF, HF cache) cannot be used."""
+
+
+class PlanError(VramcalcError):
+    """One or more plan files or deployments are invalid: one line per problem, file:line first."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("\n".join(messages))
+        self.messages = tuple(messages)

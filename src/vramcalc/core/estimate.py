@@ -335,16 +335,23 @@ def _terms(
     )
     split = f"; per GPU at tp={p.tp}: {wu.gpu_bytes:,} B" if p.tp > 1 else ""
     extra = f"; + {p.extra_weight_formula}" if p.extra_weight_bytes else ""
+    how = "sum over tensors of stored bytes"
+    source = (
+        "tensor shapes from the model's config.json (catalog `source:`); per-format storage in "
+        "vramcalc/core/formats.py (llama.cpp ggml-common.h / llama-quant.cpp, AutoAWQ, AutoGPTQ, "
+        "bitsandbytes)"
+    )
+    if fmt.stored is not None:
+        how = f"measured: {fmt.stored.tensor_count:,} tensors in {fmt.stored.source}, sum of stored bytes"
+        source = "the file's own header (tensor dtypes/types and shapes); no tensor data read"
     weights = Term(
         "weights",
         "Weights",
         weights_bytes,
-        f"{params.total:,} params as {fmt.label}: sum over tensors of stored bytes = "
+        f"{params.total:,} params as {fmt.label}: {how} = "
         f"{wu.checkpoint_bytes:,} B ({wu.checkpoint_bytes * 8 / params.total:.3f} bits/param)"
         f"{host}{split}{extra}",
-        "tensor shapes from the model's config.json (catalog `source:`); per-format storage in "
-        "vramcalc/core/formats.py (llama.cpp ggml-common.h / llama-quant.cpp, AutoAWQ, AutoGPTQ, "
-        "bitsandbytes)",
+        source,
     )
     kv_term = Term(
         "kv_cache",
@@ -392,6 +399,11 @@ def _assumptions(
     gpu_fit: GpuFit | None,
 ) -> list[str]:
     out = [f"engine {p.engine} {p.version}", f"weights format: {fmt.label}", f"KV cache dtype: {kv_dtype}"]
+    if fmt.stored is not None:
+        out.append(
+            f"weights measured from {fmt.stored.source}: {fmt.stored.total_bytes:,} B stored "
+            "(replaces the computed figure)"
+        )
     if m.layer_pattern.kind != "all_global":
         if p.kv_frees_windows:
             out.append(

@@ -223,16 +223,46 @@ FormatKind = Literal["dense", "gguf"]
 
 
 @dataclass(frozen=True, slots=True)
+class StoredWeights:
+    """What one concrete checkpoint or GGUF file stores, measured from its headers (no tensor data).
+
+    `layer_bytes[i]` sums decoder layer i's tensors, `embedding_bytes` the input embedding,
+    `output_bytes` an untied output matrix; the rest (final norm, vision tower, extra MTP layers)
+    is `total_bytes` minus those. `types` lists stored bytes per dtype or ggml type.
+    """
+
+    source: str
+    total_bytes: int
+    embedding_bytes: int
+    output_bytes: int
+    layer_bytes: tuple[int, ...]
+    tensor_count: int
+    types: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class WeightFormat:
-    """A resolved weight format name and how its bytes are computed."""
+    """A resolved weight format name and how its bytes are computed.
+
+    `stored` is set when the user sized a concrete file: its measured bytes replace the computed
+    ones (tensor_bytes fits the per-tensor figures to them). `basis` names the known format whose
+    per-tensor rules shape that split when `name` (e.g. a GGUF Q5_K_S file) has none of its own.
+    """
 
     name: str
     kind: FormatKind
     label: str
+    basis: str | None = None
+    stored: StoredWeights | None = None
 
     @property
     def is_gguf(self) -> bool:
         return self.kind == "gguf"
+
+    @property
+    def rules(self) -> str:
+        """The format whose per-tensor rules compute the bytes (`basis`, else `name`)."""
+        return self.basis or self.name
 
 
 _LABELS = {
@@ -294,17 +324,18 @@ def format_for_bits(bits: int, gguf_engine: bool) -> WeightFormat:
 
 def stored_tensor_types(fmt: WeightFormat, m: ModelSpec, tensors: Sequence[Tensor]) -> list[str]:
     """Per tensor, a short type label (ggml type for GGUF, 'bits' for dense formats)."""
+    name = fmt.rules
     if fmt.is_gguf:
-        mix = GGUF_MIXES[fmt.name]
+        mix = GGUF_MIXES[name]
         types: list[str] = []
         i_attn_v = 0
         for t in tensors:
-            types.append(gguf_tensor_type(fmt.name, mix, m, t, i_attn_v))
+            types.append(gguf_tensor_type(name, mix, m, t, i_attn_v))
             if t.role in ("attn_v", "attn_qkv", "attn_kv_b"):
                 i_attn_v += 1
         return types
-    dense = DENSE_FORMATS[fmt.name]
-    return [fmt.name if _dense_converts(dense, t) else "16-bit" for t in tensors]
+    dense = DENSE_FORMATS[name]
+    return [name if _dense_converts(dense, t) else "16-bit" for t in tensors]
 
 
 def _dense_converts(dense: DenseFormat, t: Tensor) -> bool:
@@ -316,12 +347,71 @@ def _dense_converts(dense: DenseFormat, t: Tensor) -> bool:
 
 
 def tensor_bytes(fmt: WeightFormat, m: ModelSpec, tensors: Sequence[Tensor]) -> list[int]:
-    """Stored bytes of each tensor in `fmt` (same order as `tensors`)."""
+    """Stored bytes of each tensor in `fmt` (same order as `tensors`).
+
+    Computed from the format's per-tensor rules; when `fmt.stored` holds a measured file, the
+    computed figures are then fitted to it group by group (input embedding, output matrix, each
+    decoder layer, the rest), so every sum over them equals what the file stores.
+    """
     if fmt.is_gguf:
         types = stored_tensor_types(fmt, m, tensors)
-        return [ggml_tensor_bytes(ty, t) for ty, t in zip(types, tensors, strict=True)]
-    dense = DENSE_FORMATS[fmt.name]
-    return [dense.matrix_bytes(t) if _dense_converts(dense, t) else 2 * t.params for t in tensors]
+        sizes = [ggml_tensor_bytes(ty, t) for ty, t in zip(types, tensors, strict=True)]
+    else:
+        dense = DENSE_FORMATS[fmt.rules]
+        sizes = [dense.matrix_bytes(t) if _dense_converts(dense, t) else 2 * t.params for t in tensors]
+    if fmt.stored is not None:
+        sizes = fit_to_stored(sizes, tensors, fmt.stored)
+    return sizes
+
+
+def _scale_group(sizes: list[int], target: int) -> list[int]:
+    """Integer sizes proportional to `sizes` that add up to exactly `target`."""
+    total = sum(sizes)
+    if total == 0:
+        return sizes
+    out = [s * target // total for s in sizes]
+    largest = max(range(len(out)), key=lambda i: sizes[i])
+    out[largest] += target - sum(out)
+    return out
+
+
+def fit_to_stored(sizes: Sequence[int], tensors: Sequence[Tensor], stored: StoredWeights) -> list[int]:
+    """Scale computed per-tensor bytes so each group sums to what the file stores.
+
+    Groups with a measured figure: the input embedding, the output matrix, and each decoder layer
+    (when the file has one figure per layer); everything else (final norm, vision tower, and any
+    stored tensor we do not model, such as an MTP layer) shares the remainder. When a group
+    cannot be matched, every tensor is scaled by one factor to the file's total.
+    """
+    groups: dict[object, list[int]] = {}
+    for i, t in enumerate(tensors):
+        key: object = "rest"
+        if t.role == "token_embd" and stored.embedding_bytes:
+            key = "embd"
+        elif t.role == "output" and stored.output_bytes:
+            key = "output"
+        elif t.layer is not None and t.layer < len(stored.layer_bytes):
+            key = t.layer
+        groups.setdefault(key, []).append(i)
+    targets: dict[object, int] = {}
+    for key in groups:
+        if key == "embd":
+            targets[key] = stored.embedding_bytes
+        elif key == "output":
+            targets[key] = stored.output_bytes
+        elif isinstance(key, int):
+            targets[key] = stored.layer_bytes[key]
+    rest = stored.total_bytes - sum(targets.values())
+    if "rest" in groups:
+        targets["rest"] = rest
+    consistent = rest >= 0 and ("rest" in groups or rest == 0)
+    if not consistent or any(targets[k] and not sum(sizes[i] for i in groups[k]) for k in groups):
+        return _scale_group(list(sizes), stored.total_bytes)
+    out = list(sizes)
+    for key, idx in groups.items():
+        for i, size in zip(idx, _scale_group([sizes[i] for i in idx], targets[key]), strict=True):
+            out[i] = size
+    return out
 
 
 # KV-cache element storage: (bytes, per elements).

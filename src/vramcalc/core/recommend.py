@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from vramcalc.core.engines import resolve_engine
 from vramcalc.core.engines.base import EngineSettings
 from vramcalc.core.estimate import Workload, usable_gpu_bytes
+from vramcalc.core.formats import WeightFormat
 from vramcalc.core.scenario import Scenario, run
 from vramcalc.core.speed import Speed, speed
 from vramcalc.errors import SpecError
@@ -63,6 +64,10 @@ class Request:
     max_gpus: int = 8
     prompt_tokens: int | None = None
     min_tokens_per_s: float = DEFAULT_MIN_TOKENS_PER_S
+    max_ttft_s: float | None = None  # slowest acceptable first token for a full-context prompt
+    workers: int = 1  # processes that each load the model (per GPU)
+    settings: EngineSettings = field(default_factory=EngineSettings)  # tp, prompt_tokens: from above
+    stored: WeightFormat | None = None  # a concrete file's format and measured bytes (scenario.run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +132,10 @@ def layouts(model: ModelSpec, engine: str, max_gpus: int) -> list[tuple[int, Lay
     return out
 
 
-def _run(req: Request, gpu: GpuSpec, users: int, tp: int) -> Scenario:
-    work = Workload(req.ctx_tokens, max(1, users), req.fill, 1, min(req.shared_prefix_tokens, req.ctx_tokens))
+def run_layout(req: Request, gpu: GpuSpec, users: int, tp: int) -> Scenario:
+    work = Workload(
+        req.ctx_tokens, max(1, users), req.fill, req.workers, min(req.shared_prefix_tokens, req.ctx_tokens)
+    )
     return run(
         req.model,
         work,
@@ -137,11 +144,12 @@ def _run(req: Request, gpu: GpuSpec, users: int, tp: int) -> Scenario:
         bits=None if req.quant else req.bits,
         quant=req.quant,
         kv_dtype=req.kv_dtype,
-        settings=EngineSettings(tp=tp, prompt_tokens=req.prompt_tokens),
+        settings=replace(req.settings, tp=tp, prompt_tokens=req.prompt_tokens or req.settings.prompt_tokens),
+        stored=req.stored,
     )
 
 
-def _per_gpu_total(sc: Scenario, pp: int) -> int:
+def per_gpu_total(sc: Scenario, pp: int) -> int:
     """Bytes on the busiest GPU: pipeline parallel splits weights and KV by layers over `pp` GPUs;
     each stage keeps its own activation peak and reserve."""
     e = sc.estimate
@@ -150,8 +158,8 @@ def _per_gpu_total(sc: Scenario, pp: int) -> int:
     return (e.weights_bytes + e.kv.bytes) // pp + e.activations.bytes + e.reserve_bytes
 
 
-def _fits(sc: Scenario, usable: int, headroom: float, pp: int) -> bool:
-    per_gpu = _per_gpu_total(sc, pp)
+def fits_budget(sc: Scenario, usable: int, headroom: float, pp: int) -> bool:
+    per_gpu = per_gpu_total(sc, pp)
     pool_ok = sc.view is None or sc.view.serves(sc.estimate.kv.bytes // pp)
     return per_gpu <= (1 - headroom) * usable and pool_ok
 
@@ -188,7 +196,7 @@ def max_users(fits: Callable[[int], bool], guess: int) -> int:
 def _linear_guess(one: Scenario, two: Scenario, budget: float, pp: int) -> int:
     """Users at which the per-GPU total (and the engine's KV pool) runs out, from two points."""
     slope = (two.estimate.total_bytes - one.estimate.total_bytes) / pp
-    fixed = _per_gpu_total(one, pp) - slope
+    fixed = per_gpu_total(one, pp) - slope
     guesses: list[float] = [(budget - fixed) / slope] if slope > 0 else [float(MAX_USERS_SEARCHED)]
     pool = next((f.value for f in (one.view.figures if one.view else ()) if f.key == "kv_pool_bytes"), None)
     kv_slope = (two.estimate.kv.bytes - one.estimate.kv.bytes) / pp
@@ -207,11 +215,11 @@ def evaluate(req: Request, gpu: GpuSpec, count: int, layout: LayoutKind) -> Opti
 
     def scenario(users: int) -> Scenario:
         if users not in cache:
-            cache[users] = _run(req, gpu, users, tp)
+            cache[users] = run_layout(req, gpu, users, tp)
         return cache[users]
 
     def fits(users: int) -> bool:
-        return _fits(scenario(users), usable, req.headroom, pp)
+        return fits_budget(scenario(users), usable, req.headroom, pp)
 
     guess = _linear_guess(scenario(1), scenario(2), (1 - req.headroom) * usable, pp)
     per_replica = max_users(fits, guess)
@@ -221,8 +229,12 @@ def evaluate(req: Request, gpu: GpuSpec, count: int, layout: LayoutKind) -> Opti
     spd = speed(sc.estimate, gpu, at, gpus_per_replica=tp) if per_replica else None
     price = gpu.price_usd * count if gpu.price_usd else None
     fast_enough = spd is not None and spd.per_user_tokens_per_s >= req.min_tokens_per_s
+    if req.max_ttft_s is not None:
+        fast_enough = (
+            fast_enough and spd is not None and spd.ttft_s is not None and spd.ttft_s <= req.max_ttft_s
+        )
     serves = total_users >= req.users and fast_enough
-    return Option(gpu, count, layout, total_users, serves, sc, spd, _per_gpu_total(sc, pp), usable, price)
+    return Option(gpu, count, layout, total_users, serves, sc, spd, per_gpu_total(sc, pp), usable, price)
 
 
 def candidates(gpus: Iterable[GpuSpec], engine: str) -> list[GpuSpec]:
@@ -245,18 +257,24 @@ def best(options: Sequence[Option]) -> Option | None:
     return max(options, key=lambda o: (o.max_users, -_rank(o)[0]))
 
 
+def quantized_kv(req: Request) -> str | None:
+    """The 8-bit KV cache the engine offers (fp8; q8_0 for llama.cpp/Ollama), unless already quantized."""
+    profile, _ = resolve_engine(req.engine)
+    alt = "q8_0" if profile.gguf else "fp8"
+    return alt if req.kv_dtype not in (alt, "q4_0") and alt in profile.kv_dtypes else None
+
+
 def remedies(req: Request, option: Option) -> tuple[Remedy, ...]:
     """What would make `option` serve the users: fp8/q8_0 KV, a context cap, more replicas, a
     smaller weight format - each evaluated with the same estimator."""
     engine = req.engine.split("@")[0]
     gguf = engine in ("llama.cpp", "ollama")
     out: list[Remedy] = []
-    kv_alt = "q8_0" if gguf else "fp8"
-    profile, _ = resolve_engine(req.engine)
-    if req.kv_dtype not in (kv_alt, "q4_0") and kv_alt in profile.kv_dtypes:
+    kv_alt = quantized_kv(req)
+    if kv_alt is not None:
         alt = evaluate(replace(req, kv_dtype=kv_alt), option.gpu, option.count, option.layout)
         out.append(Remedy(f"{kv_alt} KV cache", alt.max_users, alt.serves, f"serves {alt.max_users} users"))
-    cap = _context_cap(req, option)
+    cap = context_cap(req, option)
     if cap:
         out.append(
             Remedy(
@@ -286,14 +304,14 @@ def remedies(req: Request, option: Option) -> tuple[Remedy, ...]:
                     )
                 )
                 break
-    smaller = _smaller_format(req, option, gguf)
+    smaller = smaller_format(req, option, gguf)
     if smaller is not None:
         name, alt = smaller
         out.append(Remedy(f"{name} weights", alt.max_users, alt.serves, f"serves {alt.max_users} users"))
     return tuple(out)
 
 
-def _context_cap(req: Request, option: Option) -> int | None:
+def context_cap(req: Request, option: Option) -> int | None:
     """Largest context (multiple of 256) at which the option serves the users, if any >= 512."""
     low, high = 0, req.ctx_tokens // 256
     while low < high:
@@ -308,7 +326,7 @@ def _context_cap(req: Request, option: Option) -> int | None:
     return low * 256 if low * 256 >= 512 and low * 256 < req.ctx_tokens else None
 
 
-def _smaller_format(req: Request, option: Option, gguf: bool) -> tuple[str, Option] | None:
+def smaller_format(req: Request, option: Option, gguf: bool) -> tuple[str, Option] | None:
     current = option.scenario.estimate.weight_format.name
     ladder = ["F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M"] if gguf else ["bf16", "fp8", "awq-int4"]
     if current not in ladder or current == ladder[-1]:

@@ -38,6 +38,10 @@ def default_kv_dtype(model: ModelSpec, gguf: bool) -> str:
     return "fp16" if gguf or model.torch_dtype == "float16" else "bf16"
 
 
+def _norm(name: str) -> str:
+    return name.strip().upper().replace("-", "_")
+
+
 def run(
     model: ModelSpec,
     workload: Workload,
@@ -48,19 +52,29 @@ def run(
     quant: str | None = None,
     kv_dtype: str = "auto",
     settings: EngineSettings | None = None,
+    stored: WeightFormat | None = None,
 ) -> Scenario:
-    """Resolve the engine (NAME[@VERSION]), weight format and KV dtype, then estimate once."""
+    """Resolve the engine (NAME[@VERSION]), weight format and KV dtype, then estimate once.
+
+    `stored` is the format of a concrete file the user sized (with its measured bytes): it is the
+    default, and it stands for --quant/--bits when they name the same format; another format is
+    computed from the architecture.
+    """
     profile, version = resolve_engine(engine)
     settings = settings or EngineSettings()
     check_settings(profile, settings, model)
     if bits is not None and quant is not None:
         raise SpecError("give --bits or --quant, not both")
-    if quant is not None:
+    if quant is not None and stored is not None and _norm(quant) == _norm(stored.name):
+        fmt = stored
+    elif quant is not None:
         fmt = resolve_format(quant, prefer_gguf=profile.gguf)
     elif bits is not None:
         fmt = format_for_bits(bits, profile.gguf)
     else:
-        fmt = default_format(model, profile.gguf)
+        fmt = stored or default_format(model, profile.gguf)
+    if stored is not None and fmt.name == stored.name and fmt.kind == stored.kind:
+        fmt = stored
     if fmt.is_gguf != profile.gguf:
         kind = "GGUF" if fmt.is_gguf else "PyTorch-checkpoint"
         raise SpecError(
