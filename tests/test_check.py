@@ -617,3 +617,23 @@ def test_emit_warns_when_the_plan_does_not_pass(run_cli: Run) -> None:
         "vramcalc: warning: gemma-27b-4090-10-users does not pass: memory: needs 32.68 GiB per GPU, "
         "the budget is 21.59 GiB (90% of 23.99 GiB): 11.09 GiB over (+51%)\n"
     )
+
+
+def test_plan_with_a_local_model_directory(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A plan can name a local model directory (config.json), relative to the plan file: it resolves
+    through the same importer as `estimate` and sizes like the catalog entry (Gemma-2-27B)."""
+    from tests.importer_fixtures import CONFIGS, write_config
+
+    write_config(tmp_path / "my-gemma", CONFIGS["gemma-2-27b"])
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "deployments:\n  - model: ./my-gemma\n    bits: 4\n    gpu: l40s\n    ctx: 4096\n    users: 10\n"
+    )
+    local = run_cli("check", str(plan), "--format", "json")
+    assert local.exit_code == 0, local.stderr
+    plan.write_text(plan.read_text().replace("./my-gemma", "gemma-2-27b"))
+    catalog = run_cli("check", str(plan), "--format", "json")
+    assert catalog.exit_code == 0
+    a, b = json.loads(local.stdout), json.loads(catalog.stdout)
+    assert a["deployments"][0]["memory"] == b["deployments"][0]["memory"]
+    assert a["deployments"][0]["max_users"] == b["deployments"][0]["max_users"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -16,7 +16,9 @@ from vramcalc.core.engines.base import EngineSettings
 from vramcalc.core.formats import resolve_format
 from vramcalc.core.recommend import Request
 from vramcalc.errors import PlanError, VramcalcError
-from vramcalc.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from vramcalc.importers import ResolvedModel
 
 # A plan is a few KB; anything far larger is not one (and is refused before it is read).
 MAX_PLAN_FILE_BYTES = 1_000_000
@@ -233,13 +235,16 @@ def read_plan(path: Path) -> Plan:
     return validate_spec(Plan, data, path)
 
 
-def resolve_model(catalog: Catalog, name: str, plan_dir: Path) -> ModelSpec:
-    """The one place a plan's model name is resolved: the catalog's resolver (ids, aliases, and what
-    else it learns to read); a relative local path is taken relative to the plan file."""
+def resolve_model(catalog: Catalog, name: str, plan_dir: Path) -> ResolvedModel:
+    """A plan's model through the one resolver every command uses (catalog ids and aliases, local
+    config.json / safetensors / GGUF files, the Hugging Face cache); a relative local path is taken
+    relative to the plan file."""
+    from vramcalc.importers import resolve_model as resolve
+
     local = plan_dir / name
     if name.startswith(".") and local.exists():
         name = str(local)
-    return catalog.models.get(name)
+    return resolve(name, catalog)
 
 
 def default_name(d: Deployment) -> str:
@@ -253,7 +258,8 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog) -> Planned
         return f"{path}:{_line_of(path, ('deployments', index, field)) or line}: deployments.{index}.{field}"
 
     try:
-        model = resolve_model(catalog, d.model, path.parent)
+        resolved = resolve_model(catalog, d.model, path.parent)
+        model = resolved.spec
     except VramcalcError as exc:
         raise PlanError([f"{where('model')}: {exc}"]) from exc
     try:
@@ -290,6 +296,7 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog) -> Planned
         min_tokens_per_s=d.goals.min_tokens_per_s or 0.0,
         max_ttft_s=d.goals.max_ttft_s,
         workers=d.workers,
+        stored=resolved.stored,
         settings=EngineSettings(
             s.gpu_util, s.max_num_seqs, s.max_num_batched_tokens, s.ubatch, s.flash_attn, 1, s.prompt_tokens
         ),
