@@ -12,11 +12,11 @@ from pydantic import ValidationError
 
 from vramcalc.core.formats import StoredWeights, WeightFormat
 from vramcalc.errors import ModelFileError, UnknownModelError
-from vramcalc.importers import config_json, gguf_file, hf_cache, safetensors
 from vramcalc.specs import ModelSpec
 
 if TYPE_CHECKING:
     from vramcalc.catalog import Catalog
+    from vramcalc.importers import gguf_file, hf_cache, safetensors
 
 _PATH_SUFFIXES = (".gguf", ".json", ".safetensors")
 
@@ -51,6 +51,8 @@ def resolve_model(name: str, catalog: Catalog, *, online: bool = False) -> Resol
     `org/name` Hugging Face id from the local cache, or fetched (config and safetensors headers
     only) with `online`; otherwise the catalog's unknown-model error with close matches.
     """
+    from vramcalc.importers import hf_cache  # the file readers load lazily
+
     text = name.strip()
     if _looks_like_path(text):
         return load_path(Path(text).expanduser())
@@ -101,6 +103,8 @@ def load_path(path: Path) -> ResolvedModel:
 
 def _gguf_choices(folder: Path) -> list[Path]:
     """One path per GGUF model in a folder (the first shard of a split file); mmproj files skipped."""
+    from vramcalc.importers import gguf_file  # the file readers load lazily
+
     out = []
     for p in sorted(folder.glob("*.gguf")):
         if p.name.startswith("mmproj"):
@@ -129,6 +133,8 @@ def load_config(
     path: Path, *, hf_id: str | None = None, revision: str | None = None, model_id: str | None = None
 ) -> ResolvedModel:
     """A config.json alone: the architecture; weights computed from its format."""
+    from vramcalc.importers import config_json  # the file readers load lazily
+
     cfg = config_json.read_config(path)
     where = str(path)
     label = hf_id or (path.parent.name if path.name == "config.json" else path.stem)
@@ -154,6 +160,8 @@ def _dense_stored(
     count: int,
     where: str,
 ) -> WeightFormat:
+    from vramcalc.importers import config_json, safetensors  # the file readers load lazily
+
     stored = safetensors.stored_weights(
         ((t.name, t.dtype, t.nbytes) for t in tensors), spec.num_hidden_layers, what, count
     )
@@ -165,6 +173,8 @@ def _dense_stored(
 
 def load_directory(folder: Path, *, hf_id: str | None = None, revision: str | None = None) -> ResolvedModel:
     """config.json for the architecture plus every safetensors header for the stored bytes."""
+    from vramcalc.importers import config_json, safetensors  # the file readers load lazily
+
     base = load_config(folder / "config.json", hf_id=hf_id, revision=revision)
     files = safetensors.checkpoint_files(folder)
     if not files:
@@ -190,6 +200,8 @@ def load_directory(folder: Path, *, hf_id: str | None = None, revision: str | No
 
 def load_gguf(path: Path, *, hf_id: str | None = None, revision: str | None = None) -> ResolvedModel:
     """A .gguf file (every shard of a split one): architecture and exact model buffer from headers."""
+    from vramcalc.importers import config_json, gguf_file, safetensors  # the file readers load lazily
+
     model = gguf_file.read_model(path)
     first = model.paths[0]
     base_name = gguf_file._SHARD.sub(r"\g<base>", first.name).removesuffix(".gguf")
@@ -214,6 +226,8 @@ def load_gguf(path: Path, *, hf_id: str | None = None, revision: str | None = No
 
 
 def _header_len(path: Path, model: gguf_file.GgufModel) -> int:
+    from vramcalc.importers import gguf_file  # the file readers load lazily
+
     # Hash the metadata and tensor infos only (the first data_offset bytes of each shard).
     return gguf_file.read_header(path).data_offset if len(model.paths) > 1 else model.header_bytes
 
@@ -238,6 +252,8 @@ def load_snapshot(snap: hf_cache.Snapshot) -> ResolvedModel:
 
 def load_online(repo_id: str) -> ResolvedModel:
     """--online: config.json and the safetensors headers through huggingface_hub."""
+    from vramcalc.importers import config_json, hf_cache, safetensors  # the file readers load lazily
+
     fetched = hf_cache.fetch(repo_id)
     base = load_config(fetched.config_path, hf_id=repo_id, revision=fetched.revision)
     if not fetched.files:
