@@ -34,3 +34,25 @@ def test_setup_commands_are_in_the_readme_and_ci() -> None:
     assert MAIN_COMMAND in README
     assert TEST_COMMAND in README
     assert TEST_COMMAND in (ROOT / ".ci/run").read_text()
+
+
+def _readme_commands() -> list[str]:
+    """`vramcalc ...` lines of the README's shell blocks that need no file of the reader's own."""
+    out = []
+    for block in re.findall(r"```(?:sh|bash)\n(.*?)```", README, flags=re.S):
+        for line in block.splitlines():
+            command = line.split("  #")[0].strip()
+            if command.startswith("vramcalc ") and not re.search(r"(^|\s)(\./|~/)", command):
+                out.append(command)
+    return out
+
+
+@pytest.mark.parametrize("command", _readme_commands())
+def test_readme_commands_run_as_shown(run_cli, command: str) -> None:  # type: ignore[no-untyped-def]
+    result: CliResult = run_cli(*shlex.split(command)[1:])
+    assert result.exit_code in (0, 1), result.stderr
+    assert result.stderr == "" or result.exit_code == 1
+
+
+def test_readme_lists_enough_commands() -> None:
+    assert len(_readme_commands()) >= 6
