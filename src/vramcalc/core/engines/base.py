@@ -51,27 +51,30 @@ class EnginePlan:
     engine: str
     version: str
     kv_frees_windows: bool  # sliding/chunked layers keep only their window (else full length)
-    kv_window_extra_tokens: int  # tokens a windowed layer keeps beyond the window (in flight)
-    kv_block_tokens: int  # allocation granularity per sequence (vLLM 16, llama.cpp 256 cells)
-    kv_preallocated: bool  # every sequence's cells exist up front (llama.cpp): --fill does not shrink KV
-    kv_prefix_sharing: bool  # a shared prompt prefix is stored once (prefix caching)
     prefill_tokens: int  # tokens in the profiled / largest forward chunk
     sampled_rows: int  # rows of vocab-sized logits the engine reserves
     sampler_bytes_per_logit: float  # bytes per vocab entry per row in the sampler
-    sampler_adds: bool  # the profile holds forward and sampler memory at once (vLLM V0)
-    hidden_temporaries: float  # hidden-sized activation buffers per token (fused kernels: fewer)
-    eager_attention: bool  # scores materialised (heads x q x kv): HF eager, llama.cpp without FA
-    attention_score_bytes: int  # bytes per score element when eager
-    attention_kv_tokens: int  # kv length of the materialised scores (0 when not eager)
-    activation_dtype_bytes: int  # 2 for PyTorch bf16 activations, 4 for llama.cpp's f32 graph
     tp: int
-    extra_weight_bytes: int  # per GPU, e.g. vLLM's rotary cos/sin cache
-    extra_weight_formula: str  # how extra_weight_bytes was computed ("" when zero)
     reserve_bytes: int  # per process per GPU: CUDA context + runtime the engine holds
     reserve_formula: str
     reserve_source: str
     activation_source: str
     kv_source: str
+    # The rest default to what most engines do; an engine sets only where it differs.
+    kv_window_extra_tokens: int = 0  # tokens a windowed layer keeps beyond the window (in flight)
+    kv_block_tokens: int = 1  # allocation granularity per sequence (vLLM 16, llama.cpp 256 cells)
+    kv_preallocated: bool = (
+        False  # every sequence's cells exist up front (llama.cpp): --fill does not shrink KV
+    )
+    kv_prefix_sharing: bool = True  # a shared prompt prefix is stored once (prefix caching)
+    sampler_adds: bool = False  # the profile holds forward and sampler memory at once (vLLM V0)
+    hidden_temporaries: float = 1.0  # hidden-sized activation buffers per token (fused kernels: fewer)
+    eager_attention: bool = False  # scores materialised (heads x q x kv): HF eager, llama.cpp without FA
+    attention_score_bytes: int = 0  # bytes per score element when eager
+    attention_kv_tokens: int = 0  # kv length of the materialised scores (0 when not eager)
+    activation_dtype_bytes: int = 2  # 2 for PyTorch bf16 activations, 4 for llama.cpp's f32 graph
+    extra_weight_bytes: int = 0  # per GPU, e.g. vLLM's rotary cos/sin cache
+    extra_weight_formula: str = ""  # how extra_weight_bytes was computed ("" when zero)
     assumptions: tuple[str, ...] = field(default=())
     settings: dict[str, int | float | bool | str] = field(default_factory=dict)  # resolved, for output
 

@@ -104,22 +104,13 @@ def plan(
         engine=NAME,
         version=version,
         kv_frees_windows=hybrid,
-        kv_window_extra_tokens=0,
         kv_block_tokens=1,  # page_size 1 by default
-        kv_preallocated=False,
         kv_prefix_sharing=True,  # radix cache
         prefill_tokens=chunk,
         sampled_rows=min(settings.max_num_seqs or max_bs, max_bs),
         sampler_bytes_per_logit=LOGIT_BYTES,
-        sampler_adds=False,
         hidden_temporaries=HIDDEN_TEMPORARIES,
-        eager_attention=False,
-        attention_score_bytes=0,
-        attention_kv_tokens=0,
-        activation_dtype_bytes=2,
         tp=settings.tp,
-        extra_weight_bytes=0,
-        extra_weight_formula="",
         reserve_bytes=reserve,
         reserve_formula=(
             f"CUDA context {CUDA_CONTEXT_BYTES // MIB} MiB + runtime {RUNTIME_OVERHEAD_BYTES // MIB} MiB + decode "

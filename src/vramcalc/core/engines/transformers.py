@@ -64,22 +64,15 @@ def plan(
         engine=NAME,
         version=version,
         kv_frees_windows=True,  # DynamicSlidingWindowLayer keeps window - 1 tokens after prefill
-        kv_window_extra_tokens=0,
-        kv_block_tokens=1,
-        kv_preallocated=False,
         kv_prefix_sharing=False,
         prefill_tokens=prompt * w.users,
         sampled_rows=w.users,
         sampler_bytes_per_logit=LOGIT_BYTES,
-        sampler_adds=False,
         hidden_temporaries=HIDDEN_TEMPORARIES,
         eager_attention=eager,
         attention_score_bytes=EAGER_SCORE_BYTES,
         attention_kv_tokens=prompt,
-        activation_dtype_bytes=2,
         tp=settings.tp,
-        extra_weight_bytes=0,
-        extra_weight_formula="",
         reserve_bytes=reserve,
         reserve_formula=(
             f"CUDA context {CUDA_CONTEXT_BYTES // MIB} MiB + cuBLAS workspace / allocator slack "
