@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import struct
 import sys
-import time
 import tracemalloc
 import types
 from pathlib import Path
@@ -243,18 +242,15 @@ def test_estimate_reports_the_file_format_and_measured_weights(
 def test_a_20_gb_gguf_is_read_by_its_header_only(catalog: Catalog, tmp_path: Path) -> None:
     """A sparse Gemma-3-27B-sized GGUF (262,208-token vocabulary, ~16.5 GB of tensor data that is
     a hole on disk): the walk reads the header plus at most one read-ahead chunk, in bounded
-    memory. The bound on time is generous; scripts/bench_importers.py prints the real figures."""
+    memory (bytes read bound the time; scripts/bench_importers.py prints the timings)."""
     [path] = write_gguf(tmp_path / "big.gguf", catalog.models.get("gemma-3-27b"), vocab=262_208)
     assert path.stat().st_size > 15e9 and path.stat().st_blocks * 512 < 100e6
     tracemalloc.start()
-    start = time.perf_counter()
     header = gguf_file.read_header(path)
-    elapsed = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert header.bytes_read <= header.data_offset + gguf_file.READ_CHUNK
     assert peak < 32 * 2**20
-    assert elapsed < 10
 
 
 def test_a_60_gb_safetensors_is_read_by_its_header_only(
@@ -433,9 +429,7 @@ def _bad_files(tmp: Path, catalog: Catalog) -> dict[str, tuple[Path, str]]:
 
 def test_bad_inputs_fail_with_one_line(catalog: Catalog, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
     for what, (path, expected) in _bad_files(tmp_path, catalog).items():
-        start = time.perf_counter()
         r = run_cli("estimate", str(path))
-        assert time.perf_counter() - start < 10, what
         _one_line_error(r)
         assert expected in r.stderr, (what, r.stderr)
 
