@@ -18,6 +18,7 @@ from vramcalc.specs import GpuSpec, ModelSpec
 
 LayoutKind = Literal["single", "tensor-parallel", "pipeline-parallel", "replicas"]
 GPU_COUNTS = (1, 2, 4, 8)
+# The default --headroom: memory kept free for fragmentation, other processes and spikes.
 DEFAULT_HEADROOM = 0.10
 # Source: people read ~4-5 words (~6-8 tokens) per second; below ~10 tokens/s per user a chat
 # stream visibly lags the reader. A planning floor, not a measurement (--min-speed changes it).

@@ -9,11 +9,11 @@ from vramcalc.core.estimate import Estimate, UsersRow
 from vramcalc.core.kv import kv_layers, tokens_kept
 from vramcalc.core.tensors import EXPERT_ROLES, param_counts, tensor_inventory
 from vramcalc.specs import GpuSpec, ModelSpec
+from vramcalc.units import GB
 
 if TYPE_CHECKING:
     from vramcalc.core.scenario import Scenario
 
-GB = 1e9
 
 # Source: fraction of peak DRAM bandwidth a decode step's weight and KV reads achieve, by engine
 # family, fitted together with the per-layer overhead below on tests/calibration/throughput.yaml

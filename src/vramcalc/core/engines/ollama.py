@@ -39,6 +39,7 @@ from vramcalc.core.engines.llamacpp import (
 )
 from vramcalc.core.estimate import usable_gpu_bytes, weight_bytes
 from vramcalc.core.formats import tensor_bytes
+from vramcalc.core.kv import kv_layers
 from vramcalc.core.tensors import tensor_inventory
 from vramcalc.errors import SpecError
 from vramcalc.units import GIB, MIB
@@ -382,10 +383,8 @@ def memory_estimate(e: Estimate, version: str, free_bytes: int) -> MemoryEstimat
     batch = min(num_ctx, int(p.settings["num_batch"]))
     ctx = num_ctx * slots
     bpe = ESTIMATE_KV_BYTES_PER_ELEMENT[e.kv_dtype]
-    if m.mla is not None:
-        per_token = m.mla.kv_lora_rank + m.mla.qk_rope_head_dim
-    else:
-        per_token = 2 * m.head_dim * m.num_key_value_heads
+    # Elements per token per layer from the shared KV geometry; Ollama's own part is bytes per element.
+    per_token = kv_layers(m)[0].elements_per_token
     n = m.num_hidden_layers
     kv = [int(ctx * per_token * bpe)] * n
     default_kv_total = sum(kv)
