@@ -1,0 +1,228 @@
+"""Read a vLLM (V0 or V1) startup log: version, era, model, settings and memory figures."""
+
+from __future__ import annotations
+
+import re
+
+from vramcalc.logs.common import INT, NUM, Collector, LogText, parse_int, to_bytes
+
+# vLLM prints GiB (bytes / 2^30). Its weights line before ~0.8 says "Loading model weights took
+# 14.9888 GB", but the figure is bytes / 2^30 too (vllm/worker/model_runner.py divides
+# `model_memory_usage` by `float(2**30)`; tests/calibration/measurements.yaml records the same), so
+# "GB" on that line, and on "Model loading took", is read as GiB. V0's "memory_usage_post_profile=...Gib"
+# typo is GiB as well.
+
+# Wording that only one engine generation prints. Source: vllm/worker/worker.py and
+# vllm/executor/gpu_executor.py (V0, <= 0.10); vllm/v1/worker/gpu_worker.py and
+# vllm/v1/core/kv_cache_utils.py (V1, default since 0.8); engines.md section 1.4.
+_VLLM_V0 = (
+    "Memory profiling results:",
+    "# GPU blocks:",
+    "# CUDA blocks:",
+    "# cuda blocks:",
+    "the rest of the memory reserved for KV Cache",
+    "Initializing an LLM engine (",
+    "Initializing a V0 LLM engine",
+    "Loading model weights took",
+    "peak_torch_memory=",
+)
+_VLLM_V1 = (
+    "Initializing a V1 LLM engine",
+    "Available KV cache memory",
+    "GPU KV cache size:",
+    "torch peak memory increase",
+    "non-torch forward increase memory",
+    "EngineCore",
+)
+VLLM_MARKERS = (
+    *_VLLM_V0,
+    *_VLLM_V1,
+    "vLLM API server version",
+    "Maximum concurrency for",
+    "Model loading took",
+)
+
+# vLLM refuses to start with these (V0 worker/cache_engine checks, V1 kv_cache_utils
+# check_enough_kv_cache_memory, gpu_worker request_memory).
+_VLLM_REFUSALS = (
+    r"max seq len \(\d+\) is larger than the maximum number of tokens that can be stored in KV cache",
+    r"To serve at least one request with the models?'s max seq len",
+    r"No available memory for the cache blocks",
+    r"is less than desired GPU memory utilization",
+    r"CUDA out of memory",
+)
+# Printed only after the KV cache is allocated (graph capture, server up).
+_VLLM_STARTED = (
+    r"Graph capturing finished",
+    r"Application startup complete",
+    r"Uvicorn running on",
+    r"init engine \(profile, create kv cache, warmup model\) took",
+)
+
+
+def read_vllm(t: LogText) -> Collector:
+    c = Collector(t)
+    c.markers = [p for p in VLLM_MARKERS if t.has(p)]
+
+    m = t.last(r"vLLM API server version (\S+)", r"Initializing an? (?:V\d )?LLM engine \(v([^)\s]+)\)")
+    if m:
+        c.setting("version", m.group(1))
+    m = t.last(
+        r"with config: model='([^']+)'",
+        r"(?<![\w.])model='([^']+)'",
+        r"'model': '([^']+)'",
+        r"(?<![\w.])model_tag='([^']+)'",
+        r"'model_tag': '([^']+)'",
+        r"Starting to load model (\S+?)(?:\.\.\.)?$",
+    )
+    if m:
+        c.setting("model", m.group(1).strip())
+    m = t.last(
+        r"max_seq_len=(\d+)",
+        r"(?<![\w.])max_model_len=(\d+)",
+        r"'max_model_len': (\d+)",
+        r"Using max model len (\d+)",
+        rf"Maximum concurrency for {INT} tokens per request",
+        r"max seq len \((\d+)\)",
+    )
+    if m:
+        c.setting("max_model_len", parse_int(m.group(1)))
+    m = t.last(
+        r"Requested memory: (\d*\.?\d+) \(util\)",
+        r"gpu_memory_utilization \((\d*\.?\d+)\)",
+        r"(?<![\w.])gpu_memory_utilization(?:=|': )(\d*\.?\d+)",
+    )
+    if m:
+        c.setting("gpu_memory_utilization", float(m.group(1)))
+    c.arg("tensor_parallel_size", "tensor_parallel_size")
+    c.arg("max_num_seqs", "max_num_seqs")
+    c.arg("max_num_batched_tokens", "max_num_batched_tokens")
+    m = t.last(r"(?<![\w.])dtype=torch\.(\w+)", r"(?<![\w.])dtype='(\w+)'", r"'dtype': '(\w+)'")
+    if m:
+        c.setting("dtype", m.group(1))
+    c.arg("kv_cache_dtype", "kv_cache_dtype", kind=str)
+    c.arg("quantization", "quantization", kind=str)
+
+    # Figures, most precise wording first.
+    c.size(
+        "weights_bytes_per_gpu",
+        "Loading model weights took",
+        t.last(rf"Loading model weights took {NUM} ?(GB|GiB)"),
+    )
+    c.size("weights_bytes_per_gpu", "Model loading took", t.last(rf"Model loading took {NUM} ?(GB|GiB)"))
+    c.size("weights_bytes_per_gpu", "model weights take", t.last(rf"model weights take {NUM} ?(GiB)"))
+    c.size("weights_bytes_per_gpu", "weights memory", t.last(rf"weights memory: {NUM} ?(GiB)"))
+    weights_fig = c.figures.get("weights_bytes_per_gpu")
+    if weights_fig is not None and weights_fig.text.endswith("GB"):
+        c.notes.append(f"'{weights_fig.text}': vLLM prints GB but divides by 2^30, so it is read as GiB")
+    c.size(
+        "cuda_total_bytes",
+        "total_gpu_memory",
+        t.last(rf"total_gpu_memory={NUM}(GiB)", rf"total_gpu_memory \({NUM} ?(GiB)\)"),
+    )
+    m = t.last(rf"Requested memory: \d*\.?\d+ \(util\), {NUM} ?(GiB)")
+    c.size("requested_bytes", "Requested memory", m)
+    m = t.last(rf"gpu_memory_utilization \(\d*\.?\d+\) = {NUM} ?(GiB)")
+    c.size("requested_bytes", "total_gpu_memory x gpu_memory_utilization", m)
+    c.size(
+        "activation_peak_bytes",
+        "torch peak memory increase",
+        t.last(rf"torch peak memory increase: {NUM} ?(GiB)"),
+    )
+    c.size(
+        "activation_peak_bytes",
+        "PyTorch activation peak memory takes",
+        t.last(rf"PyTorch activation peak memory takes {NUM} ?(GiB)"),
+    )
+    peak = t.last(rf"peak_torch_memory={NUM}(GiB)")
+    weights = c.figures.get("weights_bytes_per_gpu")
+    if peak is not None and weights is not None and "activation_peak_bytes" not in c.figures:
+        # V0 (0.6) prints torch's allocated-bytes peak, weights included (vllm/worker/worker.py
+        # determine_num_available_blocks): the activation peak is that minus the weights.
+        value = to_bytes(peak.group(1), "GiB") - int(weights.value)
+        c.figure(
+            "activation_peak_bytes",
+            f"peak_torch_memory - {weights.label}",
+            value,
+            "bytes",
+            f"{peak.group(0)} - {weights.text}",
+            None,
+        )
+    c.size("non_torch_bytes", "non_torch_memory", t.last(rf"non_torch_memory={NUM}(GiB)"))
+    c.size("non_torch_bytes", "non_torch_memory takes", t.last(rf"non_torch_memory takes {NUM} ?(GiB)"))
+    c.size(
+        "non_torch_bytes",
+        "non-torch forward increase memory",
+        t.last(rf"non-torch forward increase memory: {NUM} ?(GiB)"),
+    )
+    c.size(
+        "cuda_graph_bytes",
+        "Graph capturing finished ... took",
+        t.last(rf"Graph capturing finished in \d+(?:\.\d+)? secs?, took {NUM} ?(GiB)"),
+    )
+    c.size("kv_pool_bytes", "kv_cache_size", t.last(rf"kv_cache_size={NUM}(GiB)"))
+    c.size("kv_pool_bytes", "reserved for KV Cache", t.last(rf"reserved for KV Cache is {NUM} ?(GiB)"))
+    c.size("kv_pool_bytes", "Available KV cache memory", t.last(rf"Available KV cache memory: {NUM} ?(GiB)"))
+    c.size(
+        "kv_pool_bytes",
+        "available KV cache memory",
+        t.last(rf"larger than the available KV cache memory \({NUM} ?(GiB)\)"),
+    )
+    m = t.last(r"# (?:GPU|CUDA|cuda) blocks: (\d+)")
+    if m:
+        c.figure("num_gpu_blocks", m.group(0).split(":")[0], int(m.group(1)), "blocks", m.group(0), m)
+    m = t.last(rf"GPU KV cache size: {INT} tokens")
+    if m:
+        c.figure("kv_capacity_tokens", "GPU KV cache size", parse_int(m.group(1)), "tokens", m.group(0), m)
+    m = t.last(
+        rf"max seq len \(\d+\) is larger than the maximum number of tokens that can be stored in KV cache \({INT}\)"
+    )
+    if m:
+        text = f"maximum number of tokens that can be stored in KV cache ({m.group(1)})"
+        c.figure(
+            "kv_capacity_tokens",
+            "tokens that can be stored in KV cache",
+            parse_int(m.group(1)),
+            "tokens",
+            text,
+            m,
+        )
+    m = t.last(rf"Maximum concurrency for {INT} tokens per request: {NUM} ?x")
+    if m:
+        label = f"Maximum concurrency for {m.group(1)} tokens per request"
+        c.figure("max_concurrency", label, float(m.group(2)), "x", m.group(0).split(": ")[-1], m)
+
+    refusal = next((m for p in _VLLM_REFUSALS if (m := t.last(p))), None)
+    started = next((m for p in _VLLM_STARTED if (m := t.last(p))), None)
+    concurrency = c.figures.get("max_concurrency")
+    if refusal is not None:
+        c.figure("starts", "refused to start", False, "", refusal.group(0), refusal)
+    elif started is not None:
+        c.figure("starts", "started", True, "", started.group(0), started)
+    elif concurrency is not None and float(concurrency.value) >= 1:
+        # vLLM's own start check: one request of max_model_len must fit in the KV cache.
+        c.figure("starts", "Maximum concurrency >= 1", True, "", concurrency.text, None)
+    return c
+
+
+def vllm_era(t: LogText, version: str | None) -> tuple[str | None, str]:
+    explicit = t.last(r"Initializing an? (V\d )?LLM engine")
+    if explicit is not None:
+        gen = (explicit.group(1) or "V0 ").strip()  # 0.6/0.7 print "an LLM engine": V0
+        return gen, explicit.group(0)
+    v0 = [p for p in _VLLM_V0 if t.has(p)]
+    v1 = [p for p in _VLLM_V1 if t.has(p)]
+    if v0 and not v1:
+        return "V0", v0[0]
+    if v1 and not v0:
+        return "V1", v1[0]
+    if version is not None:
+        numbers = re.match(r"(\d+)\.(\d+)", version)
+        if numbers is not None:
+            # V1 became the default engine in vLLM 0.8.0.
+            return ("V1" if (int(numbers.group(1)), int(numbers.group(2))) >= (0, 8) else "V0"), (
+                f"version {version}"
+            )
+    if v0 and v1:
+        return None, f"the log mixes V0 ({v0[0]!r}) and V1 ({v1[0]!r}) wording"
+    return None, "no V0- or V1-only wording"
