@@ -296,7 +296,7 @@ def test_output_into_a_missing_directory(run_cli: Run, tmp_path: Path) -> None:
 
 
 def test_github_escapes_percent_and_newlines() -> None:
-    from vramcalc.render import _gh_data, _gh_property
+    from vramcalc.render.check import _gh_data, _gh_property
 
     assert _gh_data("90% of\nx\r") == "90%25 of%0Ax%0D"
     assert _gh_property("a:b,c") == "a%3Ab%2Cc"

@@ -1,0 +1,300 @@
+"""Show check results for `check`: text, JSON, JUnit XML, GitHub annotations or Markdown."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vramcalc.core.estimate import SCHEMA_VERSION
+from vramcalc.render.common import _md_cell
+from vramcalc.units import gib
+
+if TYPE_CHECKING:
+    from vramcalc.core.check import CheckResult, Miss
+
+
+_LAYOUT_WORDS = {
+    "single": "",
+    "tensor-parallel": " tensor-parallel",
+    "pipeline-parallel": " pipeline-parallel",
+}
+
+
+def _where(r: CheckResult) -> str:
+    p = r.planned
+    return f"{p.source}:{p.line}" if p.line else p.source
+
+
+def check_setup(r: CheckResult) -> str:
+    """One line: model, formats, engine, GPUs and load, e.g. 'gemma-2-27b awq-int4, KV bf16, vllm 0.33
+    on 1 x rtx-4090 | 2 users x 4,096 tokens | 10% headroom'."""
+    p, e = r.planned, r.scenario.estimate
+    gpus = f"{p.count} x {p.gpu.id}" + (
+        f" replicas ({p.users_per_replica} users each)" if p.layout == "replicas" else _LAYOUT_WORDS[p.layout]
+    )
+    return (
+        f"{e.model.id} {e.weight_format.name}, KV {e.kv_dtype}, {e.plan.engine} {e.plan.version} on {gpus} | "
+        f"{p.request.users} users x {p.request.ctx_tokens:,} tokens | {p.request.headroom:.0%} headroom"
+    )
+
+
+def _pct(m: Miss) -> str:
+    return "" if m.share is None else f" ({m.share:+.0%})" if m.kind != "speed" else f" (-{m.share:.0%})"
+
+
+def miss_text(r: CheckResult, m: Miss) -> str:
+    """How far one limit is missed, in GiB, tokens/s or seconds and as a share of the limit."""
+    engine = r.scenario.estimate.plan.engine
+    if m.kind == "memory":
+        return (
+            f"memory: needs {gib(int(m.value)):.2f} GiB per GPU, the budget is {gib(int(m.limit)):.2f} GiB "
+            f"({1 - r.planned.request.headroom:.0%} of {gib(r.usable_bytes):.2f} GiB): "
+            f"{gib(int(m.by)):.2f} GiB over{_pct(m)}"
+        )
+    if m.kind == "kv-pool":
+        if m.limit <= 0:
+            return f"KV cache: {engine} would not start: nothing is left for its KV pool after weights and buffers"
+        return (
+            f"KV cache: {r.planned.users_per_replica} users need {gib(int(m.value)):.2f} GiB, {engine}'s pool "
+            f"holds {gib(int(m.limit)):.2f} GiB: {gib(int(m.by)):.2f} GiB short{_pct(m)}"
+        )
+    if m.kind == "start":
+        return f"start: {engine} would not start on {r.planned.gpu.id} (its buffers exceed the free memory)"
+    if m.kind == "speed":
+        return f"speed: {m.value:.1f} tokens/s per user, the goal is {m.limit:g}: {m.by:.1f} tokens/s short{_pct(m)}"
+    return f"first token: {m.value:.2f} s for a {r.planned.request.ctx_tokens:,}-token prompt, the goal is {m.limit:g} s: {m.by:.2f} s late{_pct(m)}"
+
+
+def _pass_lines(r: CheckResult) -> list[str]:
+    req = r.planned.request
+    spare = r.budget_bytes - r.per_gpu_bytes
+    pool = (
+        f"; KV {gib(r.kv_bytes):.2f} GiB in {r.scenario.estimate.plan.engine}'s {gib(r.kv_pool_bytes):.2f} GiB pool"
+        if r.kv_pool_bytes is not None
+        else ""
+    )
+    lines = [
+        f"memory: {gib(r.per_gpu_bytes):.2f} of {gib(r.budget_bytes):.2f} GiB per GPU ({gib(spare):.2f} GiB to spare)"
+        f"{pool}; room for up to {r.option.max_users} users"
+    ]
+    if r.speed is not None:
+        goal = f" (goal >= {req.min_tokens_per_s:g})" if req.min_tokens_per_s > 0 else ""
+        ttft = "" if r.speed.ttft_s is None else f", first token in {r.speed.ttft_s:.2f} s"
+        ttft_goal = f" (goal <= {req.max_ttft_s:g})" if req.max_ttft_s is not None and ttft else ""
+        lines.append(f"speed: {r.speed.per_user_tokens_per_s:.1f} tokens/s per user{goal}{ttft}{ttft_goal}")
+    return lines
+
+
+def _serves_text(r: CheckResult) -> str:
+    users, room = r.planned.request.users, r.option.max_users
+    most = r.most_users or 0
+    memory = f"; memory alone has room for {room}" if room != most else ""
+    if not most:
+        return f"as planned it passes for no number of users{memory}"
+    return f"as planned it passes for {most} of {users} users{memory}"
+
+
+def check_lines(r: CheckResult) -> list[str]:
+    """The body of one deployment's report: what it uses, or what it misses and how to make it pass."""
+    if r.passed:
+        return _pass_lines(r)
+    lines = [miss_text(r, m) for m in r.misses]
+    lines.append(_serves_text(r))
+    if r.fixes:
+        lines.append("smallest changes that pass (any one):")
+        lines += [f"  {f.change}  ->  {f.detail}" for f in r.fixes]
+    else:
+        lines.append("no single change of users, ctx, kv_dtype, gpu_count or quant makes it pass")
+    return lines
+
+
+def check_summary(results: list[CheckResult]) -> str:
+    failed = sum(not r.passed for r in results)
+    files = len({r.planned.source for r in results})
+    n = len(results)
+    return (
+        f"{n} deployment{'s' if n != 1 else ''} in {files} file{'s' if files != 1 else ''}: "
+        f"{n - failed} passed, {failed} failed."
+    )
+
+
+def check_text(results: list[CheckResult]) -> str:
+    out: list[str] = []
+    for r in results:
+        out.append(f"{'PASS' if r.passed else 'FAIL'} {r.planned.name} ({_where(r)})")
+        out += [f"     {line}" for line in [check_setup(r), *check_lines(r)]]
+    out.append(check_summary(results))
+    return "\n".join(out) + "\n"
+
+
+def check_dict(results: list[CheckResult]) -> dict[str, Any]:
+    """The JSON document for `check --format json`; bytes are integers."""
+    docs = []
+    for r in results:
+        p, e, req = r.planned, r.scenario.estimate, r.planned.request
+        s = r.speed
+        docs.append(
+            {
+                "name": p.name,
+                "file": p.source,
+                "line": p.line,
+                "passed": r.passed,
+                "model": e.model.id,
+                "weights_format": e.weight_format.name,
+                "kv_dtype": e.kv_dtype,
+                "engine": f"{e.plan.engine}@{e.plan.version}",
+                "gpu": p.gpu.id,
+                "gpu_count": p.count,
+                "layout": p.layout,
+                "users": req.users,
+                "users_per_replica": p.users_per_replica,
+                "ctx_tokens": req.ctx_tokens,
+                "headroom": req.headroom,
+                "max_users": r.option.max_users,
+                "memory": {
+                    "per_gpu_bytes": r.per_gpu_bytes,
+                    "budget_bytes": r.budget_bytes,
+                    "usable_bytes": r.usable_bytes,
+                    "kv_bytes": r.kv_bytes,
+                    "kv_pool_bytes": r.kv_pool_bytes,
+                },
+                "speed": None
+                if s is None
+                else {
+                    "per_user_tokens_per_s": round(s.per_user_tokens_per_s, 2),
+                    "ttft_s": None if s.ttft_s is None else round(s.ttft_s, 3),
+                },
+                "goals": {
+                    "min_tokens_per_s": req.min_tokens_per_s or None,
+                    "max_ttft_s": req.max_ttft_s,
+                },
+                "misses": [
+                    {
+                        "kind": m.kind,
+                        "value": m.value if m.unit != "bytes" else int(m.value),
+                        "limit": m.limit if m.unit != "bytes" else int(m.limit),
+                        "unit": m.unit,
+                        "by": m.by if m.unit != "bytes" else int(m.by),
+                        "share": None if m.share is None else round(m.share, 4),
+                        "text": miss_text(r, m),
+                    }
+                    for m in r.misses
+                ],
+                "fixes": [
+                    {
+                        "change": f.change,
+                        "fields": dict(f.fields),
+                        "max_users": f.max_users,
+                        "detail": f.detail,
+                    }
+                    for f in r.fixes
+                ],
+            }
+        )
+    failed = sum(not r.passed for r in results)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "passed": failed == 0,
+        "summary": {"deployments": len(results), "passed": len(results) - failed, "failed": failed},
+        "deployments": docs,
+    }
+
+
+def check_junit(results: list[CheckResult]) -> str:
+    """JUnit XML: one test suite per plan file, one test case per deployment; a failure carries
+    the misses in its message and the whole report in its text."""
+    import xml.etree.ElementTree as ET
+
+    failed = sum(not r.passed for r in results)
+    root = ET.Element(
+        "testsuites", name="vramcalc check", tests=str(len(results)), failures=str(failed), errors="0"
+    )
+    for source in dict.fromkeys(r.planned.source for r in results):
+        cases = [r for r in results if r.planned.source == source]
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=source,
+            tests=str(len(cases)),
+            failures=str(sum(not r.passed for r in cases)),
+            errors="0",
+            skipped="0",
+        )
+        for r in cases:
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=source,
+                name=r.planned.name,
+                file=source,
+                line=str(r.planned.line or 1),
+            )
+            body = "\n".join([check_setup(r), *check_lines(r)])
+            if r.passed:
+                ET.SubElement(case, "system-out").text = body
+            else:
+                failure = ET.SubElement(
+                    case, "failure", type="capacity", message="; ".join(miss_text(r, m) for m in r.misses)
+                )
+                failure.text = body
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _gh_data(text: str) -> str:
+    """Escape a GitHub workflow-command message (actions/toolkit command.ts escapeData)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    """Escape a workflow-command property value (actions/toolkit command.ts escapeProperty)."""
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def check_github(results: list[CheckResult]) -> str:
+    """GitHub Actions workflow commands: an ::error annotation at the file and line of each failing
+    deployment (its misses and fixes as the message), plain log lines for the ones that pass."""
+    out: list[str] = []
+    for r in results:
+        p = r.planned
+        if r.passed:
+            out.append(f"PASS {p.name} ({_where(r)})")
+            continue
+        title = f"vramcalc: {p.name} does not pass"
+        message = "\n".join([check_setup(r), *check_lines(r)])
+        out.append(
+            f"::error file={_gh_property(p.source)},line={p.line or 1},title={_gh_property(title)}::{_gh_data(message)}"
+        )
+    out.append(check_summary(results))
+    return "\n".join(out) + "\n"
+
+
+def check_markdown(results: list[CheckResult]) -> str:
+    """A pull-request comment: a table of every deployment, then each failure with its fixes."""
+    failed = [r for r in results if not r.passed]
+    n = len(results)
+    head = f"all {n} pass" if not failed else f"{len(failed)} of {n} fail"
+    lines = [
+        f"### vramcalc check: {head}",
+        "",
+        "| | Deployment | GPUs | Users x ctx | Per GPU GiB | Budget GiB | tok/s/user | TTFT s | Plan |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        p, s = r.planned, r.speed
+        mark = "✅" if r.passed else "❌"
+        gpus = f"{p.count} x {p.gpu.id}{'' if p.layout == 'single' else ' ' + p.layout}"
+        tps = "-" if s is None else f"{s.per_user_tokens_per_s:.1f}"
+        ttft = "-" if s is None or s.ttft_s is None else f"{s.ttft_s:.2f}"
+        lines.append(
+            f"| {mark} | {_md_cell(p.name)} | {gpus} | {p.request.users} x {p.request.ctx_tokens:,} | "
+            f"{gib(r.per_gpu_bytes):.2f} | {gib(r.budget_bytes):.2f} | {tps} | {ttft} | `{_where(r)}` |"
+        )
+    for r in failed:
+        lines += ["", f"**{_md_cell(r.planned.name)}** (`{_where(r)}`) does not pass: {check_setup(r)}", ""]
+        lines += [f"- {miss_text(r, m)}" for m in r.misses]
+        lines.append(f"- {_serves_text(r)}")
+        if r.fixes:
+            lines += ["", "Smallest changes that pass (any one):", ""]
+            lines += [f"- `{f.change}`: {f.detail}" for f in r.fixes]
+    lines += ["", check_summary(results)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,38 @@
+"""Show launches for `plan emit` as shell text: files, environment and engine commands."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vramcalc.core.emit import Command, Launch
+
+
+def _shell_command(c: Command) -> str:
+    """Environment, the program, then one flag (with its value) per line, joined with backslashes."""
+    import shlex
+
+    lines = [f"{k}={shlex.quote(v)}" for k, v in c.env] + [shlex.join(c.program)]
+    rest = list(c.args)
+    while rest:
+        take = 2 if len(rest) > 1 and not rest[1].startswith("-") else 1
+        lines.append(shlex.join(rest[:take]))
+        rest = rest[take:]
+    return " \\\n  ".join(lines)
+
+
+def launch_text(launches: list[Launch]) -> str:
+    """Shell text for `plan emit`: a comment naming each deployment, its notes, files and commands."""
+    out: list[str] = []
+    for la in launches:
+        p = la.planned
+        where = f"{p.source}:{p.line}" if p.line else p.source
+        out.append(
+            f"# {p.name} ({where}): {la.engine}, {p.request.users} users x {p.request.ctx_tokens:,} tokens"
+        )
+        out += [f"# {n}" for n in la.notes]
+        for name, text in la.files:
+            out += [f"cat > {name} <<'EOF'", text.rstrip("\n"), "EOF"]
+        out += [_shell_command(c) for c in la.commands]
+        out.append("")
+    return "\n".join(out)
