@@ -200,12 +200,32 @@ class GpuSpec(_Spec):
     memory_bandwidth_gbs: float = Field(gt=0, description="Peak DRAM bandwidth, decimal GB/s.")
     bf16_dense_tflops: float | None = Field(default=None, gt=0)
     fp16_dense_tflops: float | None = Field(default=None, gt=0)
+    fp16_acc_dense_tflops: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Dense FP16 tensor rate with FP16 accumulate, where it differs from fp16_dense_tflops "
+            "(the FP32-accumulate rate): GeForce cards and the L40/L20 run FP32 accumulate at half "
+            "rate. llama.cpp's cuBLAS F16 GEMMs use FP16 accumulate. Null: same as fp16_dense_tflops."
+        ),
+    )
     fp8_dense_tflops: float | None = Field(default=None, gt=0)
     int8_dense_tops: float | None = Field(default=None, gt=0)
     fp4_dense_tflops: float | None = Field(default=None, gt=0)
     ecc: bool | None = None
     tdp_w: float | None = Field(default=None, gt=0)
     interconnect: str | None = None
+    link_gbs: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "GPU-to-GPU bandwidth in ONE direction, decimal GB/s, that one device reaches in the "
+            "standard multi-GPU server for this part: NVLink/NVSwitch for SXM parts, xGMI for AMD "
+            "OAM parts (all links together, as when the whole board takes part), otherwise the "
+            "card's PCIe link (an optional NVLink bridge is not counted; see notes). "
+            "Null for single devices and where no figure is sourced."
+        ),
+    )
     release_year: int | None = None
     price_usd: float | None = Field(default=None, gt=0)
     price_note: str | None = None
