@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from vramcalc.core.estimate import Estimate, UsersRow
+from vramcalc.core.engines.common import version_at_least
+from vramcalc.core.estimate import Estimate
+from vramcalc.core.formats import stored_tensor_types, tensor_bytes
 from vramcalc.core.kv import kv_layers, tokens_kept
-from vramcalc.core.tensors import EXPERT_ROLES, param_counts, tensor_inventory
+from vramcalc.core.tensors import DECODER_MATRIX_ROLES, EXPERT_ROLES, param_counts, tensor_inventory
 from vramcalc.specs import GpuSpec, ModelSpec
 from vramcalc.units import GB
-
-if TYPE_CHECKING:
-    from vramcalc.core.scenario import Scenario
-
 
 # Source: fraction of peak DRAM bandwidth a decode step's weight and KV reads achieve, by engine
 # family, fitted together with the per-layer overhead below on tests/calibration/throughput.yaml
@@ -44,10 +41,39 @@ KV_PASSES_PER_STEP = {"transformers": 3}
 
 # Source: prefill is compute-bound; 0.5-0.7 x dense peak on NVIDIA datacenter parts for PyTorch
 # engines (shared/reference/gpus.yaml estimation_hints; MAMF 0.80 on H100 for the best GEMM shape).
-# llama.cpp's pp512 F16/Q4_K_M figures in tests/calibration/throughput.yaml reach 0.23 (H100 PCIe)
-# and 0.31 (A100) of the bf16 peak; their geometric mean, 0.27, is used.
-PREFILL_COMPUTE_EFFICIENCY = {"llama.cpp": 0.27, "ollama": 0.27}
-DEFAULT_PREFILL_COMPUTE_EFFICIENCY = 0.55
+# llama.cpp and Ollama take the GGUF kernel paths below instead (gguf_prefill_s).
+PREFILL_COMPUTE_EFFICIENCY = 0.55
+
+# Which kernel multiplies a GGUF weight matrix during prompt processing (ggml-cuda).
+# Source: ggml-org/llama.cpp ggml/src/ggml-cuda/ggml-cuda.cu ggml_cuda_op_mul_mat_cublas: F16
+# weights, and quantized ones first dequantized to F16 (to_fp16_cuda), multiply in cublasGemmEx
+# with CUBLAS_COMPUTE_16F (FP16 accumulate) on NVIDIA Volta and newer; only AMD CDNA/RDNA4 use
+# CUBLAS_COMPUTE_32F. Read in ggerganov/llama.cpp ggml-cuda.cu (commit 005de593, early 2024) and
+# in a 2025 copy of ggml/src/ggml-cuda/ggml-cuda.cu: the same branch in both.
+# Source: ggml_cuda_mul_mat at commit 005de593: quantized weights used MMQ only for batches of at
+# most MMQ_MAX_BATCH_SIZE (32) tokens when FP16 tensor cores were available, so a 512-token
+# ubatch took dequantize + cuBLAS. PR #8075 "CUDA: use MMQ instead of cuBLAS by default" (merged
+# 2024-06-24) moved that choice to ggml_cuda_should_use_mmq, which (ggml/src/ggml-cuda/mmq.cu,
+# commit 027ef876) returns true at every batch size where int8 tensor cores exist (Turing and
+# newer): quantized prompt processing runs the int8 MMQ kernels. Builds from July 2024 on
+# (this label) and every Ollama profile (0.6+, 2025) take MMQ.
+MMQ_DEFAULT_SINCE = "2024.07"
+GGUF_ENGINES = frozenset({"llama.cpp", "ollama"})
+SIXTEEN_BIT_GGML = frozenset({"F16", "BF16", "F32"})
+# Source: share of a kernel's tensor peak that llama.cpp's prompt GEMMs reach at ubatch 512 (cuBLAS
+# FP16 and MMQ int8 alike), and the most they reach per board watt, fitted together (least squares
+# on log error) on the even-numbered half of the 30 NVIDIA llama.cpp prefill records in
+# tests/calibration/throughput.yaml (llama-bench pp512, May/June 2024 builds, 12 GPUs); the odd
+# half tests them (tests/speed_records.py prefill_split: fit median 7%, worst 21%; test median 8%,
+# worst 24%, or 34% counting the A100 SXM 8B record it xfails). The per-watt cap is why parts
+# with a high spec peak per watt (H100 PCIe 756 TFLOPS at 350 W, RTX 6000 Ada 364 at 300 W, A100
+# PCIe 312 at 300 W) and int8 MMQ (twice the FP16 peak; 1.33x the cuBLAS speed on an RTX 4090,
+# llama.cpp PR #7676) stay well below their spec: sustained tensor GEMMs run at the board power
+# limit, where GPU Boost lowers clocks until power <= TDP. The figure is specific to these kernels
+# and shapes: large bf16 GEMMs reach more per watt (MAMF 253 TFLOPS on a 300 W A100 PCIe,
+# shared/reference/gpus.yaml).
+GGUF_PREFILL_GEMM_EFFICIENCY = 0.44
+GGUF_PREFILL_TFLOPS_PER_WATT = 0.387
 # Source: decode FLOPs at large batches run at a lower share of peak than big prefill GEMMs.
 DECODE_COMPUTE_EFFICIENCY = 0.45
 
@@ -55,6 +81,33 @@ DECODE_COMPUTE_EFFICIENCY = 0.45
 PCIE_BANDWIDTH_GBS = 25.0
 # Source: dual-channel DDR5-5600 = 89.6 GB/s theoretical; llama.cpp's CPU matmuls reach ~50 GB/s.
 HOST_MEMORY_BANDWIDTH_GBS = 50.0
+
+
+# Source: tensor parallelism all-reduces the hidden state twice per layer (after attention and after
+# the MLP; vllm/model_executor/layers/linear.py RowParallelLinear). A ring all-reduce sends
+# 2 (n - 1) / n of the buffer through each GPU's link (NCCL ring algorithm).
+ALL_REDUCES_PER_LAYER = 2
+# Source: small-message all-reduce latency: ~6 us for 2 H100 over NVLink (NVIDIA/nccl#1259,
+# all_reduce_perf -g 2 with CUDA graphs); ~20 us for NCCL over a PCIe switch (4 x V100 inside a
+# CUDA graph, haohervchb/sglang-V100 PR #2: "NCCL costs about 20 us per all-reduce").
+ALL_REDUCE_LATENCY_NVLINK_S = 6e-6
+ALL_REDUCE_LATENCY_PCIE_S = 20e-6
+# Source: links at or above this per-direction rate are NVLink/xGMI class (PCIe 5.0 x16 = 63 GB/s).
+NVLINK_CLASS_GBS = 100.0
+# Source: PCIe 4.0 x16 per direction (PCI-SIG: 16 GT/s x 16 lanes x 128/130 / 8), for cards whose
+# catalog entry has no link_gbs.
+DEFAULT_LINK_GBS = 31.5
+
+
+def all_reduce_s(m: ModelSpec, gpu: GpuSpec, tokens: int, gpus: int) -> float:
+    """Time one forward of `tokens` tokens spends in tensor-parallel all-reduces over the link:
+    layers x 2 x (latency + 2 (n - 1) / n x tokens x hidden x 2 B / link bandwidth); 0 for one GPU."""
+    if gpus <= 1:
+        return 0.0
+    link = gpu.link_gbs or DEFAULT_LINK_GBS
+    latency = ALL_REDUCE_LATENCY_NVLINK_S if link >= NVLINK_CLASS_GBS else ALL_REDUCE_LATENCY_PCIE_S
+    payload = 2 * (gpus - 1) / gpus * tokens * m.hidden_size * 2
+    return m.num_hidden_layers * ALL_REDUCES_PER_LAYER * (latency + payload / (link * GB))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +153,72 @@ def peak_tflops(gpu: GpuSpec, weight_format: str) -> float | None:
     return gpu.bf16_dense_tflops or gpu.fp16_dense_tflops
 
 
+@dataclass(frozen=True, slots=True)
+class PrefillKernel:
+    """The kernel that multiplies one GGUF tensor type in prompt processing, and its tensor peak."""
+
+    path: str  # "cublas-f16", "dequantize+cublas-f16" or "mmq-int8"
+    peak_tflops: float
+    dequantizes: bool  # writes an F16 copy of the weights before each ubatch's GEMM
+
+
+def prefill_kernel(e: Estimate, gpu: GpuSpec, ggml_type: str) -> PrefillKernel | None:
+    """ggml-cuda's path for `ggml_type` weights at a prompt-sized batch: F16 in cuBLAS with FP16
+    accumulate (the FP16-accumulate rate, twice the FP32-accumulate one on GeForce cards); quantized
+    types in the int8 MMQ kernels (int8 tensor rate) since MMQ_DEFAULT_SINCE, before that
+    dequantized to F16 and multiplied by cuBLAS. None without a tensor figure (Apple/Metal)."""
+    fp16 = gpu.fp16_acc_dense_tflops or gpu.fp16_dense_tflops or gpu.bf16_dense_tflops
+    if fp16 is None:
+        return None
+    if ggml_type == "BF16" and gpu.bf16_dense_tflops:
+        return PrefillKernel("cublas-bf16", gpu.bf16_dense_tflops, False)  # CUBLAS_COMPUTE_32F
+    if ggml_type in SIXTEEN_BIT_GGML:
+        return PrefillKernel("cublas-f16", fp16, False)
+    mmq = e.plan.engine != "llama.cpp" or version_at_least(e.plan.version, MMQ_DEFAULT_SINCE)
+    if mmq and gpu.int8_dense_tops:
+        return PrefillKernel("mmq-int8", gpu.int8_dense_tops, False)
+    return PrefillKernel("dequantize+cublas-f16", fp16, True)
+
+
+def gguf_prefill_s(e: Estimate, gpu: GpuSpec, prompt: int, gpus_per_replica: int) -> float | None:
+    """Prompt time on llama.cpp's GPU kernels, seconds, summed over the decoder matrices:
+    2 x params x prompt / min(eff x kernel peak, TFLOPS-per-watt x TDP) (for MoE, the routed
+    experts' FLOPs x k/E), attention FLOPs on the 16-bit path, and on the dequantize path
+    ceil(prompt / ubatch) writes of an F16 copy (stored bytes read + 2 B per weight written) at the
+    decode bandwidth. The output matrix runs for the last token only (llama-bench and servers ask
+    for one row of logits), so it only adds its read; the whole prompt reads the weights at least
+    once. None when a kernel has no tensor figure."""
+    m = e.model
+    tensors = tensor_inventory(m)
+    types = stored_tensor_types(e.weight_format, m, tensors)
+    sizes = tensor_bytes(e.weight_format, m, tensors)
+    routed = m.moe.experts_per_token / m.moe.num_experts if m.moe else 1.0
+    cap = GGUF_PREFILL_TFLOPS_PER_WATT * gpu.tdp_w if gpu.tdp_w else None
+
+    def rate(kernel: PrefillKernel) -> float:
+        achieved = GGUF_PREFILL_GEMM_EFFICIENCY * kernel.peak_tflops
+        return (min(achieved, cap) if cap else achieved) * 1e12
+
+    attention = prefill_kernel(e, gpu, "F16")
+    if attention is None:
+        return None
+    gemm_s = prompt * attention_flops_per_token(m, prompt) / 2 / rate(attention)
+    dequant_bytes = 0
+    for t, ggml_type, size in zip(tensors, types, sizes, strict=True):
+        if t.role not in DECODER_MATRIX_ROLES:
+            continue
+        kernel = prefill_kernel(e, gpu, ggml_type)
+        if kernel is None:
+            return None
+        share = routed if t.role in EXPERT_ROLES else 1.0
+        gemm_s += 2.0 * t.params * share * prompt / rate(kernel)
+        if kernel.dequantizes:
+            dequant_bytes += size + 2 * t.params
+    bandwidth = gpu.memory_bandwidth_gbs * GB * DECODE_BANDWIDTH_EFFICIENCY[e.plan.engine]
+    ubatches = -(-prompt // max(1, e.plan.prefill_tokens))
+    return max(gemm_s / gpus_per_replica, e.weights_bytes / bandwidth) + ubatches * dequant_bytes / bandwidth
+
+
 def speed(
     e: Estimate,
     gpu: GpuSpec,
@@ -109,14 +228,20 @@ def speed(
     prompt_tokens: int | None = None,
     offloaded_bytes: int = 0,
     offload_over_pcie: bool = False,
+    host_kv_bytes: int = 0,
+    host_bandwidth_gbs: float = HOST_MEMORY_BANDWIDTH_GBS,
 ) -> Speed:
     """Per-user decode tokens/s and TTFT for one replica serving `users` sequences.
 
     step = max(bytes / (bandwidth x eff_bw), FLOPs / (peak x eff_flops)): bytes = active weights +
     every sequence's KV (per GPU, split over the replica's GPUs), FLOPs = 2 x active params x users
     + attention. TTFT = (2 x active params x prompt + attention) / (peak x eff_prefill), at least one
-    read of the weights. Offloaded bytes are read each token from host memory (llama.cpp CPU
-    layers) or over PCIe (vLLM cpu-offload-gb).
+    read of the weights; llama.cpp/Ollama price each GGUF tensor type on its ggml-cuda kernel
+    (gguf_prefill_s). Offloaded weights (and `host_kv_bytes` of the layers computed there) are
+    read each token from host memory at `host_bandwidth_gbs` (llama.cpp CPU layers) or over PCIe
+    (transformers device_map offload); a prompt copies the offloaded weights over PCIe once
+    (ggml-backend offloads large-batch ops of host layers to the GPU). Tensor parallelism adds its
+    all-reduces over the GPU link (all_reduce_s) to the step and to the prefill.
     """
     m, w = e.model, e.workload
     ctx = w.ctx_tokens
@@ -125,109 +250,38 @@ def speed(
     bandwidth = gpu.memory_bandwidth_gbs * GB * eff_bw
     on_gpu_weights = max(0, e.weights_bytes - offloaded_bytes // gpus_per_replica)
     weight_read = active_weight_bytes(m, on_gpu_weights, users)
-    kv_read = e.kv.bytes * users // max(1, w.users) * KV_PASSES_PER_STEP.get(e.plan.engine, 1)
+    # Each running sequence reads its own KV; slots allocated up front hold one sequence each.
+    per_sequence_kv = e.kv.bytes / max(1, e.plan.slots or w.users)
+    host_kv_share = min(1.0, host_kv_bytes / e.kv.bytes) if e.kv.bytes else 0.0
+    kv_users = per_sequence_kv * users
+    kv_read = int(kv_users * (1 - host_kv_share)) * KV_PASSES_PER_STEP.get(e.plan.engine, 1)
     mem_s = (weight_read + kv_read) / bandwidth
     active = param_counts(m).active
     flops = (2.0 * active * users + users * attention_flops_per_token(m, context)) / gpus_per_replica
     peak = peak_tflops(gpu, e.weight_format.name)
     compute_s = flops / (peak * 1e12 * DECODE_COMPUTE_EFFICIENCY) if peak else 0.0
     offload_s = 0.0
-    if offloaded_bytes:
-        host = PCIE_BANDWIDTH_GBS if offload_over_pcie else HOST_MEMORY_BANDWIDTH_GBS
-        offload_s = active_weight_bytes(m, offloaded_bytes, users) / (host * GB)
+    if offloaded_bytes or host_kv_bytes:
+        host = PCIE_BANDWIDTH_GBS if offload_over_pcie else host_bandwidth_gbs
+        host_read = active_weight_bytes(m, offloaded_bytes, users) + kv_users * host_kv_share
+        offload_s = host_read / (host * GB)
     overhead_s = m.num_hidden_layers * DECODE_OVERHEAD_PER_LAYER_S.get(e.plan.engine, 0.0)
-    step = max(mem_s, compute_s) + overhead_s + offload_s
+    link_s = all_reduce_s(m, gpu, users, gpus_per_replica)
+    step = max(mem_s, compute_s) + overhead_s + offload_s + link_s
     bound = "compute" if compute_s > mem_s else "memory"
     prompt = prompt_tokens or ctx
     ttft: float | None = None
-    if peak:
+    gguf_s = gguf_prefill_s(e, gpu, prompt, gpus_per_replica) if e.plan.engine in GGUF_ENGINES else None
+    if gguf_s is not None:
+        ttft = gguf_s + offloaded_bytes / (PCIE_BANDWIDTH_GBS * GB)
+    elif peak and e.plan.engine not in GGUF_ENGINES:
         prefill_flops = 2.0 * active * prompt + prompt * attention_flops_per_token(m, prompt) / 2
         ttft = max(
-            prefill_flops
-            / gpus_per_replica
-            / (
-                peak
-                * 1e12
-                * PREFILL_COMPUTE_EFFICIENCY.get(e.plan.engine, DEFAULT_PREFILL_COMPUTE_EFFICIENCY)
-            ),
+            prefill_flops / gpus_per_replica / (peak * 1e12 * PREFILL_COMPUTE_EFFICIENCY),
             e.weights_bytes / bandwidth,
-        ) + offloaded_bytes / ((PCIE_BANDWIDTH_GBS if offload_over_pcie else HOST_MEMORY_BANDWIDTH_GBS) * GB)
-    no_offload = max(mem_s, compute_s) + overhead_s
-    penalty = (1 / no_offload - 1 / step) if offloaded_bytes and no_offload > 0 else 0.0
+        ) + offloaded_bytes / (PCIE_BANDWIDTH_GBS * GB)
+    if ttft is not None:
+        ttft += all_reduce_s(m, gpu, prompt, gpus_per_replica)
+    no_offload = max(mem_s, compute_s) + overhead_s + link_s
+    penalty = (1 / no_offload - 1 / step) if offload_s and no_offload > 0 else 0.0
     return Speed(users, step, 1 / step, users / step, ttft, bound, offloaded_bytes, penalty)
-
-
-@dataclass(frozen=True, slots=True)
-class Offload:
-    """What the engine does when the model does not fit, and how many bytes then live off the GPU."""
-
-    action: str
-    offloaded_bytes: int
-    over_pcie: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ScenarioSpeed:
-    """Speed at the asked load, per row of the concurrency table, and the offload it needs."""
-
-    at_users: Speed
-    rows: tuple[Speed, ...]
-    offload: Offload | None
-
-
-def offload_for(sc: Scenario, row: UsersRow | None = None) -> Offload | None:
-    """llama.cpp/Ollama keep only `gpu_layers` on the GPU and run the rest from host memory; vLLM
-    refuses to start unless --cpu-offload-gb streams the missing weights over PCIe every step.
-    `row` sizes the offload for that many users (default: the asked load)."""
-    e, view = sc.estimate, sc.view
-    if view is None or e.gpu is None:
-        return None
-    total = row.total_bytes if row else e.total_bytes
-    kv = row.kv_bytes if row else e.kv.bytes
-    if total <= e.gpu.usable_bytes and view.serves(kv):
-        return None
-    if sc.engine.gguf:
-        off = max(0, e.weights_bytes - int(view.value("model_buffer_bytes")))
-        if not off:
-            return None
-        layers = view.value("gpu_layers")
-        return Offload(
-            f"{view.engine} keeps {layers} layers on the GPU; the rest run from host memory", off, False
-        )
-    pool = next((int(f.value) for f in view.figures if f.key == "kv_pool_bytes"), kv)
-    short = max(total - e.gpu.usable_bytes, kv - pool)
-    if short <= 0 or short >= e.weights_bytes:
-        return None
-    gib = -(-short // 2**30)
-    return Offload(
-        f"{view.engine} refuses to start as configured; --cpu-offload-gb {gib} would stream {gib} GiB of "
-        "weights over PCIe every step",
-        gib * 2**30,
-        True,
-    )
-
-
-def scenario_speed(sc: Scenario) -> ScenarioSpeed | None:
-    """Speed on the estimate's GPU (one replica of `tp` GPUs) for the asked load and each row of the
-    concurrency table, with the offload each needs."""
-    from vramcalc.core.scenario import engine_rows
-
-    e = sc.estimate
-    if e.gpu is None:
-        return None
-
-    def at(users: int, row: UsersRow | None) -> tuple[Speed, Offload | None]:
-        off = offload_for(sc, row)
-        spd = speed(
-            e,
-            e.gpu.gpu if e.gpu else None,  # type: ignore[arg-type]
-            users,
-            gpus_per_replica=e.plan.tp,
-            offloaded_bytes=off.offloaded_bytes if off else 0,
-            offload_over_pcie=off.over_pcie if off else False,
-        )
-        return spd, off
-
-    main, off = at(e.workload.users, None)
-    rows = tuple(at(r.users, r)[0] for r in engine_rows(e, sc.view))
-    return ScenarioSpeed(main, rows, off)
