@@ -23,7 +23,7 @@ def test_headline_json(run_cli: Run) -> None:
     r = run_cli(*HEADLINE, "--json")
     assert r.exit_code == 0 and r.stderr == ""
     d = json.loads(r.stdout)
-    assert d["schema_version"] == 1
+    assert d["schema_version"] == 2
     assert d["model"] == {
         "id": "gemma-2-27b",
         "name": "Gemma 2 27B",
@@ -49,9 +49,15 @@ def test_headline_json(run_cli: Run) -> None:
     assert d["total_bytes"] == 35_092_852_613
     assert 30 * 2**30 < d["total_bytes"] < 36 * 2**30
     assert [row["users"] for row in d["by_users"]] == list(range(1, 11))
-    assert d["by_users"][-1]["fits"] is None  # no --gpu named
-    assert d["by_users"][-1]["fits_targets"] == {"24 GiB": False, "48 GiB": True, "80 GiB": True}
-    assert d["gpu"] is None
+    assert d["by_users"][-1]["verdict"] is None  # no --gpu named
+    # each tier is assessed on its reference card: vLLM on a 4090 holds 2 requests, so 10 queue
+    assert d["by_users"][-1]["verdicts"] == {
+        "24 GB rtx-4090": "queues",
+        "48 GB l40s": "fits",
+        "80 GB h100-sxm": "fits",
+    }
+    assert [row["verdicts"]["24 GB rtx-4090"] for row in d["by_users"]][:3] == ["fits", "fits", "queues"]
+    assert d["gpu"] is None and d["assessment"] is None
     assert all(isinstance(d[k]["bytes"], int) for k in ("weights", "kv_cache", "activations", "reserve"))
     assert d["assumptions"] and d["warnings"] == []
     assert {t["key"] for t in d["terms"]} == {"weights", "kv_cache", "activations", "reserve", "copies"}
@@ -62,21 +68,28 @@ def test_json_short_flag_equals_format_json(run_cli: Run) -> None:
 
 
 def test_gpu_fit_and_exit_codes(run_cli: Run) -> None:
-    """On an RTX 4090 (24,564 MiB) 10 users do not fit (exit 1); on an L40S (46,068 MiB) they do."""
+    """On an RTX 4090 10 users queue (exit 1): vLLM's pool (0.9 x 23.52 GiB - weights - profile peak
+    = 3.36 GiB) holds 2.33 requests of 4,096 tokens, so 2 run and 8 wait; on an L40S all 10 fit."""
     r = run_cli(*HEADLINE, "--gpu", "rtx-4090", "--json")
     assert r.exit_code == 1
     doc = json.loads(r.stdout)
-    # vLLM's pool (0.9 x 23.52 GiB - weights - profile peak) holds 2.33 requests of 4096 tokens
-    assert [row["fits"] for row in doc["by_users"]][:4] == [True, True, False, False]
-    assert doc["by_users"][2]["fits_targets"] == {"rtx-4090": False}
-    gpu = doc["gpu"]
-    assert gpu == {
+    assert [row["verdict"] for row in doc["by_users"]][:4] == ["fits", "fits", "queues", "queues"]
+    assert [row["users_at_once"] for row in doc["by_users"]][:4] == [1, 2, 2, 2]
+    assert doc["by_users"][2]["verdicts"] == {"rtx-4090": "queues"}
+    assert doc["gpu"] == {
         "id": "rtx-4090",
         "usable_bytes": 24564 * 2**20,
         "usable_basis": "24,564 MiB total as nvidia-smi/rocm-smi reports it",
-        "fits": False,
-        "headroom_bytes": 24564 * 2**20 - 35_092_852_613,
     }
+    a = doc["assessment"]
+    assert (a["verdict"], a["users"], a["users_at_once"]) == ("queues", 10, 2)
+    # vLLM holds ceil(0.9 x CUDA total) + CUDA context whatever the users (test_check hand figures)
+    assert a["per_gpu_bytes"] == 23_265_384_858
+    assert a["headroom_bytes"] == 24564 * 2**20 - 23_265_384_858
+    assert a["wait_s"] > 0 and a["decode_tokens_per_s_per_user"] < doc["by_users"][1]["per_user_tokens_per_s"]
+    assert {"verdict", "users", "users_at_once", "per_gpu_bytes", "usable_bytes", "headroom_bytes",
+            "decode_tokens_per_s_per_user", "aggregate_tokens_per_s", "ttft_s", "wait_s", "regime",
+            "reasons"} <= set(a)  # fmt: skip
     ok = run_cli(*HEADLINE, "--gpu", "l40s")
     assert ok.exit_code == 0 and "Fits l40s" in ok.stdout
     two_users = run_cli("estimate", "gemma-2-27b", "--bits", "4", "--users", "2", "--gpu", "4090")
@@ -88,7 +101,7 @@ def test_markdown_and_csv(run_cli: Run) -> None:
     assert md.exit_code == 0 and "| Total | 32.68 | 100% |" in md.stdout
     csv = run_cli(*HEADLINE, "--format", "csv").stdout.splitlines()
     assert csv[0].startswith("model,format,kv_dtype,ctx_tokens,users,kv_bytes,total_bytes")
-    assert csv[-1] == "gemma-2-27b,awq-int4,bf16,4096,10,15435038720,35092852613,false,true,true"
+    assert csv[-1] == "gemma-2-27b,awq-int4,bf16,4096,10,15435038720,35092852613,queues,fits,fits"
 
 
 def test_explain_shows_formulas_and_sources(run_cli: Run) -> None:

@@ -234,7 +234,7 @@ def test_headline_total(gemma2_27b: ModelSpec) -> None:
     e = run(gemma2_27b, Workload(4096, 10), bits=4).estimate
     assert e.total_bytes == HEADLINE_WEIGHTS + 15_435_038_720 + int(HEADLINE_ACT) + HEADLINE_RESERVE
     assert e.total_bytes == 35_092_852_613
-    assert [row.fits for row in e.by_users][-1] == (False, True, True)
+    assert 24 * GIB < e.by_users[-1].total_bytes < 48 * GIB
     assert e.weight_format.name == "awq-int4"
 
 

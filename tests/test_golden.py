@@ -16,44 +16,40 @@ from rich.console import Console
 from tests.conftest import ROOT
 from vramcalc import render
 from vramcalc.catalog import Catalog
-from vramcalc.core.estimate import Workload
-from vramcalc.core.scenario import Scenario, run
+from vramcalc.core.assess import REFERENCE_GPUS, Deployment, EstimateReport, report_on_gpu, report_on_tiers
 
 GOLDEN = ROOT / "tests/golden"
 UPDATE = os.environ.get("VRAMCALC_UPDATE_GOLDEN") == "1"
 
-CASES = {
-    "gemma-2-27b-int4-10users": ("gemma-2-27b", Workload(4096, 10), "awq-int4", "bf16", None, "vllm"),
-    "gemma-2-27b-int4-4090-2users": (
-        "gemma-2-27b",
-        Workload(4096, 2),
-        "awq-int4",
-        "bf16",
-        "rtx-4090",
-        "vllm",
-    ),
-    "llama-3.1-8b-fp8-20users-prefix": (
-        "llama-3.1-8b",
-        Workload(8192, 20, fill=0.5, shared_prefix_tokens=1024),
-        "fp8",
-        "fp8",
-        "h100-sxm",
-        "sglang",
-    ),
-}
+CASES: dict[str, dict[str, object]] = {
+    "gemma-2-27b-int4-10users": {"model": "gemma-2-27b", "users": 10, "quant": "awq-int4", "kv": "bf16"},
+    "gemma-2-27b-int4-4090-2users": {
+        "model": "gemma-2-27b", "users": 2, "quant": "awq-int4", "kv": "bf16", "gpu": "rtx-4090",
+    },
+    "llama-3.1-8b-fp8-20users-prefix": {
+        "model": "llama-3.1-8b", "users": 20, "ctx": 8192, "fill": 0.5, "prefix": 1024, "quant": "fp8",
+        "kv": "fp8", "gpu": "h100-sxm", "engine": "sglang",
+    },
+}  # fmt: skip
 
 
-def _scenario(case: str) -> Scenario:
-    model, work, fmt, kv, gpu, engine = CASES[case]
+def _scenario(case: str) -> EstimateReport:
+    c = CASES[case]
     cat = Catalog()
-    return run(
-        cat.models.get(model),
-        work,
-        engine=engine,
-        gpu=cat.gpus.get(gpu) if gpu else None,
-        quant=fmt,
-        kv_dtype=kv,
+    gpu = c.get("gpu")
+    cards = tuple((label, cat.gpus.get(card)) for label, card in REFERENCE_GPUS)
+    d = Deployment(
+        model=cat.models.get(str(c["model"])),
+        gpu=cat.gpus.get(str(gpu)) if gpu else cards[0][1],
+        users=int(c["users"]),  # type: ignore[call-overload]
+        ctx_tokens=int(c.get("ctx", 4096)),  # type: ignore[call-overload]
+        fill=float(c.get("fill", 1.0)),  # type: ignore[arg-type]
+        shared_prefix_tokens=int(c.get("prefix", 0)),  # type: ignore[call-overload]
+        engine=str(c.get("engine", "vllm")),
+        quant=str(c["quant"]),
+        kv_dtype=str(c["kv"]),
     )
+    return report_on_gpu(d) if gpu else report_on_tiers(d, cards)
 
 
 def _check(path: Path, actual: str) -> None:
@@ -68,14 +64,14 @@ def test_table_golden(case: str) -> None:
     buf = io.StringIO()
     console = Console(file=buf, width=100, color_system=None, force_terminal=False, highlight=False)
     sc = _scenario(case)
-    console.print(render.estimate_table(sc.estimate, explain=True, view=sc.view))
+    console.print(render.estimate_table(sc, explain=True))
     _check(GOLDEN / f"{case}.txt", buf.getvalue())
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_json_golden(case: str) -> None:
     sc = _scenario(case)
-    actual = render.estimate_dict(sc.estimate, sc.view)
+    actual = render.estimate_dict(sc)
     path = GOLDEN / f"{case}.json"
     if UPDATE:
         path.write_text(render.to_json(actual))
@@ -85,5 +81,5 @@ def test_json_golden(case: str) -> None:
 def test_markdown_golden() -> None:
     _check(
         GOLDEN / "gemma-2-27b-int4-10users.md",
-        render.estimate_markdown(_scenario("gemma-2-27b-int4-10users").estimate),
+        render.estimate_markdown(_scenario("gemma-2-27b-int4-10users")),
     )

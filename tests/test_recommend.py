@@ -67,17 +67,19 @@ def test_reference_scenario_20_users_80gb_or_48gb_with_fp8_kv() -> None:
     assert r.choice is not None and r.choice.tier == "80 GB"
     tier, fixes = r.remedies[0]
     assert tier == "48 GB"
-    fp8 = next(f for f in fixes if f.change == "fp8 KV cache")
-    assert fp8.serves and fp8.max_users >= 20
+    fp8 = next(f for f in fixes if f.change == "kv_dtype: fp8")
+    assert fp8.assessment.passes and fp8.assessment.users_at_once == 20
+    assert fp8.plan_fields == {"kv_dtype": "fp8"}
 
 
 def test_the_recommendation_fits_its_own_estimate() -> None:
     r = recommend(Request(GEMMA, 12), GPUS)
     o = r.choice
     assert o is not None
-    e = o.scenario.estimate
-    assert e.workload.users == 12 and e.total_bytes <= 0.9 * o.usable_bytes
-    assert o.scenario.view is not None and o.scenario.view.serves(e.kv.bytes)
+    a = o.assessment
+    assert a.users == 12 and a.verdict == "fits" and a.users_at_once == 12
+    assert a.demand_bytes <= 0.9 * o.usable_bytes
+    assert a.kv_pool_bytes is not None and a.kv_bytes <= a.kv_pool_bytes
 
 
 TIER_ORDER = ["16 GB", "24 GB", "32 GB", "48 GB", "80 GB", "96-192 GB", "multi-card"]

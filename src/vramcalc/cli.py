@@ -21,6 +21,7 @@ from vramcalc.errors import VramcalcError
 if TYPE_CHECKING:
     from vramcalc.catalog import Catalog
     from vramcalc.importers import ResolvedModel
+    from vramcalc.specs import GpuSpec
 
 app = typer.Typer(
     name="vramcalc",
@@ -161,7 +162,11 @@ def estimate(
         typer.Option("--gpu-util", help="vLLM gpu_memory_utilization / SGLang mem_fraction_static."),
     ] = None,
     max_num_seqs: Annotated[
-        int | None, typer.Option("--max-num-seqs", help="vLLM/SGLang running sequences cap.")
+        int | None,
+        typer.Option(
+            "--max-num-seqs",
+            help="Sequences at once: vLLM/SGLang running cap; llama.cpp -np / OLLAMA_NUM_PARALLEL slots.",
+        ),
     ] = None,
     max_num_batched_tokens: Annotated[
         int | None, typer.Option("--max-num-batched-tokens", help="vLLM/SGLang prefill chunk tokens.")
@@ -181,6 +186,21 @@ def estimate(
     allow_long_ctx: Annotated[
         bool, typer.Option("--allow-long-ctx", help="Allow --ctx above the model's max_position_embeddings.")
     ] = False,
+    output_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--output-tokens",
+            help="Output tokens per request, inside --ctx (default 512, at most half of --ctx): how long a "
+            "request holds its KV blocks (queue wait).",
+        ),
+    ] = None,
+    host_bandwidth: Annotated[
+        float,
+        typer.Option(
+            "--host-bandwidth",
+            help="Host memory bandwidth GB/s for layers offloaded to the CPU (default 50: dual-channel DDR5).",
+        ),
+    ] = 50.0,
     output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
     json_out: JsonOpt = False,
     explain: Annotated[bool, typer.Option("--explain", help="Show every term's formula and source.")] = False,
@@ -189,42 +209,54 @@ def estimate(
 ) -> None:
     """Estimate GPU memory for MODEL at --ctx tokens per user and --users concurrent users."""
     from vramcalc import render
+    from vramcalc.core.assess import REFERENCE_GPUS, Deployment, report_on_gpu, report_on_tiers
     from vramcalc.core.engines.base import EngineSettings
-    from vramcalc.core.estimate import Workload
-    from vramcalc.core.scenario import run
 
     cat = _catalog(catalog)
     resolved = _resolve(model, cat, online)
     gpu_spec = cat.gpus.get(gpu) if gpu else None
-    work = Workload(ctx, users, fill, workers, shared_prefix, allow_long_ctx)
     settings = EngineSettings(
-        gpu_util, max_num_seqs, max_num_batched_tokens, ubatch, flash_attn, tp, prompt_tokens
+        gpu_util, max_num_seqs, max_num_batched_tokens, ubatch, flash_attn, 1, prompt_tokens
     )
-    result = run(
-        resolved.spec,
-        work,
-        engine=engine or resolved.default_engine,
-        gpu=gpu_spec,
-        bits=bits,
-        quant=quant,
-        kv_dtype=kv_dtype,
-        settings=settings,
-        stored=resolved.stored,
-    )
+    chosen_engine = engine or resolved.default_engine
 
-    from vramcalc.core.speed import scenario_speed
+    def deployment(card: GpuSpec, n: int) -> Deployment:
+        return Deployment(
+            model=resolved.spec,
+            gpu=card,
+            users=n,
+            ctx_tokens=ctx,
+            count=tp,
+            layout="tensor-parallel" if tp > 1 else "single",
+            engine=chosen_engine,
+            bits=bits,
+            quant=quant,
+            kv_dtype=kv_dtype,
+            fill=fill,
+            shared_prefix_tokens=shared_prefix,
+            workers=workers,
+            output_tokens=output_tokens,
+            settings=settings,
+            stored=resolved.stored,
+            allow_long_ctx=allow_long_ctx,
+            host_bandwidth_gbs=host_bandwidth,
+        )
 
-    sp = scenario_speed(result)
+    if gpu_spec is not None:
+        report = report_on_gpu(deployment(gpu_spec, users))
+    else:
+        cards = tuple((label, cat.gpus.get(card_id)) for label, card_id in REFERENCE_GPUS)
+        report = report_on_tiers(deployment(cards[0][1], users), cards)
     fmt_name = OutputFormat.json if json_out else output
     if fmt_name is OutputFormat.json:
-        _out(render.to_json(render.estimate_dict(result.estimate, result.view, sp)))
+        _out(render.to_json(render.estimate_dict(report)))
     elif fmt_name is OutputFormat.markdown:
-        _out(render.estimate_markdown(result.estimate, explain, result.view, sp))
+        _out(render.estimate_markdown(report, explain))
     elif fmt_name is OutputFormat.csv:
-        _out(render.estimate_csv(result.estimate, result.view))
+        _out(render.estimate_csv(report))
     else:
-        _print(render.estimate_table(result.estimate, explain, result.view, sp))
-    if render.fits(result.estimate, result.view) is False:
+        _print(render.estimate_table(report, explain))
+    if report.assessment is not None and not report.assessment.passes:
         raise typer.Exit(1)
 
 

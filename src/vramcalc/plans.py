@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from vramcalc.catalog import Catalog, _line_of, read_yaml_mapping, validate_spec
+from vramcalc.core.assess import Request
 from vramcalc.core.check import Planned
 from vramcalc.core.engines import resolve_engine
 from vramcalc.core.engines.base import EngineSettings
 from vramcalc.core.formats import resolve_format
-from vramcalc.core.recommend import Request
+from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS
 from vramcalc.errors import PlanError, VramcalcError
 
 if TYPE_CHECKING:
@@ -42,7 +43,10 @@ class EngineOptions(_Strict):
         description="vLLM --gpu-memory-utilization / SGLang --mem-fraction-static (share of the GPU).",
     )
     max_num_seqs: int | None = Field(
-        default=None, gt=0, description="vLLM --max-num-seqs / SGLang --max-running-requests."
+        default=None,
+        gt=0,
+        description="vLLM --max-num-seqs / SGLang --max-running-requests / llama.cpp -np / "
+        "OLLAMA_NUM_PARALLEL: sequences at once; more users wait.",
     )
     max_num_batched_tokens: int | None = Field(
         default=None, gt=0, description="vLLM --max-num-batched-tokens / SGLang --chunked-prefill-size."
@@ -116,6 +120,18 @@ class Deployment(_Strict):
         default=0, ge=0, description="Tokens of a common system prompt held once (prefix caching)."
     )
     workers: int = Field(default=1, gt=0, description="Processes that each load the model.")
+    output_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description="Output tokens per request, inside ctx (default 512, at most half of ctx): how long "
+        "a request holds its KV cache, which sets the queue wait.",
+    )
+    host_bandwidth_gbs: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Host memory bandwidth, GB/s, for layers llama.cpp/Ollama keep in RAM (default 50).",
+    )
     gpu: str = Field(
         min_length=1, description="Catalog GPU id or alias (`vramcalc gpus list`), e.g. rtx-4090."
     )
@@ -281,6 +297,12 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog) -> Planned
                 f"({model.max_position_embeddings:,}); lower ctx"
             ]
         )
+    if d.output_tokens is not None and d.output_tokens >= d.ctx:
+        raise PlanError(
+            [
+                f"{where('output_tokens')}: {d.output_tokens:,} must be below ctx {d.ctx:,} (ctx holds prompt + output)"
+            ]
+        )
     s = d.settings
     request = Request(
         model=model,
@@ -296,6 +318,8 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog) -> Planned
         min_tokens_per_s=d.goals.min_tokens_per_s or 0.0,
         max_ttft_s=d.goals.max_ttft_s,
         workers=d.workers,
+        output_tokens=d.output_tokens,
+        host_bandwidth_gbs=d.host_bandwidth_gbs or HOST_MEMORY_BANDWIDTH_GBS,
         stored=resolved.stored,
         settings=EngineSettings(
             s.gpu_util, s.max_num_seqs, s.max_num_batched_tokens, s.ubatch, s.flash_attn, 1, s.prompt_tokens

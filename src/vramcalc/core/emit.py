@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vramcalc.core.assess import assess
 from vramcalc.core.check import Planned
 from vramcalc.core.engines.common import version_at_least
-from vramcalc.core.recommend import run_layout
 from vramcalc.core.scenario import Scenario
 from vramcalc.errors import SpecError
 
@@ -216,7 +216,7 @@ def select(planned: list[Planned], engine: str | None, name: str | None) -> list
 
 
 def launch(p: Planned) -> Launch:
-    """The launch settings for one replica's share of the users, resolved as the check resolved them."""
+    """The launch settings for one replica's share of the users, from the same assessment check made."""
     engine = p.request.engine.split("@")[0]
     build = _BUILDERS.get(engine)
     if build is None:
@@ -224,5 +224,5 @@ def launch(p: Planned) -> Launch:
             f"{p.source}:{p.line or 1}: {p.name}: no launch settings for {engine} yet "
             f"(plan emit knows {', '.join(EMIT_ENGINES)})"
         )
-    sc = run_layout(p.request, p.gpu, p.users_per_replica, p.tp)
+    sc = assess(p.deployment).scenario
     return build(p, sc)

@@ -15,10 +15,8 @@ from vramcalc.errors import SpecError
 from vramcalc.specs import GpuSpec, ModelSpec
 from vramcalc.units import GIB, MIB
 
-SCHEMA_VERSION = 1
-
-# Capacity tiers to mark fits against when no GPU is named (consumer 24, workstation 48, HBM 80).
-DEFAULT_FIT_TARGETS_GIB = (24, 48, 80)
+# 2: verdicts moved into the `assessment` object (core.assess); by_users rows carry verdict words.
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,28 +43,21 @@ class Term:
 
 
 @dataclass(frozen=True, slots=True)
-class FitTarget:
-    """A memory size to check against: a catalog GPU or a capacity tier."""
-
-    label: str
-    usable_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
 class UsersRow:
+    """Memory at one concurrency: the KV cache of that many users and the total with it."""
+
     users: int
     kv_bytes: int
     total_bytes: int
-    fits: tuple[bool, ...]  # one per fit target
 
 
 @dataclass(frozen=True, slots=True)
 class GpuFit:
+    """The GPU the estimate was made for and the memory it offers (core.assess decides the verdict)."""
+
     gpu: GpuSpec
     usable_bytes: int
     usable_basis: str
-    fits: bool
-    headroom_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +79,6 @@ class Estimate:
     copies_bytes: int
     total_bytes: int
     terms: tuple[Term, ...]
-    fit_targets: tuple[FitTarget, ...]
     by_users: tuple[UsersRow, ...]
     gpu: GpuFit | None
     assumptions: tuple[str, ...] = field(default=())
@@ -164,6 +154,37 @@ def users_selection(n: int) -> list[int]:
     return [*rows, n]
 
 
+def _tokens_held(w: Workload, p: EnginePlan) -> int:
+    """Tokens of KV one user holds: the whole context where the engine allocates it up front
+    (llama.cpp slots), else the average fill (never below the shared prefix)."""
+    if p.kv_preallocated:
+        return w.ctx_tokens
+    return max(w.shared_prefix_tokens, math.ceil(w.fill * w.ctx_tokens))
+
+
+def workload_kv(m: ModelSpec, w: Workload, kv_dtype: str, p: EnginePlan, users: int) -> KvUse:
+    """KV cache of `users` users of workload `w` as engine plan `p` stores it: the one call every
+    caller (the estimate, its per-user rows, the engine's scheduler capacity) makes."""
+    if p.slots is not None:
+        users = p.slots  # every slot's cells exist from the start, whoever uses them
+    return kv_cache_bytes(
+        m,
+        kv_dtype,
+        _tokens_held(w, p),
+        users,
+        w.shared_prefix_tokens if p.kv_prefix_sharing else 0,
+        frees_windows=p.kv_frees_windows,
+        window_extra_tokens=p.kv_window_extra_tokens,
+        block_tokens=p.kv_block_tokens,
+        tp=p.tp,
+    )
+
+
+def users_kv_bytes(e: Estimate, users: int) -> int:
+    """KV bytes `users` users of the estimate's workload need on one GPU (same formula as e.kv)."""
+    return workload_kv(e.model, e.workload, e.kv_dtype, e.plan, users).bytes
+
+
 def _validate(m: ModelSpec, w: Workload) -> list[str]:
     warnings: list[str] = []
     if w.users < 1:
@@ -208,17 +229,18 @@ def estimate(
     wu = weight_bytes(m, weight_format, p.tp)
     weights = wu.gpu_bytes + p.extra_weight_bytes
     per_token = kv_bytes_per_token(m, kv_dtype, p.tp)
-    tokens = (
-        w.ctx_tokens if p.kv_preallocated else max(w.shared_prefix_tokens, math.ceil(w.fill * w.ctx_tokens))
-    )
+    tokens = _tokens_held(w, p)
     prefix = w.shared_prefix_tokens if p.kv_prefix_sharing else 0
-    kv_options = {
-        "frees_windows": p.kv_frees_windows,
-        "window_extra_tokens": p.kv_window_extra_tokens,
-        "block_tokens": p.kv_block_tokens,
-        "tp": p.tp,
-    }
-    seq_bytes = kv_cache_bytes(m, kv_dtype, w.ctx_tokens, 1, **kv_options).bytes  # type: ignore[arg-type]
+    seq_bytes = kv_cache_bytes(
+        m,
+        kv_dtype,
+        w.ctx_tokens,
+        1,
+        frees_windows=p.kv_frees_windows,
+        window_extra_tokens=p.kv_window_extra_tokens,
+        block_tokens=p.kv_block_tokens,
+        tp=p.tp,
+    ).bytes
     act = activation_bytes(
         m,
         p.prefill_tokens,
@@ -236,24 +258,18 @@ def estimate(
     copies = (w.workers - 1) * per_process
 
     def kv_for(users: int) -> KvUse:
-        return kv_cache_bytes(m, kv_dtype, tokens, users, prefix, **kv_options)  # type: ignore[arg-type]
+        return workload_kv(m, w, kv_dtype, p, users)
 
     kv = kv_for(w.users)
     total = per_process + copies + kv.bytes
 
+    gpu_fit = None
     if gpu is not None:
         usable, basis = usable_gpu_bytes(gpu)
-        targets: tuple[FitTarget, ...] = (FitTarget(gpu.id, usable),)
-        gpu_fit: GpuFit | None = GpuFit(gpu, usable, basis, total <= usable, usable - total)
-    else:
-        targets = tuple(FitTarget(f"{g} GiB", g * GIB) for g in DEFAULT_FIT_TARGETS_GIB)
-        gpu_fit = None
-
-    rows: list[UsersRow] = []
-    for u in users_selection(w.users):
-        kv_u = kv_for(u).bytes
-        total_u = per_process + copies + kv_u
-        rows.append(UsersRow(u, kv_u, total_u, tuple(total_u <= t.usable_bytes for t in targets)))
+        gpu_fit = GpuFit(gpu, usable, basis)
+    rows = [
+        UsersRow(u, kv_for(u).bytes, per_process + copies + kv_for(u).bytes) for u in users_selection(w.users)
+    ]
 
     terms = _terms(m, w, p, weight_format, kv_dtype, wu, weights, per_token, tokens, prefix, kv, act, copies)
     return Estimate(
@@ -274,7 +290,6 @@ def estimate(
         copies_bytes=copies,
         total_bytes=total,
         terms=terms,
-        fit_targets=targets,
         by_users=tuple(rows),
         gpu=gpu_fit,
         assumptions=tuple(_assumptions(m, w, p, weight_format, kv_dtype, gpu_fit)),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from vramcalc.core.engines import check_kv_dtype, check_settings, resolve_engine
 from vramcalc.core.engines.base import Engine, EngineSettings, EngineView
-from vramcalc.core.estimate import Estimate, UsersRow, Workload, estimate
+from vramcalc.core.estimate import Estimate, Workload, estimate
 from vramcalc.core.formats import WeightFormat, format_for_bits, resolve_format, resolve_kv_dtype
 from vramcalc.errors import SpecError
 from vramcalc.specs import GpuSpec, ModelSpec
@@ -87,11 +87,3 @@ def run(
     result = estimate(model, workload, fmt, kv, plan, gpu)
     view = profile.view(result, gpu, settings, version) if gpu is not None else None
     return Scenario(result, profile, view)
-
-
-def engine_rows(e: Estimate, view: EngineView | None) -> list[UsersRow]:
-    """The concurrency rows with the --gpu verdict counting the engine (it starts and its KV pool
-    holds that many users); without a GPU or engine view, the rows as estimated."""
-    if view is None or e.gpu is None:
-        return list(e.by_users)
-    return [replace(r, fits=(r.fits[0] and view.serves(r.kv_bytes),)) for r in e.by_users]

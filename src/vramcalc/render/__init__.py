@@ -32,9 +32,6 @@ from vramcalc.render.estimate import (
     estimate_dict,
     estimate_markdown,
     estimate_table,
-    fits,
-    speed_dict,
-    speed_lines,
     verdict,
 )
 from vramcalc.render.recommend import (
@@ -66,7 +63,6 @@ __all__ = [
     "estimate_dict",
     "estimate_markdown",
     "estimate_table",
-    "fits",
     "gpu_detail",
     "gpu_summary",
     "gpus_table",
@@ -81,8 +77,6 @@ __all__ = [
     "recommendation_summary",
     "recommendation_table",
     "recommendation_verdict",
-    "speed_dict",
-    "speed_lines",
     "to_json",
     "verdict",
 ]

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vramcalc.core.estimate import SCHEMA_VERSION
+from vramcalc.render.assessment import assessment_dict, miss_dict
 from vramcalc.render.common import _md_cell
 from vramcalc.units import gib
 
 if TYPE_CHECKING:
-    from vramcalc.core.check import CheckResult, Miss
+    from vramcalc.core.assess import Miss
+    from vramcalc.core.check import CheckResult
 
 
 _LAYOUT_WORDS = {
@@ -27,7 +29,7 @@ def _where(r: CheckResult) -> str:
 def check_setup(r: CheckResult) -> str:
     """One line: model, formats, engine, GPUs and load, e.g. 'gemma-2-27b awq-int4, KV bf16, vllm 0.33
     on 1 x rtx-4090 | 2 users x 4,096 tokens | 10% headroom'."""
-    p, e = r.planned, r.scenario.estimate
+    p, e = r.planned, r.assessment.scenario.estimate
     gpus = f"{p.count} x {p.gpu.id}" + (
         f" replicas ({p.users_per_replica} users each)" if p.layout == "replicas" else _LAYOUT_WORDS[p.layout]
     )
@@ -38,72 +40,59 @@ def check_setup(r: CheckResult) -> str:
 
 
 def _pct(m: Miss) -> str:
-    return "" if m.share is None else f" ({m.share:+.0%})" if m.kind != "speed" else f" (-{m.share:.0%})"
+    if m.share is None or m.kind in ("queue", "offload", "fit", "start"):
+        return ""
+    return f" ({m.share:+.0%})" if m.kind != "speed" else f" (-{m.share:.0%})"
 
 
 def miss_text(r: CheckResult, m: Miss) -> str:
-    """How far one limit is missed, in GiB, tokens/s or seconds and as a share of the limit."""
-    engine = r.scenario.estimate.plan.engine
-    if m.kind == "memory":
-        return (
-            f"memory: needs {gib(int(m.value)):.2f} GiB per GPU, the budget is {gib(int(m.limit)):.2f} GiB "
-            f"({1 - r.planned.request.headroom:.0%} of {gib(r.usable_bytes):.2f} GiB): "
-            f"{gib(int(m.by)):.2f} GiB over{_pct(m)}"
-        )
-    if m.kind == "kv-pool":
-        if m.limit <= 0:
-            return f"KV cache: {engine} would not start: nothing is left for its KV pool after weights and buffers"
-        return (
-            f"KV cache: {r.planned.users_per_replica} users need {gib(int(m.value)):.2f} GiB, {engine}'s pool "
-            f"holds {gib(int(m.limit)):.2f} GiB: {gib(int(m.by)):.2f} GiB short{_pct(m)}"
-        )
-    if m.kind == "start":
-        return f"start: {engine} would not start on {r.planned.gpu.id} (its buffers exceed the free memory)"
-    if m.kind == "speed":
-        return f"speed: {m.value:.1f} tokens/s per user, the goal is {m.limit:g}: {m.by:.1f} tokens/s short{_pct(m)}"
-    return f"first token: {m.value:.2f} s for a {r.planned.request.ctx_tokens:,}-token prompt, the goal is {m.limit:g} s: {m.by:.2f} s late{_pct(m)}"
+    """How far one limit is missed, in GiB, users, tokens/s or seconds and as a share of the limit."""
+    return m.text + _pct(m)
 
 
 def _pass_lines(r: CheckResult) -> list[str]:
-    req = r.planned.request
-    spare = r.budget_bytes - r.per_gpu_bytes
+    a, req = r.assessment, r.planned.request
+    spare = a.budget_bytes - a.demand_bytes
     pool = (
-        f"; KV {gib(r.kv_bytes):.2f} GiB in {r.scenario.estimate.plan.engine}'s {gib(r.kv_pool_bytes):.2f} GiB pool"
-        if r.kv_pool_bytes is not None
+        f"; KV {gib(a.kv_bytes):.2f} GiB in {a.scenario.estimate.plan.engine}'s {gib(a.kv_pool_bytes):.2f} GiB pool"
+        if a.kv_pool_bytes is not None
         else ""
     )
     lines = [
-        f"memory: {gib(r.per_gpu_bytes):.2f} of {gib(r.budget_bytes):.2f} GiB per GPU ({gib(spare):.2f} GiB to spare)"
-        f"{pool}; room for up to {r.option.max_users} users"
+        f"{a.verdict}: needs {gib(a.demand_bytes):.2f} of {gib(a.budget_bytes):.2f} GiB per GPU "
+        f"({gib(spare):.2f} GiB to spare; the engine holds {gib(a.per_gpu_bytes):.2f} GiB){pool}"
     ]
-    if r.speed is not None:
+    if a.decode_tokens_per_s_per_user is not None:
         goal = f" (goal >= {req.min_tokens_per_s:g})" if req.min_tokens_per_s > 0 else ""
-        ttft = "" if r.speed.ttft_s is None else f", first token in {r.speed.ttft_s:.2f} s"
+        ttft = "" if a.ttft_s is None else f", first token in {a.ttft_s:.2f} s"
         ttft_goal = f" (goal <= {req.max_ttft_s:g})" if req.max_ttft_s is not None and ttft else ""
-        lines.append(f"speed: {r.speed.per_user_tokens_per_s:.1f} tokens/s per user{goal}{ttft}{ttft_goal}")
+        lines.append(f"speed: {a.decode_tokens_per_s_per_user:.1f} tokens/s per user{goal}{ttft}{ttft_goal}")
     return lines
 
 
 def _serves_text(r: CheckResult) -> str:
-    users, room = r.planned.request.users, r.option.max_users
+    users = r.planned.request.users
     most = r.most_users or 0
-    memory = f"; memory alone has room for {room}" if room != most else ""
     if not most:
-        return f"as planned it passes for no number of users{memory}"
-    return f"as planned it passes for {most} of {users} users{memory}"
+        return "as planned it passes for no number of users"
+    return f"as planned it passes for {most} of {users} users"
 
 
 def check_lines(r: CheckResult) -> list[str]:
     """The body of one deployment's report: what it uses, or what it misses and how to make it pass."""
     if r.passed:
         return _pass_lines(r)
-    lines = [miss_text(r, m) for m in r.misses]
+    a = r.assessment
+    lines = [f"{a.verdict}: {a.reasons[0]}"] if a.reasons else []
+    lines += [miss_text(r, m) for m in r.misses if not (m.kind in ("fit", "start") and a.reasons)]
     lines.append(_serves_text(r))
     if r.fixes:
-        lines.append("smallest changes that pass (any one):")
+        lines.append("smallest changes that pass (any one, each verified):")
         lines += [f"  {f.change}  ->  {f.detail}" for f in r.fixes]
     else:
-        lines.append("no single change of users, ctx, kv_dtype, gpu_count or quant makes it pass")
+        lines.append(
+            "no change searched (settings, KV dtype, engine, format, ctx, GPUs, users) makes it pass"
+        )
     return lines
 
 
@@ -130,8 +119,8 @@ def check_dict(results: list[CheckResult]) -> dict[str, Any]:
     """The JSON document for `check --format json`; bytes are integers."""
     docs = []
     for r in results:
-        p, e, req = r.planned, r.scenario.estimate, r.planned.request
-        s = r.speed
+        p, a, req = r.planned, r.assessment, r.planned.request
+        e = a.scenario.estimate
         docs.append(
             {
                 "name": p.name,
@@ -149,42 +138,19 @@ def check_dict(results: list[CheckResult]) -> dict[str, Any]:
                 "users_per_replica": p.users_per_replica,
                 "ctx_tokens": req.ctx_tokens,
                 "headroom": req.headroom,
-                "max_users": r.option.max_users,
-                "memory": {
-                    "per_gpu_bytes": r.per_gpu_bytes,
-                    "budget_bytes": r.budget_bytes,
-                    "usable_bytes": r.usable_bytes,
-                    "kv_bytes": r.kv_bytes,
-                    "kv_pool_bytes": r.kv_pool_bytes,
-                },
-                "speed": None
-                if s is None
-                else {
-                    "per_user_tokens_per_s": round(s.per_user_tokens_per_s, 2),
-                    "ttft_s": None if s.ttft_s is None else round(s.ttft_s, 3),
-                },
+                "most_users": r.most_users,
                 "goals": {
                     "min_tokens_per_s": req.min_tokens_per_s or None,
                     "max_ttft_s": req.max_ttft_s,
                 },
-                "misses": [
-                    {
-                        "kind": m.kind,
-                        "value": m.value if m.unit != "bytes" else int(m.value),
-                        "limit": m.limit if m.unit != "bytes" else int(m.limit),
-                        "unit": m.unit,
-                        "by": m.by if m.unit != "bytes" else int(m.by),
-                        "share": None if m.share is None else round(m.share, 4),
-                        "text": miss_text(r, m),
-                    }
-                    for m in r.misses
-                ],
+                "assessment": assessment_dict(a),
+                "misses": [{**miss_dict(m), "text": miss_text(r, m)} for m in r.misses],
                 "fixes": [
                     {
                         "change": f.change,
-                        "fields": dict(f.fields),
-                        "max_users": f.max_users,
+                        "fields": f.plan_fields,
                         "detail": f.detail,
+                        "assessment": assessment_dict(f.assessment),
                     }
                     for f in r.fixes
                 ],
@@ -276,18 +242,18 @@ def check_markdown(results: list[CheckResult]) -> str:
     lines = [
         f"### vramcalc check: {head}",
         "",
-        "| | Deployment | GPUs | Users x ctx | Per GPU GiB | Budget GiB | tok/s/user | TTFT s | Plan |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        "| | Deployment | GPUs | Users x ctx | Per GPU GiB | Budget GiB | Verdict | tok/s/user | TTFT s | Plan |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|---|",
     ]
     for r in results:
-        p, s = r.planned, r.speed
+        p, a = r.planned, r.assessment
         mark = "✅" if r.passed else "❌"
         gpus = f"{p.count} x {p.gpu.id}{'' if p.layout == 'single' else ' ' + p.layout}"
-        tps = "-" if s is None else f"{s.per_user_tokens_per_s:.1f}"
-        ttft = "-" if s is None or s.ttft_s is None else f"{s.ttft_s:.2f}"
+        tps = "-" if a.decode_tokens_per_s_per_user is None else f"{a.decode_tokens_per_s_per_user:.1f}"
+        ttft = "-" if a.ttft_s is None else f"{a.ttft_s:.2f}"
         lines.append(
             f"| {mark} | {_md_cell(p.name)} | {gpus} | {p.request.users} x {p.request.ctx_tokens:,} | "
-            f"{gib(r.per_gpu_bytes):.2f} | {gib(r.budget_bytes):.2f} | {tps} | {ttft} | `{_where(r)}` |"
+            f"{gib(a.demand_bytes):.2f} | {gib(a.budget_bytes):.2f} | {a.verdict} | {tps} | {ttft} | `{_where(r)}` |"
         )
     for r in failed:
         lines += ["", f"**{_md_cell(r.planned.name)}** (`{_where(r)}`) does not pass: {check_setup(r)}", ""]

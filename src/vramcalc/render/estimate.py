@@ -6,16 +6,16 @@ import csv
 import io
 from typing import TYPE_CHECKING, Any
 
-from vramcalc.core.engines.base import EngineView
 from vramcalc.core.estimate import SCHEMA_VERSION, Estimate
-from vramcalc.core.scenario import engine_rows
-from vramcalc.render.common import BAR_WIDTH, _figure_text, _g, _mark
+from vramcalc.render.assessment import assessment_dict, headline, verdict_word
+from vramcalc.render.common import BAR_WIDTH, _figure_text, _g
 from vramcalc.units import fmt_count, gib
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from vramcalc.core.speed import ScenarioSpeed
+    from vramcalc.core.assess import Assessment, EstimateReport
+    from vramcalc.core.engines.base import EngineView
 
 
 def engine_dict(e: Estimate, view: EngineView | None) -> dict[str, Any]:
@@ -32,28 +32,11 @@ def engine_dict(e: Estimate, view: EngineView | None) -> dict[str, Any]:
     return out
 
 
-def speed_dict(sp: ScenarioSpeed | None) -> dict[str, Any] | None:
-    if sp is None:
-        return None
-    a = sp.at_users
-    off = sp.offload
-    return {
-        "users": a.users,
-        "per_user_tokens_per_s": round(a.per_user_tokens_per_s, 2),
-        "aggregate_tokens_per_s": round(a.aggregate_tokens_per_s, 1),
-        "ttft_s": None if a.ttft_s is None else round(a.ttft_s, 3),
-        "bound": a.bound,
-        "offload": None
-        if off is None
-        else {"action": off.action, "offloaded_bytes": off.offloaded_bytes, "over_pcie": off.over_pcie},
-    }
-
-
-def estimate_dict(
-    e: Estimate, view: EngineView | None = None, speed: ScenarioSpeed | None = None
-) -> dict[str, Any]:
+def estimate_dict(r: EstimateReport) -> dict[str, Any]:
     """The stable JSON document for `estimate --json` (bytes are integers)."""
+    e = r.estimate
     w = e.workload
+    single = r.assessment is not None
     return {
         "schema_version": SCHEMA_VERSION,
         "model": {
@@ -69,7 +52,7 @@ def estimate_dict(
             "workers": w.workers,
             "shared_prefix_tokens": w.shared_prefix_tokens,
         },
-        "engine": engine_dict(e, view),
+        "engine": engine_dict(e, r.view),
         "weights": {
             "format": e.weight_format.name,
             "label": e.weight_format.label,
@@ -96,32 +79,37 @@ def estimate_dict(
         "total_bytes": e.total_bytes,
         "by_users": [
             {
-                "users": r.users,
-                "kv_bytes": r.kv_bytes,
-                "total_bytes": r.total_bytes,
-                "fits": r.fits[0] if e.gpu is not None else None,
-                "fits_targets": dict(zip((t.label for t in e.fit_targets), r.fits, strict=True)),
-                "per_user_tokens_per_s": None if speed is None else round(sp.per_user_tokens_per_s, 2),
+                "users": row.users,
+                "kv_bytes": row.kv_bytes,
+                "total_bytes": row.total_bytes,
+                "verdict": cells[0].verdict if single else None,
+                "verdicts": {label: a.verdict for label, a in zip(r.columns, cells, strict=True)},
+                "per_gpu_bytes": cells[0].per_gpu_bytes if single else None,
+                "users_at_once": cells[0].users_at_once if single else None,
+                "per_user_tokens_per_s": _tps(cells[0]) if single else None,
             }
-            for r, sp in zip(engine_rows(e, view), _row_speeds(e, speed), strict=True)
+            for row, cells in zip(e.by_users, r.rows, strict=True)
         ],
         "gpu": None
         if e.gpu is None
-        else {
-            "id": e.gpu.gpu.id,
-            "usable_bytes": e.gpu.usable_bytes,
-            "usable_basis": e.gpu.usable_basis,
-            "fits": fits(e, view),
-            "headroom_bytes": e.gpu.headroom_bytes,
-        },
+        else {"id": e.gpu.gpu.id, "usable_bytes": e.gpu.usable_bytes, "usable_basis": e.gpu.usable_basis},
+        "assessment": None if r.assessment is None else assessment_dict(r.assessment),
         "terms": [
             {"key": t.key, "label": t.label, "bytes": t.bytes, "formula": t.formula, "source": t.source}
             for t in e.terms
         ],
-        "speed": speed_dict(speed),
         "assumptions": list(e.assumptions),
         "warnings": list(e.warnings),
     }
+
+
+def _tps(a: Assessment) -> float | None:
+    v = a.decode_tokens_per_s_per_user
+    return None if v is None else round(v, 2)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def _headline(e: Estimate) -> str:
@@ -132,54 +120,27 @@ def _headline(e: Estimate) -> str:
     return (
         f"{e.model.id} ({fmt_count(e.params.total)} params) | {e.weight_format.name} weights | "
         f"KV {e.kv_dtype} | {e.plan.engine} {e.plan.version}\n"
-        f"{w.users} users x {w.ctx_tokens:,} tokens{fill}{prefix}{workers}"
+        f"{_plural(w.users, 'user')} x {w.ctx_tokens:,} tokens{fill}{prefix}{workers}"
     )
 
 
-def fits(e: Estimate, view: EngineView | None) -> bool | None:
-    """The verdict for --gpu: the total fits the card, and the engine starts and its KV pool holds
-    the workload's KV cache (vLLM pre-allocates a share of the card, so the card alone is not enough)."""
-    if e.gpu is None:
-        return None
-    return e.gpu.fits and (view is None or view.serves(e.kv.bytes))
-
-
-def verdict(e: Estimate, view: EngineView | None = None) -> str:
-    """One sentence: total, and whether it fits the GPU (or which tiers it fits)."""
-    total = f"{gib(e.total_bytes):.2f} GiB"
-    if e.gpu is not None:
-        g = e.gpu
-        if g.fits and view is not None and not view.serves(e.kv.bytes):
-            why = "would not start" if not view.starts else "cannot hold this KV cache in its pool"
-            return (
-                f"Does NOT fit {g.gpu.id} with {view.engine} {view.version}: needs {total} of "
-                f"{gib(g.usable_bytes):.2f} GiB, but the engine {why}."
-            )
-        if g.fits:
-            return (
-                f"Fits {g.gpu.id}: needs {total} of {gib(g.usable_bytes):.2f} GiB "
-                f"({gib(g.headroom_bytes):.2f} GiB free)."
-            )
-        return (
-            f"Does NOT fit {g.gpu.id}: needs {total}, has {gib(g.usable_bytes):.2f} GiB "
-            f"({gib(-g.headroom_bytes):.2f} GiB short)."
-        )
-    fits = [t.label for t in e.fit_targets if e.total_bytes <= t.usable_bytes]
-    misses = [t.label for t in e.fit_targets if e.total_bytes > t.usable_bytes]
-    parts = [f"Needs {total}"]
-    if misses:
-        parts.append(f"does not fit {', '.join(misses)}")
-    if fits:
-        parts.append(f"fits {', '.join(fits)}")
-    return "; ".join(parts) + "."
+def verdict(r: EstimateReport) -> str:
+    """One sentence: the assessment's verdict on the GPU, or the total and each tier card's verdict."""
+    if r.assessment is not None:
+        return headline(r.assessment)
+    e = r.estimate
+    last = r.rows[-1] if r.rows else ()
+    parts = [f"Needs {gib(e.total_bytes):.2f} GiB"]
+    parts += [f"{label}: {verdict_word(a)}" for label, a in zip(r.columns, last, strict=True)]
+    return "; ".join(parts) + f" (at {_plural(e.workload.users, 'user')})."
 
 
 def _breakdown_rows(e: Estimate) -> list[tuple[str, int]]:
     return [(t.label, t.bytes) for t in e.terms] + [("Total", e.total_bytes)]
 
 
-def _bar(weights: int, kv: int, total: int, scale: int) -> str:
-    cells = max(1, round(BAR_WIDTH * total / scale)) if scale else 0
+def _bar(weights: int, kv: int, total: int, scale: int, width: int = BAR_WIDTH) -> str:
+    cells = max(1, round(width * total / scale)) if scale else 0
     w = round(cells * weights / total) if total else 0
     k = round(cells * kv / total) if total else 0
     w = min(w, cells)
@@ -195,85 +156,72 @@ def engine_lines(view: EngineView, gpu_id: str) -> list[str]:
     return lines
 
 
-def _row_speeds(e: Estimate, speed: ScenarioSpeed | None) -> list[Any]:
-    return list(speed.rows) if speed is not None else [None] * len(e.by_users)
-
-
-def speed_lines(e: Estimate, speed: ScenarioSpeed) -> list[str]:
-    a = speed.at_users
-    gpu = e.gpu.gpu.id if e.gpu else "the GPU"
-    ttft = (
-        ""
-        if a.ttft_s is None
-        else f"; first token after a {e.workload.ctx_tokens:,}-token prompt in {a.ttft_s:.2f} s"
-    )
-    lines = [
-        f"Speed on {gpu}: {a.per_user_tokens_per_s:.1f} tokens/s per user at {a.users} users "
-        f"({a.aggregate_tokens_per_s:,.0f} tokens/s in all, {a.bound}-bound){ttft}."
-    ]
-    if speed.offload is not None:
-        off = speed.offload
-        lines.append(
-            f"Offload: {off.action}; {off.offloaded_bytes / 2**30:.2f} GiB read "
-            f"{'over PCIe' if off.over_pcie else 'from host memory'} each token costs "
-            f"{a.offload_tokens_per_s_penalty:.1f} tokens/s per user."
-        )
+def assessment_lines(a: Assessment) -> list[str]:
+    """The reasons behind the verdict (memory, scheduling, speed, wait), and what it misses."""
+    lines = [f"  - {reason}" for reason in a.reasons]
+    lines += [f"  - misses: {m.text}" for m in a.misses if m.kind in ("memory", "speed", "ttft")]
     return lines
 
 
-def estimate_table(
-    e: Estimate, explain: bool = False, view: EngineView | None = None, speed: ScenarioSpeed | None = None
-) -> RenderableType:
-    """A rich renderable: headline, breakdown, per-concurrency table, verdict, assumptions."""
+def estimate_table(r: EstimateReport, explain: bool = False) -> RenderableType:
+    """A rich renderable: headline, breakdown, per-concurrency table, verdict, reasons, assumptions."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
+    e = r.estimate
     parts: list[RenderableType] = [Text(_headline(e), style="bold")]
     breakdown = Table(title="Memory breakdown", title_justify="left", show_edge=False)
     breakdown.add_column("Component")
-    breakdown.add_column("GiB", justify="right")
-    breakdown.add_column("Share", justify="right")
+    breakdown.add_column("GiB", justify="right", no_wrap=True)
+    breakdown.add_column("Share", justify="right", no_wrap=True)
     for label, n_bytes in _breakdown_rows(e):
         share = f"{n_bytes / e.total_bytes:.0%}" if e.total_bytes else "-"
         style = "bold" if label == "Total" else None
         breakdown.add_row(label, _g(n_bytes), share, style=style)
     parts.append(breakdown)
 
-    users = Table(
-        title="By concurrent users (split: # weights, = KV cache, . other; columns: fits?)",
-        title_justify="left",
-        show_edge=False,
-    )
-    users.add_column("Users", justify="right")
-    users.add_column("KV GiB", justify="right")
-    users.add_column("Total GiB", justify="right")
-    users.add_column("Split", no_wrap=True, min_width=BAR_WIDTH)
-    for t in e.fit_targets:
-        users.add_column(t.label, justify="center", no_wrap=True)
-    if speed is not None:
-        users.add_column("tok/s/user", justify="right")
-    scale = max(r.total_bytes for r in e.by_users)
-    for r, sp in zip(engine_rows(e, view), _row_speeds(e, speed), strict=True):
-        other = r.total_bytes - r.kv_bytes
+    single = r.assessment is not None
+    title = "By concurrent users (split: # weights, = KV cache, . other; "
+    title += "verdict on the GPU)" if single else "verdict on each tier's reference card)"
+    users = Table(title=title, title_justify="left", show_edge=False)
+    users.add_column("Users", justify="right", no_wrap=True)
+    users.add_column("KV GiB", justify="right", no_wrap=True)
+    users.add_column("Total GiB", justify="right", no_wrap=True)
+    # Decoration gives way first on a narrow terminal: the bar may shrink, numbers never wrap.
+    users.add_column("Split", no_wrap=True, overflow="crop", min_width=4, max_width=BAR_WIDTH)
+    for label in r.columns:
+        users.add_column(label, justify="center", no_wrap=True)
+    if single:
+        users.add_column("at once", justify="right", no_wrap=True)
+        users.add_column("tok/s/user", justify="right", no_wrap=True)
+    scale = max(row.total_bytes for row in e.by_users)
+    for row, cells in zip(e.by_users, r.rows, strict=True):
+        other = row.total_bytes - row.kv_bytes
         weights = min(e.weights_bytes * e.workload.workers, other)
-        cells = [
-            str(r.users),
-            _g(r.kv_bytes),
-            _g(r.total_bytes),
-            _bar(weights, r.kv_bytes, r.total_bytes, scale),
+        line = [
+            str(row.users),
+            _g(row.kv_bytes),
+            _g(row.total_bytes),
+            _bar(weights, row.kv_bytes, row.total_bytes, scale),
         ]
-        cells += [_mark(f) for f in r.fits]
-        if sp is not None:
-            cells.append(f"{sp.per_user_tokens_per_s:.1f}")
-        users.add_row(*cells)
+        line += [verdict_word(a) for a in cells]
+        if single:
+            a = cells[0]
+            tps = a.decode_tokens_per_s_per_user
+            line += [str(a.users_at_once), "-" if tps is None else f"{tps:.1f}"]
+        users.add_row(*line)
     parts.append(users)
-    ok = fits(e, view) if e.gpu is not None else _fits_all(e)
-    parts.append(Text(verdict(e, view), style="bold green" if ok else "bold red"))
-    if speed is not None:
-        parts.append(Text("\n".join(speed_lines(e, speed))))
-    if view is not None and e.gpu is not None:
-        parts.append(Text("\n".join(engine_lines(view, e.gpu.gpu.id))))
+    ok = (
+        r.assessment.passes
+        if r.assessment is not None
+        else any(a.passes for a in (r.rows[-1] if r.rows else ()))
+    )
+    parts.append(Text(verdict(r), style="bold green" if ok else "bold red"))
+    if r.assessment is not None:
+        parts.append(Text("\n".join(assessment_lines(r.assessment))))
+    if r.view is not None and e.gpu is not None:
+        parts.append(Text("\n".join(engine_lines(r.view, e.gpu.gpu.id))))
     if explain:
         parts.append(Text("How each figure is computed", style="bold"))
         for term in e.terms:
@@ -282,61 +230,80 @@ def estimate_table(
             )
     for warning in e.warnings:
         parts.append(Text(f"warning: {warning}", style="yellow"))
-    parts.append(Text("Assumptions: " + "; ".join(e.assumptions) + ".", style="dim"))
+    parts.append(Text("Assumptions: " + "; ".join(_assumptions(r)) + ".", style="dim"))
     return Group(*parts)
 
 
-def _fits_all(e: Estimate) -> bool:
-    if e.gpu is not None:
-        return e.gpu.fits
-    return any(e.total_bytes <= t.usable_bytes for t in e.fit_targets)
+def _assumptions(r: EstimateReport) -> list[str]:
+    out = list(r.estimate.assumptions)
+    if r.assessment is None and r.columns:
+        cards = ", ".join(
+            f"{label} = {a.deployment.gpu.id}" for label, a in zip(r.columns, r.rows[0], strict=True)
+        )
+        out.append(f"tier columns are assessed on a named card each: {cards}")
+    if r.assessment is not None:
+        d = r.assessment.deployment
+        out.append(
+            f"each request: {d.prompt_tokens:,}-token prompt + {d.output:,} output tokens; host memory "
+            f"{d.host_bandwidth_gbs:g} GB/s"
+        )
+    return out
 
 
-def estimate_markdown(
-    e: Estimate, explain: bool = False, view: EngineView | None = None, speed: ScenarioSpeed | None = None
-) -> str:
+def estimate_markdown(r: EstimateReport, explain: bool = False) -> str:
+    e = r.estimate
     lines = [f"**{_headline(e).replace(chr(10), '** | ')}", ""]
     lines += ["| Component | GiB | Share |", "|---|---:|---:|"]
     for label, n_bytes in _breakdown_rows(e):
         share = f"{n_bytes / e.total_bytes:.0%}" if e.total_bytes else "-"
         lines.append(f"| {label} | {_g(n_bytes)} | {share} |")
-    header = "| Users | KV GiB | Total GiB | " + " | ".join(f"fits {t.label}" for t in e.fit_targets) + " |"
-    lines += ["", header, "|" + "---:|" * (3 + len(e.fit_targets))]
-    for r in engine_rows(e, view):
-        marks = " | ".join(_mark(f) for f in r.fits)
-        lines.append(f"| {r.users} | {_g(r.kv_bytes)} | {_g(r.total_bytes)} | {marks} |")
-    lines += ["", verdict(e, view), ""]
-    if speed is not None:
-        lines += [*speed_lines(e, speed), ""]
-    if view is not None and e.gpu is not None:
-        head, *rest = engine_lines(view, e.gpu.gpu.id)
-        lines += [f"**{head}**", "", *(f"- {r.strip()}" for r in rest), ""]
+    single = r.assessment is not None
+    header = (
+        "| Users | KV GiB | Total GiB | "
+        + " | ".join(r.columns)
+        + (" | at once | tok/s/user |" if single else " |")
+    )
+    lines += ["", header, "|" + "---:|" * (3 + len(r.columns) + (2 if single else 0))]
+    for row, cells in zip(e.by_users, r.rows, strict=True):
+        marks = " | ".join(verdict_word(a) for a in cells)
+        extra = ""
+        if single:
+            tps = cells[0].decode_tokens_per_s_per_user
+            extra = f" | {cells[0].users_at_once} | {'-' if tps is None else f'{tps:.1f}'}"
+        lines.append(f"| {row.users} | {_g(row.kv_bytes)} | {_g(row.total_bytes)} | {marks}{extra} |")
+    lines += ["", verdict(r), ""]
+    if r.assessment is not None:
+        lines += [*assessment_lines(r.assessment), ""]
+    if r.view is not None and e.gpu is not None:
+        head, *rest = engine_lines(r.view, e.gpu.gpu.id)
+        lines += [f"**{head}**", "", *(f"- {x.strip()}" for x in rest), ""]
     if explain:
         lines += [f"- **{t.label}** = {t.formula} (source: {t.source})" for t in e.terms]
         lines.append("")
     lines += [f"> warning: {w}" for w in e.warnings]
-    lines += [f"- {a}" for a in e.assumptions]
+    lines += [f"- {a}" for a in _assumptions(r)]
     return "\n".join(lines) + "\n"
 
 
-def estimate_csv(e: Estimate, view: EngineView | None = None) -> str:
+def estimate_csv(r: EstimateReport) -> str:
+    e = r.estimate
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(
         ["model", "format", "kv_dtype", "ctx_tokens", "users", "kv_bytes", "total_bytes"]
-        + [f"fits_{t.label.replace(' ', '')}" for t in e.fit_targets]
+        + [f"verdict_{label.replace(' ', '')}" for label in r.columns]
     )
-    for r in engine_rows(e, view):
+    for row, cells in zip(e.by_users, r.rows, strict=True):
         writer.writerow(
             [
                 e.model.id,
                 e.weight_format.name,
                 e.kv_dtype,
                 e.workload.ctx_tokens,
-                r.users,
-                r.kv_bytes,
-                r.total_bytes,
+                row.users,
+                row.kv_bytes,
+                row.total_bytes,
             ]
-            + [str(f).lower() for f in r.fits]
+            + [a.verdict for a in cells]
         )
     return buf.getvalue()

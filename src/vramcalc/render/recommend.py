@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vramcalc.core.estimate import SCHEMA_VERSION
-from vramcalc.render.common import _mark
-from vramcalc.units import gib
+from vramcalc.render.assessment import assessment_dict, verdict_word
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
 def _option_dict(o: Option | None) -> dict[str, Any] | None:
     if o is None:
         return None
-    spd = o.speed
+    a = o.assessment
     return {
         "tier": o.tier,
         "gpu": o.gpu.id,
@@ -25,12 +24,14 @@ def _option_dict(o: Option | None) -> dict[str, Any] | None:
         "layout": o.layout,
         "max_users": o.max_users,
         "fits": o.serves,
-        "per_user_tokens_per_s": round(spd.per_user_tokens_per_s, 2) if spd else None,
-        "aggregate_tokens_per_s": round(spd.aggregate_tokens_per_s, 1) if spd else None,
-        "ttft_s": round(spd.ttft_s, 3) if spd and spd.ttft_s is not None else None,
-        "per_gpu_total_bytes": o.per_gpu_total_bytes,
-        "usable_bytes": o.usable_bytes,
+        "verdict": a.verdict,
+        "per_user_tokens_per_s": a.decode_tokens_per_s_per_user and round(a.decode_tokens_per_s_per_user, 2),
+        "aggregate_tokens_per_s": a.aggregate_tokens_per_s and round(a.aggregate_tokens_per_s, 1),
+        "ttft_s": None if a.ttft_s is None else round(a.ttft_s, 3),
+        "per_gpu_total_bytes": a.per_gpu_bytes,
+        "usable_bytes": a.usable_bytes,
         "price_usd": o.price_usd,
+        "assessment": assessment_dict(a),
     }
 
 
@@ -58,7 +59,13 @@ def recommendation_dict(r: Recommendation, defaulted: bool) -> dict[str, Any]:
             {
                 "tier": tier,
                 "changes": [
-                    {"change": m.change, "max_users": m.max_users, "fits": m.serves, "detail": m.detail}
+                    {
+                        "change": m.change,
+                        "fields": m.plan_fields,
+                        "fits": m.assessment.passes,
+                        "detail": m.detail,
+                        "assessment": assessment_dict(m.assessment),
+                    }
                     for m in items
                 ],
             }
@@ -77,11 +84,11 @@ def option_name(o: Option) -> str:
 
 
 def _speed_text(o: Option) -> tuple[str, str]:
-    s = o.speed
-    if s is None:
+    a = o.assessment
+    if a.decode_tokens_per_s_per_user is None:
         return "-", "-"
-    ttft = "-" if s.ttft_s is None else f"{s.ttft_s:.2f}"
-    return f"{s.per_user_tokens_per_s:.1f}", ttft
+    ttft = "-" if a.ttft_s is None else f"{a.ttft_s:.2f}"
+    return f"{a.decode_tokens_per_s_per_user:.1f}", ttft
 
 
 def recommendation_summary(r: Recommendation, defaulted: bool) -> list[str]:
@@ -114,8 +121,8 @@ def recommendation_verdict(r: Recommendation) -> list[str]:
         c = r.closest
         out.append(
             f"Nothing in the catalog serves {q.users} users within {q.max_gpus} GPUs. Closest: {option_name(c)} "
-            f"serves {c.max_users}; each GPU needs {gib(c.per_gpu_total_bytes):.2f} GiB "
-            f"of {gib(c.usable_bytes):.2f} GiB at {min(q.users, max(1, c.max_users))} users."
+            f"serves {c.max_users}; at {q.users} users it {c.assessment.verdict.replace('_', ' ')}: "
+            f"{c.assessment.reasons[0] if c.assessment.reasons else ''}."
         )
     for tier, items in r.remedies:
         if items:
@@ -130,7 +137,7 @@ def recommendation_table(r: Recommendation, defaulted: bool) -> RenderableType:
     from rich.text import Text
 
     table = Table(title="Best option per tier", title_justify="left", show_edge=False)
-    for header in ("tier", "option", "max users", "tok/s/user", "TTFT s", "USD", "serves"):
+    for header in ("tier", "option", "max users", "tok/s/user", "TTFT s", "USD", "at the load"):
         table.add_column(header, no_wrap=True)
     for name, o in r.tiers:
         if o is None:
@@ -138,7 +145,9 @@ def recommendation_table(r: Recommendation, defaulted: bool) -> RenderableType:
             continue
         per_user, ttft = _speed_text(o)
         price = f"{o.price_usd:,.0f}" if o.price_usd else "-"
-        table.add_row(name, option_name(o), str(o.max_users), per_user, ttft, price, _mark(o.serves))
+        table.add_row(
+            name, option_name(o), str(o.max_users), per_user, ttft, price, verdict_word(o.assessment)
+        )
     parts: list[RenderableType] = [Text("\n".join(recommendation_summary(r, defaulted)), style="bold"), table]
     for i, line in enumerate(recommendation_verdict(r)):
         parts.append(Text(line, style="bold green" if r.choice and i == 0 else ""))
@@ -149,7 +158,7 @@ def recommendation_table(r: Recommendation, defaulted: bool) -> RenderableType:
 def recommendation_markdown(r: Recommendation, defaulted: bool) -> str:
     lines = [f"**{line}**" for line in recommendation_summary(r, defaulted)] + [""]
     lines += [
-        "| tier | option | max users | tok/s/user | TTFT s | USD | serves |",
+        "| tier | option | max users | tok/s/user | TTFT s | USD | at the load |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for name, o in r.tiers:
@@ -159,7 +168,7 @@ def recommendation_markdown(r: Recommendation, defaulted: bool) -> str:
         per_user, ttft = _speed_text(o)
         price = f"{o.price_usd:,.0f}" if o.price_usd else "-"
         lines.append(
-            f"| {name} | {option_name(o)} | {o.max_users} | {per_user} | {ttft} | {price} | {_mark(o.serves)} |"
+            f"| {name} | {option_name(o)} | {o.max_users} | {per_user} | {ttft} | {price} | {verdict_word(o.assessment)} |"
         )
     lines += ["", *recommendation_verdict(r), ""]
     lines += [f"- {a}" for a in r.assumptions]

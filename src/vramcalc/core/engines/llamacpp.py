@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 NAME = "llama.cpp"
 VERSIONS = ("2025.04", "2025.05", "2025.06", "2025.12")
 # No --tp: llama.cpp splits layers over GPUs (--split-mode layer), it has no tensor parallelism to model.
-SETTINGS = frozenset({"ubatch", "flash_attn"})
+SETTINGS = frozenset({"ubatch", "flash_attn", "max_num_seqs"})
 # Source: common/arg.cpp kv_cache_types (f16, bf16, q8_0, q4_0 in our names; engines.md section 2.2).
 KV_DTYPES = ("fp16", "bf16", "q8_0", "q4_0")
 QUANTIZED_KV = frozenset({"q8_0", "q4_0"})
@@ -192,6 +192,7 @@ def runner_plan(
         kv_window_extra_tokens=r.swa_extra_tokens or 0,
         kv_block_tokens=r.cell_pad,
         kv_preallocated=True,
+        slots=r.slots,
         kv_prefix_sharing=False,
         prefill_tokens=tokens,
         sampled_rows=tokens,
@@ -233,6 +234,8 @@ def plan(
     """llama-server -m MODEL.gguf -c (ctx x users) -np users [-ub N] [-fa on|off] -ngl 99."""
     m, w = model, workload
     era = _era(version)
+    # -np: one slot per user unless --max-num-seqs caps the slots (the rest queue for a free slot).
+    slots = min(w.users, settings.max_num_seqs or w.users)
     flash = era.flash_default if settings.flash_attn is None else settings.flash_attn
     notes: list[str] = []
     if kv_dtype in QUANTIZED_KV and settings.flash_attn is None and not flash:
@@ -241,7 +244,7 @@ def plan(
     check_flash_for_kv(NAME, kv_dtype, flash)
     pad = CELL_PAD_FLASH if flash or era.pad_always_256 else CELL_PAD_EAGER
     ubatch = settings.ubatch or DEFAULT_UBATCH
-    n_ctx = w.users * w.ctx_tokens
+    n_ctx = slots * w.ctx_tokens
     # Source: llama_context constructor: n_batch = min(n_ctx, -b), n_ubatch = min(n_batch, -ub);
     # we assume -b is raised with -ub when -ub exceeds the default 2048.
     n_batch = min(max(DEFAULT_BATCH, ubatch), n_ctx)
@@ -250,7 +253,7 @@ def plan(
     runner = Runner(
         engine=NAME,
         version=version,
-        slots=w.users,
+        slots=slots,
         ctx_per_slot=w.ctx_tokens,
         cell_pad=pad,
         n_batch=n_batch,
@@ -264,14 +267,14 @@ def plan(
     margin = compute_margin_bytes(m, runner.reserve_tokens)
     reserve = CUDA_CONTEXT_BYTES + margin
     notes.append(
-        f"llama-server -c {n_ctx:,} -np {w.users} -b {n_batch} -ub {n_ubatch} -fa {'on' if flash else 'off'} "
+        f"llama-server -c {n_ctx:,} -np {slots} -b {n_batch} -ub {n_ubatch} -fa {'on' if flash else 'off'} "
         f"-ctk/-ctv {_ggml_kv(kv_dtype)}" + (" (--fit on)" if era.fit else " -ngl 99 (all layers on the GPU)")
     )
     if not era.fit:
         notes.append(f"llama.cpp {version} has no --fit: a model that does not fit fails to load")
     resolved: dict[str, int | float | bool | str] = {
         "n_ctx": n_ctx,
-        "n_parallel": w.users,
+        "n_parallel": slots,
         "n_ctx_seq": runner.cells_per_slot,
         "kv_unified": not era.streams_per_slot,
         "n_batch": n_batch,

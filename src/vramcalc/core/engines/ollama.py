@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 NAME = "ollama"
 VERSIONS = ("0.6", "0.12", "0.30")
 # num_batch is Ollama's -ub; there is no tensor parallelism (layers are split over GPUs).
-SETTINGS = frozenset({"ubatch", "flash_attn"})
+SETTINGS = frozenset({"max_num_seqs", "ubatch", "flash_attn"})
 # Source: envconfig/config.go OLLAMA_KV_CACHE_TYPE (f16 default, q8_0, q4_0).
 KV_DTYPES = ("fp16", "q8_0", "q4_0")
 
@@ -207,10 +207,10 @@ def plan(
     -c num_ctx x slots -np slots, so every slot holds the full num_ctx."""
     m, w = model, workload
     era = _era(version)
+    # OLLAMA_NUM_PARALLEL: one slot per user unless --max-num-seqs caps the slots (the rest queue).
+    slots = min(w.users, settings.max_num_seqs or w.users)
     kind = _runner_kind(m, era)
-    notes = [
-        f"Ollama {version}: {kind} runs {m.family}; num_ctx {w.ctx_tokens:,} per slot, {w.users} slot(s)"
-    ]
+    notes = [f"Ollama {version}: {kind} runs {m.family}; num_ctx {w.ctx_tokens:,} per slot, {slots} slot(s)"]
     flash_supported = era.llama_server or m.family not in _NO_FLASH
     default_flash = (era.llama_server and kind == "llama-server") or m.family in era.flash_default
     flash = default_flash if settings.flash_attn is None else settings.flash_attn
@@ -229,7 +229,7 @@ def plan(
                 f"OLLAMA_KV_CACHE_TYPE={kv_dtype} takes effect only with flash attention: assumed on"
             )
         check_flash_for_kv(NAME, kv_dtype, flash)
-    effective_ctx = min(w.ctx_tokens, m.max_position_embeddings) * w.users
+    effective_ctx = min(w.ctx_tokens, m.max_position_embeddings) * slots
     auto_batch = settings.ubatch is None and kind == "llama-server"
     if settings.ubatch is not None:
         num_batch = settings.ubatch
@@ -249,10 +249,10 @@ def plan(
     runner = Runner(
         engine=NAME,
         version=version,
-        slots=w.users,
+        slots=slots,
         ctx_per_slot=w.ctx_tokens,
         cell_pad=CELL_PAD_FLASH if flash or era.llama_server else CELL_PAD_EAGER,
-        n_batch=num_batch if kind == "llama-server" else num_batch * w.users,
+        n_batch=num_batch if kind == "llama-server" else num_batch * slots,
         n_ubatch=num_batch,
         flash_attn=flash,
         streams_per_slot=era.streams_per_slot,
@@ -267,20 +267,20 @@ def plan(
         notes.append(
             f"num_ctx {w.ctx_tokens:,} set explicitly (Ollama {version} would default to {default_ctx:,})"
         )
-    if w.users != era.default_parallel:
+    if slots != era.default_parallel:
         notes.append(
-            f"OLLAMA_NUM_PARALLEL={w.users} set explicitly (Ollama {version} default: "
+            f"OLLAMA_NUM_PARALLEL={slots} set explicitly (Ollama {version} default: "
             + ("auto, tries 4 slots then 1)" if era.default_parallel == 4 else "1)")
         )
     resolved: dict[str, int | float | bool | str] = {
         "num_ctx": w.ctx_tokens,
-        "num_parallel": w.users,
+        "num_parallel": slots,
         "num_batch": num_batch,
         "num_batch_auto": auto_batch,
         "flash_attention": flash,
         "kv_cache_type": "f16" if kv_dtype == "fp16" else kv_dtype,
         "runner": kind,
-        "n_ctx": w.ctx_tokens * w.users,
+        "n_ctx": w.ctx_tokens * slots,
     }
     return runner_plan(
         m,
