@@ -7,28 +7,17 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from vramcalc.core.activations import ActivationUse, activation_bytes
-from vramcalc.core.engines.base import EnginePlan
 from vramcalc.core.formats import WeightFormat, kv_bytes, tensor_bytes
 from vramcalc.core.kv import KvUse, kv_bytes_per_token, kv_cache_bytes, kv_layers
 from vramcalc.core.tensors import ParamCounts, param_counts, tensor_inventory
+from vramcalc.core.types import EnginePlan
+from vramcalc.core.types import Workload as Workload  # re-exported: callers build workloads from here
 from vramcalc.errors import SpecError
 from vramcalc.specs import GpuSpec, ModelSpec
 from vramcalc.units import GIB, MIB
 
 # 2: verdicts moved into the `assessment` object (core.assess); by_users rows carry verdict words.
 SCHEMA_VERSION = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Workload:
-    """What is asked of the deployment: context per user, concurrency, and how full it runs."""
-
-    ctx_tokens: int
-    users: int
-    fill: float = 1.0
-    workers: int = 1
-    shared_prefix_tokens: int = 0
-    allow_long_ctx: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,115 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from vramcalc.core.types import EngineFigure, EnginePlan, EngineSettings, EngineView
+
+__all__ = ["Engine", "EngineFigure", "EnginePlan", "EngineSettings", "EngineView", "PlanFn", "ViewFn"]
 
 if TYPE_CHECKING:
     from vramcalc.core.estimate import Estimate, Workload
     from vramcalc.core.formats import WeightFormat
     from vramcalc.specs import GpuSpec, ModelSpec
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    """Engine settings as the user gave them; None means the engine's own default."""
-
-    gpu_util: float | None = None
-    max_num_seqs: int | None = None
-    max_num_batched_tokens: int | None = None
-    ubatch: int | None = None
-    flash_attn: bool | None = None
-    tp: int = 1
-    prompt_tokens: int | None = None
-
-    def given(self) -> dict[str, object]:
-        """The settings the user set explicitly (tp counts when it is not 1)."""
-        names = (
-            "gpu_util",
-            "max_num_seqs",
-            "max_num_batched_tokens",
-            "ubatch",
-            "flash_attn",
-            "prompt_tokens",
-        )
-        out: dict[str, object] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
-        if self.tp != 1:
-            out["tp"] = self.tp
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class EnginePlan:
-    """How an engine turns a workload into memory: the parameters of the shared formulas.
-
-    Every field feeds one of the core functions (kv_cache_bytes, activation_bytes, weight_bytes,
-    reserve) - engines differ in these values, never in the formulas.
-    """
-
-    engine: str
-    version: str
-    kv_frees_windows: bool  # sliding/chunked layers keep only their window (else full length)
-    prefill_tokens: int  # tokens in the profiled / largest forward chunk
-    sampled_rows: int  # rows of vocab-sized logits the engine reserves
-    sampler_bytes_per_logit: float  # bytes per vocab entry per row in the sampler
-    tp: int
-    reserve_bytes: int  # per process per GPU: CUDA context + runtime the engine holds
-    reserve_formula: str
-    reserve_source: str
-    activation_source: str
-    kv_source: str
-    # The rest default to what most engines do; an engine sets only where it differs.
-    kv_window_extra_tokens: int = 0  # tokens a windowed layer keeps beyond the window (in flight)
-    kv_block_tokens: int = 1  # allocation granularity per sequence (vLLM 16, llama.cpp 256 cells)
-    kv_preallocated: bool = (
-        False  # every sequence's cells exist up front (llama.cpp): --fill does not shrink KV
-    )
-    kv_prefix_sharing: bool = True  # a shared prompt prefix is stored once (prefix caching)
-    slots: int | None = None  # sequences allocated up front (llama.cpp -np); more users wait for one
-    sampler_adds: bool = False  # the profile holds forward and sampler memory at once (vLLM V0)
-    hidden_temporaries: float = 1.0  # hidden-sized activation buffers per token (fused kernels: fewer)
-    eager_attention: bool = False  # scores materialised (heads x q x kv): HF eager, llama.cpp without FA
-    attention_score_bytes: int = 0  # bytes per score element when eager
-    attention_kv_tokens: int = 0  # kv length of the materialised scores (0 when not eager)
-    activation_dtype_bytes: int = 2  # 2 for PyTorch bf16 activations, 4 for llama.cpp's f32 graph
-    extra_weight_bytes: int = 0  # per GPU, e.g. vLLM's rotary cos/sin cache
-    extra_weight_formula: str = ""  # how extra_weight_bytes was computed ("" when zero)
-    assumptions: tuple[str, ...] = field(default=())
-    settings: dict[str, int | float | bool | str] = field(default_factory=dict)  # resolved, for output
-
-
-@dataclass(frozen=True, slots=True)
-class EngineFigure:
-    """One figure as the engine itself reports it, with our formula and source."""
-
-    key: str
-    label: str
-    value: int | float | bool
-    unit: str
-    formula: str
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class EngineView:
-    """What the engine will do on a given GPU: its startup figures and whether it starts."""
-
-    engine: str
-    version: str
-    starts: bool
-    figures: tuple[EngineFigure, ...]
-    notes: tuple[str, ...] = ()
-
-    def value(self, key: str) -> int | float | bool:
-        for fig in self.figures:
-            if fig.key == key:
-                return fig.value
-        raise KeyError(key)
-
-    def serves(self, kv_bytes: int) -> bool:
-        """The engine starts, and (for engines that pool KV) its pool holds `kv_bytes`."""
-        pool = next((f.value for f in self.figures if f.key == "kv_pool_bytes"), None)
-        return self.starts and (pool is None or kv_bytes <= pool)
 
 
 PlanFn = Callable[
