@@ -195,12 +195,12 @@ def estimate(
         ),
     ] = None,
     host_bandwidth: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--host-bandwidth",
             help="Host memory bandwidth GB/s for layers offloaded to the CPU (default 50: dual-channel DDR5).",
         ),
-    ] = 50.0,
+    ] = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
     json_out: JsonOpt = False,
     explain: Annotated[bool, typer.Option("--explain", help="Show every term's formula and source.")] = False,
@@ -211,6 +211,7 @@ def estimate(
     from vramcalc import render
     from vramcalc.core.assess import REFERENCE_GPUS, Deployment, report_on_gpu, report_on_tiers
     from vramcalc.core.engines.base import EngineSettings
+    from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS
 
     cat = _catalog(catalog)
     resolved = _resolve(model, cat, online)
@@ -239,7 +240,7 @@ def estimate(
             settings=settings,
             stored=resolved.stored,
             allow_long_ctx=allow_long_ctx,
-            host_bandwidth_gbs=host_bandwidth,
+            host_bandwidth_gbs=HOST_MEMORY_BANDWIDTH_GBS if host_bandwidth is None else host_bandwidth,
         )
 
     if gpu_spec is not None:
@@ -300,6 +301,14 @@ def recommend(
         float | None,
         typer.Option("--min-speed", help="Slowest acceptable decode, tokens/s per user (default 10)."),
     ] = None,
+    output_tokens: Annotated[
+        int | None,
+        typer.Option("--output-tokens", help="Output tokens per request, inside --ctx (default 512)."),
+    ] = None,
+    host_bandwidth: Annotated[
+        float | None,
+        typer.Option("--host-bandwidth", help="Host memory GB/s for layers offloaded to RAM (default 50)."),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", help="Project file (default ./vramcalc.toml or ./.vramcalc.yaml)."),
@@ -316,6 +325,7 @@ def recommend(
     from vramcalc.config import find_project_file, load_project_defaults
     from vramcalc.core.recommend import Request
     from vramcalc.core.recommend import recommend as run_recommend
+    from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS
 
     path = find_project_file(Path.cwd(), config)
     project = load_project_defaults(path) if path else None
@@ -344,6 +354,8 @@ def recommend(
         headroom=pick(headroom, "headroom", 0.10),
         max_gpus=pick(max_gpus, "max_gpus", 8),
         min_tokens_per_s=pick(min_speed, "min_speed", 10.0),
+        output_tokens=output_tokens,
+        host_bandwidth_gbs=HOST_MEMORY_BANDWIDTH_GBS if host_bandwidth is None else host_bandwidth,
     )
     result = run_recommend(req, cat.gpus.all().values())
     fmt_name = RecommendFormat.json if json_out else output

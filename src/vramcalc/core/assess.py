@@ -675,5 +675,5 @@ def report_on_tiers(d: Deployment, cards: tuple[tuple[str, GpuSpec], ...]) -> Es
     e = _run(d, d.users, on_gpu=False).estimate
     counts = [row.users for row in e.by_users]
     per_card = [by_users(replace(d, gpu=card), counts) for _, card in cards]
-    return EstimateReport(e, None, None, tuple(f"{label} {card.id}" for label, card in cards),
+    return EstimateReport(e, None, None, tuple(card.id for _, card in cards),
                           tuple(zip(*per_card, strict=True)))  # fmt: skip

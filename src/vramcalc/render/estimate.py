@@ -131,7 +131,7 @@ def verdict(r: EstimateReport) -> str:
     e = r.estimate
     last = r.rows[-1] if r.rows else ()
     parts = [f"Needs {gib(e.total_bytes):.2f} GiB"]
-    parts += [f"{label}: {verdict_word(a)}" for label, a in zip(r.columns, last, strict=True)]
+    parts += [f"{verdict_word(a)} on {label}" for label, a in zip(r.columns, last, strict=True)]
     return "; ".join(parts) + f" (at {_plural(e.workload.users, 'user')})."
 
 
@@ -183,7 +183,7 @@ def estimate_table(r: EstimateReport, explain: bool = False) -> RenderableType:
 
     single = r.assessment is not None
     title = "By concurrent users (split: # weights, = KV cache, . other; "
-    title += "verdict on the GPU)" if single else "verdict on each tier's reference card)"
+    title += "verdict on the GPU)" if single else "verdict on one card per tier: 24, 48, 80 GB)"
     users = Table(title=title, title_justify="left", show_edge=False)
     users.add_column("Users", justify="right", no_wrap=True)
     users.add_column("KV GiB", justify="right", no_wrap=True)
@@ -237,10 +237,7 @@ def estimate_table(r: EstimateReport, explain: bool = False) -> RenderableType:
 def _assumptions(r: EstimateReport) -> list[str]:
     out = list(r.estimate.assumptions)
     if r.assessment is None and r.columns:
-        cards = ", ".join(
-            f"{label} = {a.deployment.gpu.id}" for label, a in zip(r.columns, r.rows[0], strict=True)
-        )
-        out.append(f"tier columns are assessed on a named card each: {cards}")
+        out.append(f"the 24, 48 and 80 GB tiers are assessed on one named card each: {', '.join(r.columns)}")
     if r.assessment is not None:
         d = r.assessment.deployment
         out.append(
