@@ -155,7 +155,8 @@ def workload_kv(m: ModelSpec, w: Workload, kv_dtype: str, p: EnginePlan, users: 
     """KV cache of `users` users of workload `w` as engine plan `p` stores it: the one call every
     caller (the estimate, its per-user rows, the engine's scheduler capacity) makes."""
     if p.slots is not None:
-        users = p.slots  # every slot's cells exist from the start, whoever uses them
+        # Slots exist from the start whoever uses them; a row of fewer users would start fewer.
+        users = min(users, p.slots)
     return kv_cache_bytes(
         m,
         kv_dtype,

@@ -182,17 +182,18 @@ def estimate_table(r: EstimateReport, explain: bool = False) -> RenderableType:
     parts.append(breakdown)
 
     single = r.assessment is not None
-    title = "By concurrent users (split: # weights, = KV cache, . other; "
-    title += "verdict on the GPU)" if single else "verdict on one card per tier: 24, 48, 80 GB)"
+    title = "By concurrent users (Need: all at once; split: # weights, = KV cache, . other; "
+    title += "GPU: what the engine holds)" if single else "verdict on one card per tier: 24, 48, 80 GB)"
     users = Table(title=title, title_justify="left", show_edge=False)
     users.add_column("Users", justify="right", no_wrap=True)
     users.add_column("KV GiB", justify="right", no_wrap=True)
-    users.add_column("Total GiB", justify="right", no_wrap=True)
+    users.add_column("Need GiB", justify="right", no_wrap=True)
     # Decoration gives way first on a narrow terminal: the bar may shrink, numbers never wrap.
     users.add_column("Split", no_wrap=True, overflow="crop", min_width=4, max_width=BAR_WIDTH)
     for label in r.columns:
         users.add_column(label, justify="center", no_wrap=True)
     if single:
+        users.add_column("GPU GiB", justify="right", no_wrap=True)
         users.add_column("at once", justify="right", no_wrap=True)
         users.add_column("tok/s/user", justify="right", no_wrap=True)
     scale = max(row.total_bytes for row in e.by_users)
@@ -209,7 +210,7 @@ def estimate_table(r: EstimateReport, explain: bool = False) -> RenderableType:
         if single:
             a = cells[0]
             tps = a.decode_tokens_per_s_per_user
-            line += [str(a.users_at_once), "-" if tps is None else f"{tps:.1f}"]
+            line += [_g(a.per_gpu_bytes), str(a.users_at_once), "-" if tps is None else f"{tps:.1f}"]
         users.add_row(*line)
     parts.append(users)
     ok = (
@@ -256,17 +257,17 @@ def estimate_markdown(r: EstimateReport, explain: bool = False) -> str:
         lines.append(f"| {label} | {_g(n_bytes)} | {share} |")
     single = r.assessment is not None
     header = (
-        "| Users | KV GiB | Total GiB | "
+        "| Users | KV GiB | Need GiB | "
         + " | ".join(r.columns)
-        + (" | at once | tok/s/user |" if single else " |")
+        + (" | GPU GiB | at once | tok/s/user |" if single else " |")
     )
-    lines += ["", header, "|" + "---:|" * (3 + len(r.columns) + (2 if single else 0))]
+    lines += ["", header, "|" + "---:|" * (3 + len(r.columns) + (3 if single else 0))]
     for row, cells in zip(e.by_users, r.rows, strict=True):
         marks = " | ".join(verdict_word(a) for a in cells)
         extra = ""
         if single:
             tps = cells[0].decode_tokens_per_s_per_user
-            extra = f" | {cells[0].users_at_once} | {'-' if tps is None else f'{tps:.1f}'}"
+            extra = f" | {_g(cells[0].per_gpu_bytes)} | {cells[0].users_at_once} | {'-' if tps is None else f'{tps:.1f}'}"
         lines.append(f"| {row.users} | {_g(row.kv_bytes)} | {_g(row.total_bytes)} | {marks}{extra} |")
     lines += ["", verdict(r), ""]
     if r.assessment is not None:
