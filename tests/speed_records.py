@@ -1,6 +1,6 @@
 """Published throughput figures (tests/calibration/throughput.yaml) against the speed model.
 
-Shared by tests/test_speed.py and scripts/speed_accuracy.py. This module says how to rebuild each
+Shared by tests/test_speed.py and scripts/engine_accuracy.py. This module says how to rebuild each
 record's setup (context, concurrency, what the figure counts) and reads the figures from the file.
 """
 

@@ -186,8 +186,8 @@ def test_seventy_b_offloads_on_a_4090_by_hand() -> None:
     81 layers on the GPU (view figures), the rest is read from host memory every token.
 
     Weights 41,921,527,808 - model buffer on the GPU 22,038,740,992 = 19,882,786,816 B;
-    KV 2,684,354,560 - KV buffer on the GPU 1,442,840,576 = 1,241,514,016 B;
-    offloaded = 19,882,786,816 + 1,241,514,016 = 21,124,300,800 B.
+    KV 2,684,354,560 - KV buffer on the GPU 1,442,840,576 = 1,241,513,984 B;
+    offloaded = 19,882,786,816 + 1,241,513,984 = 21,124,300,800 B.
     Step: GPU part (22,038,740,992 + 1,442,840,576) / (1,008 GB/s x 0.75) + 80 layers x 100 us
     = 0.0310602931 + 0.008 = 0.0390602931 s; host part 21,124,300,800 / 50e9 = 0.4224860160 s;
     step 0.4615463091 s, decode 1 / step = 2.1666298 tokens/s.
@@ -241,7 +241,7 @@ def test_the_offload_cliff_and_host_bandwidth() -> None:
         1,
         prompt_tokens=LLAMA_70B_ON_4090.prompt_tokens,
         offloaded_bytes=19_882_786_816,
-        host_kv_bytes=1_241_514_016,
+        host_kv_bytes=1_241_513_984,
         host_bandwidth_gbs=50.0,
     )
     assert direct == a.speed

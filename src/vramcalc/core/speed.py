@@ -14,7 +14,7 @@ from vramcalc.units import GB
 
 # Source: fraction of peak DRAM bandwidth a decode step's weight and KV reads achieve, by engine
 # family, fitted together with the per-layer overhead below on tests/calibration/throughput.yaml
-# (llama.cpp 17 decode figures, vLLM/SGLang/TGI 10, transformers 48; scripts/speed_accuracy.py).
+# (llama.cpp 17 decode figures, vLLM/SGLang/TGI 10, transformers 48; scripts/engine_accuracy.py).
 DECODE_BANDWIDTH_EFFICIENCY = {
     "llama.cpp": 0.75,
     "ollama": 0.75,
