@@ -181,7 +181,16 @@ def estimate(
     tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs (weights and KV heads split).")] = 1,
     prompt_tokens: Annotated[
         int | None,
-        typer.Option("--prompt-tokens", help="Prompt length inside --ctx (transformers); default --ctx."),
+        typer.Option(
+            "--prompt-tokens",
+            help="Prompt length inside --ctx (transformers); default --ctx less the output.",
+        ),
+    ] = None,
+    cpu_offload_gb: Annotated[
+        float | None,
+        typer.Option(
+            "--cpu-offload-gb", help="vLLM: GiB of weights kept in host memory, copied over PCIe every step."
+        ),
     ] = None,
     allow_long_ctx: Annotated[
         bool, typer.Option("--allow-long-ctx", help="Allow --ctx above the model's max_position_embeddings.")
@@ -217,7 +226,7 @@ def estimate(
     resolved = _resolve(model, cat, online)
     gpu_spec = cat.gpus.get(gpu) if gpu else None
     settings = EngineSettings(
-        gpu_util, max_num_seqs, max_num_batched_tokens, ubatch, flash_attn, 1, prompt_tokens
+        gpu_util, max_num_seqs, max_num_batched_tokens, ubatch, flash_attn, 1, prompt_tokens, cpu_offload_gb
     )
     chosen_engine = engine or resolved.default_engine
 

@@ -55,6 +55,12 @@ class EngineOptions(_Strict):
     flash_attn: bool | None = Field(
         default=None, description="Flash attention: llama.cpp -fa, OLLAMA_FLASH_ATTENTION, transformers."
     )
+    cpu_offload_gb: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="vLLM --cpu-offload-gb: GiB of weights kept in host memory, copied over PCIe every step.",
+    )
     prompt_tokens: int | None = Field(
         default=None, gt=0, description="transformers only: prompt tokens inside ctx (default: ctx)."
     )
@@ -322,7 +328,14 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog) -> Planned
         host_bandwidth_gbs=d.host_bandwidth_gbs or HOST_MEMORY_BANDWIDTH_GBS,
         stored=resolved.stored,
         settings=EngineSettings(
-            s.gpu_util, s.max_num_seqs, s.max_num_batched_tokens, s.ubatch, s.flash_attn, 1, s.prompt_tokens
+            s.gpu_util,
+            s.max_num_seqs,
+            s.max_num_batched_tokens,
+            s.ubatch,
+            s.flash_attn,
+            1,
+            s.prompt_tokens,
+            s.cpu_offload_gb,
         ),
     )
     return Planned(

@@ -283,6 +283,12 @@ def _pool_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
             )
         )
         return _Memory("does_not_start", 0, per_gpu, demand, kv_all, pool, 0, 0, False, tuple(reasons))
+    offload = e.plan.offload_weight_bytes
+    if offload:
+        reasons.append(
+            f"--cpu-offload-gb keeps {gib(offload):.2f} GiB of weights in host memory; {name} copies them "
+            "over PCIe in every forward pass"
+        )
     if running < users:
         why = (
             f"max_num_seqs {cap}"
@@ -293,7 +299,9 @@ def _pool_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
             f"{name} runs {running} of {users} requests at once ({why}); the other {users - running} wait "
             "in its queue: memory stays at the pre-allocation, speed is shared"
         )
-        return _Memory("queues", running, per_gpu, demand, kv_all, pool, 0, 0, False, tuple(reasons))
+        return _Memory("queues", running, per_gpu, demand, kv_all, pool, offload, 0, True, tuple(reasons))
+    if offload:
+        return _Memory("offloads", running, per_gpu, demand, kv_all, pool, offload, 0, True, tuple(reasons))
     reasons.append(
         f"{name} pre-allocates {gib(process):.2f} GiB per process; the KV cache of {users} user(s) "
         f"({gib(kv_all):.2f} GiB) fits its {gib(pool):.2f} GiB pool"

@@ -117,6 +117,8 @@ def _vllm(p: Planned, sc: Scenario) -> Launch:
     if p.pp > 1:
         argv += _flag("--pipeline-parallel-size", p.pp)
     argv += _flag("--kv-cache-dtype", _VLLM_KV.get(e.kv_dtype, "auto"))
+    if p.request.settings.cpu_offload_gb:
+        argv += _flag("--cpu-offload-gb", f"{p.request.settings.cpu_offload_gb:g}")
     if quant:
         argv += _flag("--quantization", quant)
     notes = [n for n in (note,) if n]

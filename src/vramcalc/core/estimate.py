@@ -217,7 +217,7 @@ def estimate(
     warnings = _validate(m, w)
     params = param_counts(m)
     wu = weight_bytes(m, weight_format, p.tp)
-    weights = wu.gpu_bytes + p.extra_weight_bytes
+    weights = max(0, wu.gpu_bytes + p.extra_weight_bytes - p.offload_weight_bytes)
     per_token = kv_bytes_per_token(m, kv_dtype, p.tp)
     tokens = _tokens_held(w, p)
     prefix = w.shared_prefix_tokens if p.kv_prefix_sharing else 0
@@ -340,6 +340,8 @@ def _terms(
     )
     split = f"; per GPU at tp={p.tp}: {wu.gpu_bytes:,} B" if p.tp > 1 else ""
     extra = f"; + {p.extra_weight_formula}" if p.extra_weight_bytes else ""
+    if p.offload_weight_bytes:
+        extra += f"; - {p.offload_weight_bytes:,} B kept in host memory (--cpu-offload-gb)"
     how = "sum over tensors of stored bytes"
     source = (
         "tensor shapes from the model's config.json (catalog `source:`); per-format storage in "

@@ -120,6 +120,7 @@ _SETTING_KEYS = (
     "ubatch",
     "flash_attn",
     "prompt_tokens",
+    "cpu_offload_gb",
 )
 
 

@@ -28,6 +28,7 @@ class EngineSettings:
     flash_attn: bool | None = None
     tp: int = 1
     prompt_tokens: int | None = None
+    cpu_offload_gb: float | None = None  # vLLM --cpu-offload-gb (GiB of weights kept in host memory)
 
     def given(self) -> dict[str, object]:
         """The settings the user set explicitly (tp counts when it is not 1)."""
@@ -38,6 +39,7 @@ class EngineSettings:
             "ubatch",
             "flash_attn",
             "prompt_tokens",
+            "cpu_offload_gb",
         )
         out: dict[str, object] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
         if self.tp != 1:
@@ -80,6 +82,7 @@ class EnginePlan:
     attention_kv_tokens: int = 0  # kv length of the materialised scores (0 when not eager)
     activation_dtype_bytes: int = 2  # 2 for PyTorch bf16 activations, 4 for llama.cpp's f32 graph
     extra_weight_bytes: int = 0  # per GPU, e.g. vLLM's rotary cos/sin cache
+    offload_weight_bytes: int = 0  # per GPU, weights kept in host memory and streamed each step
     extra_weight_formula: str = ""  # how extra_weight_bytes was computed ("" when zero)
     assumptions: tuple[str, ...] = field(default=())
     settings: dict[str, int | float | bool | str] = field(default_factory=dict)  # resolved, for output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 from typing import TYPE_CHECKING
 
 from vramcalc.core.engines.base import Engine, EngineSettings
@@ -32,6 +33,7 @@ SETTING_FLAGS = {
     "flash_attn": "--flash-attn/--no-flash-attn",
     "tp": "--tp",
     "prompt_tokens": "--prompt-tokens",
+    "cpu_offload_gb": "--cpu-offload-gb",
 }
 
 
@@ -87,6 +89,10 @@ def check_settings(engine: Engine, settings: EngineSettings, model: ModelSpec) -
             )
     if settings.gpu_util is not None and not 0 < settings.gpu_util <= 1:
         raise SpecError(f"--gpu-util must be in (0, 1], got {settings.gpu_util}")
+    if settings.cpu_offload_gb is not None and not (
+        math.isfinite(settings.cpu_offload_gb) and settings.cpu_offload_gb > 0
+    ):
+        raise SpecError(f"--cpu-offload-gb must be a positive number of GiB, got {settings.cpu_offload_gb}")
     for key in ("max_num_seqs", "max_num_batched_tokens", "ubatch", "prompt_tokens", "tp"):
         value = getattr(settings, key)
         if value is not None and value < 1:

@@ -27,7 +27,7 @@ NAME = "vllm"
 # (PR #17996). 0.19: NCCL outside the budget, graphs still outside. 0.33: CUDA-graph estimate
 # inside the budget (default since 0.21), async scheduling doubles in-flight tokens, >=160 GiB tier.
 VERSIONS = ("0.6", "0.9.0", "0.9.1", "0.19", "0.33")
-SETTINGS = frozenset({"gpu_util", "max_num_seqs", "max_num_batched_tokens", "tp"})
+SETTINGS = frozenset({"gpu_util", "max_num_seqs", "max_num_batched_tokens", "tp", "cpu_offload_gb"})
 
 # Source: vllm/config/cache.py CacheConfig (gpu_memory_utilization 0.9, block_size 16).
 DEFAULT_GPU_UTIL = 0.9
@@ -149,6 +149,10 @@ def plan(
         hidden_temporaries=HIDDEN_TEMPORARIES,
         tp=settings.tp,
         extra_weight_bytes=rope_bytes,
+        # Source: vllm/model_executor/models/utils.py maybe_offload_to_cpu: parameters up to
+        # cpu_offload_gb x 1024**3 bytes stay in pinned host memory and are read over PCIe (UVA)
+        # in every forward pass; only when --cpu-offload-gb is given.
+        offload_weight_bytes=int((settings.cpu_offload_gb or 0) * GIB),
         extra_weight_formula=(
             f"rotary cos/sin cache {m.max_position_embeddings:,} positions x {rotary} x 2 B = {rope_bytes:,} B"
         ),
