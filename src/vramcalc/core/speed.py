@@ -248,7 +248,10 @@ def speed(
     context = max(1, int(w.fill * ctx))
     eff_bw = DECODE_BANDWIDTH_EFFICIENCY.get(e.plan.engine, 0.7)
     bandwidth = gpu.memory_bandwidth_gbs * GB * eff_bw
-    on_gpu_weights = max(0, e.weights_bytes - offloaded_bytes // gpus_per_replica)
+    # The estimate's weights already leave out what the engine keeps in host memory (vLLM
+    # --cpu-offload-gb); other offloaded bytes (llama.cpp CPU layers) come off the GPU part here.
+    moved = max(0, offloaded_bytes - e.plan.offload_weight_bytes)
+    on_gpu_weights = max(0, e.weights_bytes - moved // gpus_per_replica)
     weight_read = active_weight_bytes(m, on_gpu_weights, users)
     # Each running sequence reads its own KV; slots allocated up front hold one sequence each.
     per_sequence_kv = e.kv.bytes / max(1, e.plan.slots or w.users)
