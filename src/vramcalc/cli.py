@@ -16,12 +16,11 @@ import typer
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from vramcalc import __version__
-from vramcalc.errors import VramcalcError
+from vramcalc.errors import SpecError, VramcalcError
 
 if TYPE_CHECKING:
     from vramcalc.catalog import Catalog
     from vramcalc.importers import ResolvedModel
-    from vramcalc.specs import GpuSpec
 
 app = typer.Typer(
     name="vramcalc",
@@ -218,7 +217,7 @@ def estimate(
 ) -> None:
     """Estimate GPU memory for MODEL at --ctx tokens per user and --users concurrent users."""
     from vramcalc import render
-    from vramcalc.core.assess import REFERENCE_GPUS, Deployment, report_on_gpu, report_on_tiers
+    from vramcalc.core.assess import REFERENCE_GPUS, LayoutKind, Request, report_on_gpu, report_on_tiers
     from vramcalc.core.engines.base import EngineSettings
     from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS
 
@@ -228,35 +227,33 @@ def estimate(
     settings = EngineSettings(
         gpu_util, max_num_seqs, max_num_batched_tokens, ubatch, flash_attn, 1, prompt_tokens, cpu_offload_gb
     )
-    chosen_engine = engine or resolved.default_engine
-
-    def deployment(card: GpuSpec, n: int) -> Deployment:
-        return Deployment(
-            model=resolved.spec,
-            gpu=card,
-            users=n,
-            ctx_tokens=ctx,
-            count=tp,
-            layout="tensor-parallel" if tp > 1 else "single",
-            engine=chosen_engine,
-            bits=bits,
-            quant=quant,
-            kv_dtype=kv_dtype,
-            fill=fill,
-            shared_prefix_tokens=shared_prefix,
-            workers=workers,
-            output_tokens=output_tokens,
-            settings=settings,
-            stored=resolved.stored,
-            allow_long_ctx=allow_long_ctx,
-            host_bandwidth_gbs=HOST_MEMORY_BANDWIDTH_GBS if host_bandwidth is None else host_bandwidth,
-        )
-
+    if bits is not None and quant is not None:
+        raise SpecError("give --bits or --quant, not both")
+    ask = Request(
+        model=resolved.spec,
+        users=users,
+        ctx_tokens=ctx,
+        engine=engine or resolved.default_engine,
+        bits=bits,
+        quant=quant,
+        kv_dtype=kv_dtype,
+        fill=fill,
+        shared_prefix_tokens=shared_prefix,
+        headroom=0.0,  # estimate asks whether it fits the card; plans and recommend keep headroom
+        min_tokens_per_s=0.0,
+        workers=workers,
+        output_tokens=output_tokens,
+        host_bandwidth_gbs=HOST_MEMORY_BANDWIDTH_GBS if host_bandwidth is None else host_bandwidth,
+        settings=settings,
+        stored=resolved.stored,
+        allow_long_ctx=allow_long_ctx,
+    )
+    layout: LayoutKind = "tensor-parallel" if tp > 1 else "single"
     if gpu_spec is not None:
-        report = report_on_gpu(deployment(gpu_spec, users))
+        report = report_on_gpu(ask.on(gpu_spec, tp, layout))
     else:
         cards = tuple((label, cat.gpus.get(card_id)) for label, card_id in REFERENCE_GPUS)
-        report = report_on_tiers(deployment(cards[0][1], users), cards)
+        report = report_on_tiers(ask.on(cards[0][1], tp, layout), cards)
     fmt_name = OutputFormat.json if json_out else output
     if fmt_name is OutputFormat.json:
         _out(render.to_json(render.estimate_dict(report)))

@@ -610,6 +610,7 @@ class Request:
     host_bandwidth_gbs: float = HOST_MEMORY_BANDWIDTH_GBS
     settings: EngineSettings = field(default_factory=EngineSettings)
     stored: WeightFormat | None = None
+    allow_long_ctx: bool = False
 
     def on(
         self, gpu: GpuSpec, count: int = 1, layout: LayoutKind = "single", users: int | None = None
@@ -626,11 +627,12 @@ class Request:
             quant=self.quant,
             kv_dtype=self.kv_dtype,
             fill=self.fill,
-            shared_prefix_tokens=min(self.shared_prefix_tokens, self.ctx_tokens),
+            shared_prefix_tokens=self.shared_prefix_tokens,
             workers=self.workers,
             output_tokens=self.output_tokens,
             settings=replace(self.settings, prompt_tokens=self.prompt_tokens or self.settings.prompt_tokens),
             stored=self.stored,
+            allow_long_ctx=self.allow_long_ctx,
             host_bandwidth_gbs=self.host_bandwidth_gbs,
             headroom=self.headroom,
             min_tokens_per_s=self.min_tokens_per_s,

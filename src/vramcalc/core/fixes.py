@@ -113,17 +113,6 @@ def apply(d: Deployment, fields: Fields) -> Deployment:
     return out
 
 
-_SETTING_KEYS = (
-    "gpu_util",
-    "max_num_seqs",
-    "max_num_batched_tokens",
-    "ubatch",
-    "flash_attn",
-    "prompt_tokens",
-    "cpu_offload_gb",
-)
-
-
 def plan_fields(before: Deployment, after: Deployment) -> dict[str, PlanValue]:
     """The plan-file keys that turn `before` into `after` (None removes a key; settings whole)."""
     out: dict[str, PlanValue] = {}
@@ -142,13 +131,9 @@ def plan_fields(before: Deployment, after: Deployment) -> dict[str, PlanValue]:
     for key, old, new in pairs:
         if old != new:
             out[key] = new  # type: ignore[assignment]
-    settings = {
-        k: getattr(after.settings, k) for k in _SETTING_KEYS if getattr(after.settings, k) is not None
-    }
-    if settings != {
-        k: getattr(before.settings, k) for k in _SETTING_KEYS if getattr(before.settings, k) is not None
-    }:
-        out["settings"] = settings
+    settings = {k: v for k, v in after.settings.given().items() if k != "tp"}
+    if settings != {k: v for k, v in before.settings.given().items() if k != "tp"}:
+        out["settings"] = settings  # type: ignore[assignment]
     return out
 
 
