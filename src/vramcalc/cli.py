@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -282,10 +283,35 @@ def recommend(
             "default: project file, else Gemma-2-27B."
         ),
     ] = None,
-    users: Annotated[int | None, typer.Option(help="Concurrent users to serve (default 10).")] = None,
+    users: Annotated[
+        str | None,
+        typer.Option(help="Concurrent users to serve: 10, a list 5,10,20 or a range 10-20 (default 10)."),
+    ] = None,
     bits: Annotated[int | None, typer.Option(help="Weight width (4 -> int4 g128 / Q4_K_M).")] = None,
     quant: Annotated[str | None, typer.Option(help="Exact weight format.")] = None,
     ctx: Annotated[int | None, typer.Option(help="Context tokens per user (default 4096).")] = None,
+    gpu: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gpu", help="Only these catalog GPUs (repeatable); one card: the cheapest way to make it work."
+        ),
+    ] = None,
+    have: Annotated[
+        list[str] | None,
+        typer.Option("--have", help="GPUs already owned, ID[xN] (repeatable): they cost nothing."),
+    ] = None,
+    vendor: Annotated[str | None, typer.Option(help="Only this vendor: nvidia, amd, apple, intel.")] = None,
+    form_factor: Annotated[
+        str | None,
+        typer.Option("--form-factor", help="Only this kind: consumer, workstation, datacenter, unified."),
+    ] = None,
+    max_price: Annotated[
+        float | None, typer.Option("--max-price", help="Only cards at or below this list price, USD.")
+    ] = None,
+    optimize: Annotated[
+        str, typer.Option(help="What the pick minimises or maximises: cost, speed or gpus.")
+    ] = "cost",
+    per_tier: Annotated[int, typer.Option("--per-tier", help="Options shown per tier (default 3).")] = 3,
     engine: Annotated[
         str | None,
         typer.Option(help="Serving engine NAME[@VERSION] (default vllm; llama.cpp for a .gguf file)."),
@@ -326,11 +352,10 @@ def recommend(
     catalog: CatalogOpt = None,
     online: OnlineOpt = False,
 ) -> None:
-    """Recommend the smallest GPU tier (then the cheapest option) that serves --users users."""
+    """Recommend GPUs that serve --users users, ranked by --optimize (cheapest first by default)."""
     from vramcalc import render
     from vramcalc.config import find_project_file, load_project_defaults
-    from vramcalc.core.recommend import Request
-    from vramcalc.core.recommend import recommend as run_recommend
+    from vramcalc.core.recommend import Request, filters_from, parse_users, recommend_counts
     from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS
 
     path = find_project_file(Path.cwd(), config)
@@ -344,11 +369,20 @@ def recommend(
     defaulted = chosen_model is None
     cat = _catalog(catalog)
     quant_value = pick(quant, "quant", None)
+    counts = parse_users(str(pick(users, "users", 10)))
+    if per_tier < 1:
+        raise VramcalcError(f"--per-tier must be a positive integer, got {per_tier}")
+    named = tuple(cat.gpus.get(g).id for g in gpu or ())
+    owned = []
+    for item in have or ():
+        gid, _, n = item.rpartition("x") if re.fullmatch(r".+x\d+", item) else (item, "", "1")
+        owned.append((cat.gpus.get(gid).id, int(n)))
+    filters = filters_from(named, vendor, form_factor, max_price, tuple(owned))
     resolved = _resolve(chosen_model or "gemma-2-27b", cat, online)
     req = Request(
         model=resolved.spec,
         stored=resolved.stored,
-        users=pick(users, "users", 10),
+        users=counts[0],
         ctx_tokens=pick(ctx, "ctx", 4096),
         engine=pick(engine, "engine", resolved.default_engine),
         # A concrete file is sized as it is stored unless a width or format is asked for.
@@ -363,15 +397,17 @@ def recommend(
         output_tokens=output_tokens,
         host_bandwidth_gbs=HOST_MEMORY_BANDWIDTH_GBS if host_bandwidth is None else host_bandwidth,
     )
-    result = run_recommend(req, cat.gpus.all().values())
+    results = recommend_counts(
+        req, list(cat.gpus.all().values()), counts, objective=optimize, filters=filters
+    )
     fmt_name = RecommendFormat.json if json_out else output
     if fmt_name is RecommendFormat.json:
-        _out(render.to_json(render.recommendation_dict(result, defaulted)))
+        _out(render.to_json(render.recommendations_dict(results, defaulted, per_tier)))
     elif fmt_name is RecommendFormat.markdown:
-        _out(render.recommendation_markdown(result, defaulted))
+        _out(render.recommendation_markdown(results, defaulted, per_tier))
     else:
-        _print(render.recommendation_table(result, defaulted))
-    if result.choice is None:
+        _print(render.recommendation_table(results, defaulted, per_tier))
+    if any(r.choice is None for r in results):
         raise typer.Exit(1)
 
 

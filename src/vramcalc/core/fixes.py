@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from vramcalc.core.assess import Assessment, Deployment, LayoutKind, assess, max_gpu_util
-from vramcalc.core.engines import ENGINE_NAMES, resolve_engine
+from vramcalc.core.engines import ENGINE_NAMES, kv_dtype_unsupported, resolve_engine
 from vramcalc.core.engines.base import EngineSettings
 from vramcalc.core.formats import format_for_bits, kv_bytes
 from vramcalc.errors import VramcalcError
@@ -202,7 +202,7 @@ def _kv_levers(d: Deployment, a: Assessment) -> Iterator[Fields]:
     profile, _ = resolve_engine(d.engine)
     now = kv_bytes(a.scenario.estimate.kv_dtype, 1024)
     for dtype in sorted(profile.kv_dtypes, key=lambda t: -kv_bytes(t, 1024)):
-        if kv_bytes(dtype, 1024) < now:
+        if kv_bytes(dtype, 1024) < now and kv_dtype_unsupported(profile, dtype, d.gpu) is None:
             yield (("kv_dtype", dtype),)
 
 
@@ -301,7 +301,7 @@ def _ctx_fix(d: Deployment) -> Fix | None:
     return _fix(d, fields, a) if a else None
 
 
-def _gpu_fixes(d: Deployment, a: Assessment) -> list[Fix]:
+def _gpu_fixes(d: Deployment, a: Assessment, max_gpus: int = MAX_REPLICAS) -> list[Fix]:
     """The fewest GPUs of the same card that pass, per layout: replicas (starting from as many as
     the users need at one replica's capacity), tensor parallel, pipeline parallel."""
     out: list[Fix] = []
@@ -309,7 +309,7 @@ def _gpu_fixes(d: Deployment, a: Assessment) -> list[Fix]:
     per_replica = most_users(replace(d, count=1, layout="single", users=d.users_per_replica))
     if per_replica:
         first = max(d.replicas + 1, math.ceil(d.users / per_replica))
-        for n in range(first, min(MAX_REPLICAS, first + 8) + 1):
+        for n in range(first, min(max_gpus, MAX_REPLICAS, first + 8) + 1):
             fields: Fields = (("gpu_count", n),) + (
                 (("layout", "replicas"),) if d.layout != "replicas" else ()
             )
@@ -321,7 +321,11 @@ def _gpu_fixes(d: Deployment, a: Assessment) -> list[Fix]:
         if layout == "tensor-parallel" and "tp" not in profile.settings:
             continue
         for n in GPU_COUNTS:
-            if n <= d.count or (layout == "tensor-parallel" and d.model.num_attention_heads % n):
+            if (
+                n <= d.count
+                or n > max_gpus
+                or (layout == "tensor-parallel" and d.model.num_attention_heads % n)
+            ):
                 continue
             fields = (("gpu_count", n),) + ((("layout", layout),) if d.layout != layout else ())
             ok = _passes(apply(d, fields))
@@ -331,13 +335,16 @@ def _gpu_fixes(d: Deployment, a: Assessment) -> list[Fix]:
     return out
 
 
-def search(d: Deployment, a: Assessment | None = None, *, limit: int = 8) -> tuple[Fix, ...]:
+def search(
+    d: Deployment, a: Assessment | None = None, *, limit: int = 8, max_gpus: int = MAX_REPLICAS
+) -> tuple[Fix, ...]:
     """Fixes for a deployment that does not pass, each verified with assess(), smallest change first.
 
     Single levers first: the engine settings (max_num_seqs, gpu_util), fewer workers, a smaller KV
     dtype, another engine on the same GPU, the next smaller weight format, a context cap, more GPUs,
     fewer users. When no single lever that keeps the users, the context and the GPUs passes, the
-    smallest combinations of two, then three, of those levers are searched.
+    smallest combinations of two, then three, of those levers are searched. No fix uses more than
+    `max_gpus` GPUs.
     """
     a = a or assess(d)
     if a.passes:
@@ -365,7 +372,7 @@ def search(d: Deployment, a: Assessment | None = None, *, limit: int = 8) -> tup
             for fields in _combos(d, kinds):
                 consider(fields)
         kept = bool(found)
-    others = [f for f in (_ctx_fix(d), _users_fix(d), *_gpu_fixes(d, a)) if f is not None]
+    others = [f for f in (_ctx_fix(d), _users_fix(d), *_gpu_fixes(d, a, max_gpus)) if f is not None]
     fixes = [*found.values(), *others]
     fixes.sort(key=lambda f: (f.cost, len(f.fields), -(f.assessment.decode_tokens_per_s_per_user or 0)))
     return tuple(fixes[:limit])

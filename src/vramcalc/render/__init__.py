@@ -41,6 +41,7 @@ from vramcalc.render.recommend import (
     recommendation_summary,
     recommendation_table,
     recommendation_verdict,
+    recommendations_dict,
 )
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "recommendation_summary",
     "recommendation_table",
     "recommendation_verdict",
+    "recommendations_dict",
     "to_json",
     "verdict",
 ]

@@ -12,7 +12,7 @@ from vramcalc.core.engines.common import parse_version
 from vramcalc.errors import SpecError
 
 if TYPE_CHECKING:
-    from vramcalc.specs import ModelSpec
+    from vramcalc.specs import GpuSpec, ModelSpec
 
 _MODULES = {
     "vllm": "vramcalc.core.engines.vllm",
@@ -102,3 +102,15 @@ def check_settings(engine: Engine, settings: EngineSettings, model: ModelSpec) -
             f"--tp {settings.tp} does not divide {model.id}'s {model.num_attention_heads} attention heads; "
             "choose a divisor, or split layers over GPUs with pipeline parallelism instead"
         )
+
+
+def kv_dtype_unsupported(engine: Engine, kv_dtype: str, gpu: GpuSpec) -> str | None:
+    """Why `kv_dtype` is not offered for `engine` on `gpu` (None: it is).
+
+    An fp8 KV cache for the PyTorch engines is offered only on cards with FP8 tensor cores (Ada,
+    Hopper, Blackwell, MI300): on older cards the attention backends that read fp8 KV vary by
+    version and build (vLLM docs, "Quantized KV Cache"), so vramcalc does not count on it.
+    """
+    if kv_dtype == "fp8" and not engine.gguf and gpu.fp8_dense_tflops is None:
+        return f"{gpu.id} has no FP8 tensor cores: an fp8 KV cache is not offered there for {engine.name}"
+    return None
