@@ -274,6 +274,48 @@ def test_properties(model_id: str, ctx: int, users: int, engine: str, gpu_id: st
         assert _value(fewer, "required_full_bytes") >= _value(fewer, "required_partial_bytes")
 
 
+def test_a_longer_context_never_needs_less_when_the_batch_steps_down(rtx4090: GpuSpec) -> None:
+    """Qwen2.5-7B Q8_0, q4_0 KV, 271 slots on a 4090: 271 x 408 = 110,568 tokens keep num_batch
+    2,048 (preflight just under 60 % of the available 22.54 GiB), 271 x 415 drop to 1,024. The need
+    is sized at the fallback batch 512 either way, so it never falls as the context grows; what Ollama holds
+    on the card follows the batch it picks (the 2,048 compute buffer is larger)."""
+    m = _CATALOG.models.get("qwen2.5-7b")
+    kw: dict[str, object] = {"engine": "ollama", "gpu": rtx4090, "bits": 8, "kv_dtype": "q4_0"}
+    short = run(m, Workload(408, 271, fill=0.379, workers=3), **kw)  # type: ignore[arg-type]
+    long = run(m, Workload(415, 271, fill=0.379, workers=3), **kw)  # type: ignore[arg-type]
+    assert (short.estimate.plan.settings["num_batch"], long.estimate.plan.settings["num_batch"]) == (
+        2048,
+        1024,
+    )
+    assert short.estimate.activations.prefill_tokens == long.estimate.activations.prefill_tokens == 512
+    assert long.estimate.total_bytes >= short.estimate.total_bytes  # both pad to 512 cells per slot
+    assert _value(short, "compute_buffer_bytes") > _value(long, "compute_buffer_bytes")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["gemma-3-12b", "gpt-oss-20b", "llama-3.1-8b", "qwen2.5-7b", "qwen3-8b"]),
+    st.integers(min_value=1, max_value=40_000),
+    st.integers(min_value=1, max_value=4_000),
+    st.integers(min_value=1, max_value=300),
+    st.sampled_from(["rtx-4060-ti-16gb", "rtx-4090", "l40s", "h100-sxm"]),
+    st.sampled_from(["fp16", "q8_0", "q4_0"]),
+)
+def test_automatic_batch_never_makes_more_context_need_less(
+    model_id: str, ctx: int, more: int, users: int, gpu_id: str, kv: str
+) -> None:
+    """Ollama 0.30 chooses num_batch itself (no --ubatch): the need never falls as ctx or users grow."""
+    m = _CATALOG.models.get(model_id)
+    ctx = min(ctx, m.max_position_embeddings - more)
+    gpu = _CATALOG.gpus.get(gpu_id)
+
+    def need(c: int, u: int) -> int:
+        return run(m, Workload(c, u), engine="ollama", gpu=gpu, bits=4, kv_dtype=kv).estimate.total_bytes
+
+    assert need(ctx + more, users) >= need(ctx, users)
+    assert need(ctx, users + 1) >= need(ctx, users)
+
+
 def test_engine_records_file_holds_the_figures_used_here() -> None:
     """The figures the two record tests use are the ones in tests/calibration/engine_measurements.yaml."""
     import yaml

@@ -18,7 +18,7 @@ versions take the 0.12 profile. Versions between two labels behave like the olde
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vramcalc.core.engines.base import Engine, EngineFigure, EnginePlan, EngineSettings, EngineView
@@ -37,6 +37,7 @@ from vramcalc.core.engines.llamacpp import (
     layer_split,
     runner_plan,
 )
+from vramcalc.core.estimate import estimate as estimate_memory
 from vramcalc.core.estimate import usable_gpu_bytes, weight_bytes
 from vramcalc.core.formats import tensor_bytes
 from vramcalc.core.kv import kv_layers
@@ -242,8 +243,20 @@ def plan(
         )
     else:
         num_batch = DEFAULT_NUM_BATCH
+    # The estimate (what the workload needs) is sized at the batch the automatic choice falls back
+    # to when memory is short: Ollama keeps 1024 / 2048 only while its preflight leaves headroom,
+    # and a context growing past that headroom drops the batch (and the compute buffer) again, so
+    # sizing the need at the chosen batch would make a longer context need less. The batch Ollama
+    # picks on the given card sizes what it holds there (view()).
+    sized_batch = DEFAULT_NUM_BATCH if auto_batch else num_batch
+    if sized_batch != num_batch:
+        notes.append(
+            f"memory needed is sized at num_batch {sized_batch} (where the automatic batch falls back when "
+            f"memory is short); Ollama picks {num_batch}"
+            + (" on this GPU and holds the larger compute buffer there" if gpu is not None else "")
+        )
     if m.family in era.ollama_engine or kind == "llama-server":
-        swa_extra: int | None = num_batch
+        swa_extra: int | None = sized_batch
     else:
         swa_extra = None  # the llama.cpp runner keeps llama_context_default_params' swa_full = true
     runner = Runner(
@@ -252,8 +265,8 @@ def plan(
         slots=slots,
         ctx_per_slot=w.ctx_tokens,
         cell_pad=CELL_PAD_FLASH if flash or era.llama_server else CELL_PAD_EAGER,
-        n_batch=num_batch if kind == "llama-server" else num_batch * slots,
-        n_ubatch=num_batch,
+        n_batch=sized_batch if kind == "llama-server" else sized_batch * slots,
+        n_ubatch=sized_batch,
         flash_attn=flash,
         streams_per_slot=era.streams_per_slot,
         swa_extra_tokens=swa_extra,
@@ -277,6 +290,7 @@ def plan(
         "num_parallel": slots,
         "num_batch": num_batch,
         "num_batch_auto": auto_batch,
+        "num_batch_sized": sized_batch,
         "flash_attention": flash,
         "kv_cache_type": "f16" if kv_dtype == "fp16" else kv_dtype,
         "runner": kind,
@@ -459,6 +473,18 @@ def _estimate_figures(est: MemoryEstimate, n: int) -> list[EngineFigure]:
     ]  # fmt: skip
 
 
+def _held(e: Estimate, gpu: GpuSpec, settings: EngineSettings, version: str) -> Estimate:
+    """The estimate at the num_batch Ollama picks on `gpu`, when plan() sized the need at the
+    fallback batch: the compute buffer (and sliding-window cache) the runner really allocates."""
+    chosen = int(e.plan.settings["num_batch"])
+    if chosen == int(e.plan.settings["num_batch_sized"]):
+        return e
+    picked = plan(
+        e.model, e.workload, e.weight_format, e.kv_dtype, gpu, replace(settings, ubatch=chosen), version
+    )
+    return estimate_memory(e.model, e.workload, e.weight_format, e.kv_dtype, picked, gpu)
+
+
 def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: str) -> EngineView:
     """What Ollama reports and does on `gpu` (free memory = the nvidia-smi total: nothing else loaded).
 
@@ -466,7 +492,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     follow. Era C: llama-server's --fit decides them (1 GiB free); Ollama reports the sum of the
     buffer-size lines. Ollama-engine architectures: layers that fit beside MinimumMemory.
     """
-    e, p = estimate, estimate.plan
+    e, p = _held(estimate, gpu, settings, version), estimate.plan
     era = _era(version)
     split = layer_split(e)
     free, _ = usable_gpu_bytes(gpu)
