@@ -296,3 +296,28 @@ def test_long_ctx_is_an_error_unless_allowed(gemma2_27b: ModelSpec) -> None:
         run(gemma2_27b, Workload(9000, 1))
     e = run(gemma2_27b, Workload(9000, 1, allow_long_ctx=True)).estimate
     assert e.warnings and "9000" in e.warnings[0]
+
+
+def test_kv_arithmetic_runs_once_per_layer_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cost follows the distinct layer kinds, not the layers: Llama-3.1-70B's 80 identical layers
+    are one group (one call of the per-layer byte formula), Gemma-2's 46 alternating layers two."""
+    from vramcalc.catalog import Catalog
+    from vramcalc.core import kv
+
+    calls = []
+    real = kv.kv_bytes
+
+    def counting(dtype: str, elements: int) -> int:
+        calls.append(elements)
+        return real(dtype, elements)
+
+    monkeypatch.setattr(kv, "kv_bytes", counting)
+    cat = Catalog()
+    llama = cat.models.get("llama-3.1-70b")
+    use = kv.kv_cache_bytes(llama, "bf16", 4096, 10)
+    assert len(calls) == 1
+    # 80 layers x 2 x 8 KV heads x 128 head_dim x 2 B x 4,096 tokens x 10 users
+    assert use.bytes == 80 * 2 * 8 * 128 * 2 * 4096 * 10
+    calls.clear()
+    kv.kv_cache_bytes(cat.models.get("gemma-2-27b"), "bf16", 8192, 3)
+    assert len(calls) == 2

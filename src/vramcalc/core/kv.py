@@ -50,13 +50,23 @@ def kv_layers(m: ModelSpec, tp: int = 1) -> tuple[KvLayer, ...]:
     return tuple(out)
 
 
+@cache
+def kv_layer_groups(m: ModelSpec, tp: int = 1) -> tuple[tuple[KvLayer, int], ...]:
+    """The distinct layers of kv_layers with how many layers share each (first-seen order): a
+    uniform 80-layer model is one group, Gemma-2/3 two; the KV formulas run once per group."""
+    counts: dict[KvLayer, int] = {}
+    for layer in kv_layers(m, tp):
+        counts[layer] = counts.get(layer, 0) + 1
+    return tuple(counts.items())
+
+
 def kv_bytes_per_token(m: ModelSpec, dtype: str, tp: int = 1) -> int:
     """What one token adds to one sequence while every layer still stores it (per GPU).
 
     Sum over layers of kv_bytes(elements per token) - e.g. Gemma-2-27B in bf16:
     46 x (2 x 16 x 128) x 2 B = 376,832 B.
     """
-    return sum(kv_bytes(dtype, layer.elements_per_token) for layer in kv_layers(m, tp))
+    return sum(n * kv_bytes(dtype, layer.elements_per_token) for layer, n in kv_layer_groups(m, tp))
 
 
 def layer_window(layer: KvLayer, frees_windows: bool = True, extra_tokens: int = 0) -> int | None:
@@ -114,7 +124,8 @@ def kv_cache_bytes(
 ) -> KvUse:
     """KV bytes on one GPU for `sequences` sequences of `tokens_per_sequence` tokens each.
 
-    Per layer: bytes_per_token(layer) x (sequences x kept - (sequences - 1) x shared), where kept
+    Per layer (computed once per group of identical layers, kv_layer_groups):
+    bytes_per_token(layer) x (sequences x kept - (sequences - 1) x shared), where kept
     is min(tokens, window + in-flight tokens) rounded up to the engine's block, and shared is the
     part of the common prefix still in the window, in whole blocks (prefix caching shares only
     full blocks), held once. Engines that do not free out-of-window KV (SGLang and TGI for
@@ -123,13 +134,13 @@ def kv_cache_bytes(
     global_bytes = local_bytes = 0
     if sequences <= 0 or tokens_per_sequence <= 0:
         return KvUse(0, 0, 0)
-    for layer in kv_layers(m, tp):
+    for layer, count in kv_layer_groups(m, tp):
         per_token = kv_bytes(dtype, layer.elements_per_token)
         window = layer_window(layer, frees_windows, window_extra_tokens)
         kept = _round_up(tokens_kept(window, tokens_per_sequence), block_tokens)
         shared = shared_tokens_kept(window, tokens_per_sequence, shared_prefix_tokens)
         shared = shared // block_tokens * block_tokens
-        layer_bytes = per_token * (sequences * kept - (sequences - 1) * shared)
+        layer_bytes = count * per_token * (sequences * kept - (sequences - 1) * shared)
         if layer.kind == "global":
             global_bytes += layer_bytes
         else:
