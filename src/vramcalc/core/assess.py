@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -428,6 +429,21 @@ _REGIME = {
 
 
 def assess(d: Deployment) -> Assessment:
+    """Assess `d` (memoised: the fix search, recommend and the per-user rows ask for the same
+    deployments again; an assessment is a pure function of its frozen deployment)."""
+    try:
+        hash(d)
+    except TypeError:  # a deployment holding an unhashable value (none of ours do): no memo
+        return _assess(d)
+    return _assess_memo(d)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _assess_memo(d: Deployment) -> Assessment:
+    return _assess(d)
+
+
+def _assess(d: Deployment) -> Assessment:
     """Assess `d`: run the one estimator and the engine's own figures for one replica, decide what
     the engine does with the users (fits / queues / offloads / does not start / does not fit), and
     time the running batch.
