@@ -36,7 +36,7 @@ COST = {
     "quant": 4,
     "ctx": 5,
     "gpu_count": 6,
-    "users": 8,
+    "users": 20,  # serves fewer than asked: always after the levers that serve them all
 }
 
 # Weight widths by format, to carry a deployment's width to another engine's format family.
