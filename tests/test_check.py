@@ -635,13 +635,32 @@ def test_more_replicas_fix(tmp_path: Path) -> None:
     assert [(f.change, f.assessment.users_at_once) for f in replicas] == [("gpu_count: 4", 8)]
 
 
-def test_emit_warns_when_the_plan_does_not_pass(run_cli: Run) -> None:
-    r = run_cli("plan", "emit", "examples/plans/gemma-2-27b-4090-10-users.yaml")
-    assert r.exit_code == 0 and r.stdout.startswith("# gemma-27b-4090-10-users")
+def test_emit_refuses_a_plan_that_does_not_pass(run_cli: Run) -> None:
+    """A failing plan prints no launch and exits 1 with the failure; --force prints it with a warning."""
+    plan = "examples/plans/gemma-2-27b-4090-10-users.yaml"
+    r = run_cli("plan", "emit", plan)
+    assert r.exit_code == 1 and r.stdout == ""
     assert r.stderr == (
-        "vramcalc: warning: gemma-27b-4090-10-users does not pass: vllm runs 2 of 10 users at once; "
-        "the rest wait up to 64.6 s\n"
+        "vramcalc: error: gemma-27b-4090-10-users does not pass its check: vllm runs 2 of 10 users at "
+        "once; the rest wait up to 64.6 s; fix the plan (vramcalc check shows the changes that pass) "
+        "or pass --force\n"
     )
+    forced = run_cli("plan", "emit", plan, "--force")
+    assert forced.exit_code == 0 and forced.stdout.startswith("# gemma-27b-4090-10-users")
+    assert forced.stderr.startswith("vramcalc: warning: gemma-27b-4090-10-users does not pass its check: ")
+
+
+def test_emit_replicas_are_separate_processes_started_together(run_cli: Run) -> None:
+    r = run_cli("plan", "emit", "examples/plans/gemma-2-27b-2x4090-replicas.yaml")
+    assert r.exit_code == 0, r.stderr
+    commands = r.stdout.split("CUDA_VISIBLE_DEVICES=")[1:]
+    assert len(commands) == 2
+    assert all(c.rstrip().endswith(("&", "& \\\nwait", "&\nwait")) for c in commands)
+    assert "2 replicas: separate processes" in r.stdout and r.stdout.rstrip().endswith("wait")
+    doc = json.loads(
+        run_cli("plan", "emit", "examples/plans/gemma-2-27b-2x4090-replicas.yaml", "--json").stdout
+    )
+    assert [c["env"]["CUDA_VISIBLE_DEVICES"] for c in doc[0]["commands"]] == ["0", "1"]
 
 
 def test_plan_with_a_local_model_directory(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

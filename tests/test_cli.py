@@ -151,8 +151,11 @@ def test_models_and_gpus_commands(run_cli: Run) -> None:
         (("estimate", "gemma-2-27b", "--engine", "vlm"), "unknown --engine 'vlm'; did you mean vllm?"),
         (("estimate", "gemma-2-27b", "--fill", "0"), "--fill must be in (0, 1]"),
         (("estimate", "gemma-2-27b", "--shared-prefix", "5000"), "exceeds --ctx 4096"),
-        (("estimate", "gemma-2-27b", "--format", "xml"), "Invalid value for '--format'"),
-        (("estimate",), "Missing argument 'model'"),
+        (
+            ("estimate", "gemma-2-27b", "--format", "xml"),
+            "unknown format 'xml'; choose table, json, markdown or csv",
+        ),
+        (("estimate",), "Missing argument 'MODEL'"),
         (("models", "show", "llama-9"), "unknown model 'llama-9'"),
     ],
 )

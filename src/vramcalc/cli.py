@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import enum
+import functools
 import os
 import re
 import sys
@@ -43,21 +43,22 @@ app.add_typer(plan_app, name="plan")
 _debug = False
 
 
-class OutputFormat(enum.StrEnum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
-    csv = "csv"
+ESTIMATE_FORMATS = ("table", "json", "markdown", "csv")
+RECOMMEND_FORMATS = ("table", "json", "markdown")
+CATALOG_FORMATS = ("table", "json")
+CHECK_FORMATS = ("text", "json", "junit", "github", "markdown")
+EMIT_FORMATS = ("text", "json")
 
 
 CatalogOpt = Annotated[
     list[Path] | None,
     typer.Option(
         "--catalog",
+        metavar="DIR",
         help="Extra catalog directory with models/ and gpus/ (repeatable; also $VRAMCALC_CATALOG_PATH).",
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
 OnlineOpt = Annotated[
     bool,
     typer.Option(
@@ -80,6 +81,110 @@ def _catalog(dirs: list[Path] | None) -> Catalog:
 
 def _out(text: str) -> None:
     sys.stdout.write(text)
+
+
+class _Command(typer.core.TyperCommand):
+    """A command whose help a person reads: arguments as NAME, no `<type>` or `{name}` placeholders,
+    and value errors in words instead of the validator's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, typer.core.TyperArgument):
+                name = (param.metavar or param.name or "ARG").upper()
+                param.metavar = name
+                many = "..." if param.nargs != 1 else ""
+                usage = f"{name}{many}" if param.required else f"[{name}]{many}"
+                param.display_type_rich = _no_type  # type: ignore[method-assign]
+                param._usage_display_name = functools.partial(str, usage)  # type: ignore[method-assign]
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except typer.BadParameter as exc:
+            exc.message = _readable(exc)
+            raise
+
+
+def _no_type(ctx: object) -> None:
+    return None
+
+
+def _readable(exc: typer.BadParameter) -> str:
+    """`'abc' is not a whole number` for the validator's `Input should be a valid integer, ...`."""
+    cause = exc.__cause__
+    errors = getattr(cause, "errors", None)
+    if not callable(errors):
+        return exc.message
+    first = errors()[0] if errors() else {}
+    value, kind = first.get("input"), str(first.get("type", ""))
+    words = {"int": "a whole number", "float": "a number", "bool": "true or false"}
+    for key, what in words.items():
+        if kind.startswith(key):
+            return f"{value!r} is not {what}"
+    return exc.message
+
+
+def _choices(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+
+
+def _set_debug(value: bool) -> None:
+    global _debug
+    _debug = _debug or value
+
+
+DebugOpt = Annotated[
+    bool, typer.Option("--debug", callback=_set_debug, is_eager=True, help="Show tracebacks on errors.")
+]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="Write the result to FILE instead of stdout (atomically, once the run completes).",
+    ),
+]
+
+
+def _format_opt(choices: tuple[str, ...]) -> Any:
+    return typer.Option(
+        "--format", metavar="FORMAT", help=f"Output format: {_choices(choices)} (default {choices[0]})."
+    )
+
+
+def _pick_format(given: str | None, json_out: bool, choices: tuple[str, ...]) -> str:
+    """The one format asked for: --json is --format json; both naming different formats is an error."""
+    if given is not None and given not in choices:
+        raise VramcalcError(f"unknown format {given!r}; choose {_choices(choices)}")
+    if json_out and given not in (None, "json"):
+        raise VramcalcError(f"--json and --format {given} ask for different formats; give one of them")
+    return "json" if json_out else given or choices[0]
+
+
+def _text(renderable: object) -> str:
+    """A rich renderable as the text `_print` shows when stdout is not a terminal."""
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    width = None if "COLUMNS" in os.environ else 120
+    Console(file=buf, width=width, highlight=False, color_system=None, force_terminal=False).print(renderable)
+    return buf.getvalue()
+
+
+def _emit(result: object, output: Path | None, note: str = "") -> None:
+    """The result (text, or a rich renderable) to stdout, or written atomically to --output FILE."""
+    if output is None:
+        if isinstance(result, str):
+            _out(result)
+        else:
+            _print(result)
+        return
+    _write_atomically(output, result if isinstance(result, str) else _text(result))
+    sys.stderr.write(f"vramcalc: wrote {output}{': ' + note if note else ''}\n")
 
 
 def _resolve(model: str, cat: Catalog, online: bool) -> ResolvedModel:
@@ -119,77 +224,103 @@ def _root(
     _debug = debug
 
 
-@app.command()
+@app.command(cls=_Command)
 def estimate(
     model: Annotated[str, typer.Argument(help=MODEL_HELP)],
     bits: Annotated[
         int | None,
         typer.Option(
-            help="Weight width; picks the conventional format for the engine (4 -> int4 g128 / Q4_K_M)."
+            metavar="BITS",
+            help="Weight width; picks the conventional format for the engine (4 -> int4 g128 / Q4_K_M).",
         ),
     ] = None,
     quant: Annotated[
-        str | None, typer.Option(help="Exact weight format, e.g. awq-int4, fp8, nf4, Q4_K_M, Q8_0.")
+        str | None,
+        typer.Option(metavar="FORMAT", help="Exact weight format, e.g. awq-int4, fp8, nf4, Q4_K_M, Q8_0."),
     ] = None,
     ctx: Annotated[
-        int, typer.Option(help="Context tokens per user (prompt + output); vLLM max_model_len.")
+        int,
+        typer.Option(metavar="TOKENS", help="Context tokens per user (prompt + output); vLLM max_model_len."),
     ] = 4096,
-    users: Annotated[int, typer.Option(help="Concurrent users (sequences in flight).")] = 1,
-    fill: Annotated[float, typer.Option(help="Average share of --ctx in use; 1.0 = worst case.")] = 1.0,
+    users: Annotated[int, typer.Option(metavar="USERS", help="Concurrent users (sequences in flight).")] = 1,
+    fill: Annotated[
+        float, typer.Option(metavar="SHARE", help="Average share of --ctx in use; 1.0 = worst case.")
+    ] = 1.0,
     shared_prefix: Annotated[
         int,
-        typer.Option("--shared-prefix", help="Tokens of a common system prompt held once (prefix caching)."),
+        typer.Option(
+            "--shared-prefix",
+            metavar="TOKENS",
+            help="Tokens of a common system prompt held once (prefix caching).",
+        ),
     ] = 0,
     workers: Annotated[
-        int, typer.Option(help="Processes that each load the model (e.g. gunicorn workers).")
+        int, typer.Option(metavar="N", help="Processes that each load the model (e.g. gunicorn workers).")
     ] = 1,
     kv_dtype: Annotated[
-        str, typer.Option("--kv-dtype", help="KV cache dtype: auto, bf16, fp16, fp8, q8_0, q4_0.")
+        str,
+        typer.Option(
+            "--kv-dtype", metavar="DTYPE", help="KV cache dtype: auto, bf16, fp16, fp8, q8_0, q4_0."
+        ),
     ] = "auto",
     gpu: Annotated[
         str | None,
-        typer.Option(help="Catalog GPU id: fit check (exit 1 if not) and the engine's own figures."),
+        typer.Option(
+            metavar="GPU", help="Catalog GPU id: fit check (exit 1 if not) and the engine's own figures."
+        ),
     ] = None,
     engine: Annotated[
         str | None,
         typer.Option(
+            metavar="NAME[@VERSION]",
             help="Serving engine NAME[@VERSION]: vllm, sglang, tgi, transformers, llama.cpp, ollama "
-            "(default vllm; llama.cpp for a .gguf file)."
+            "(default vllm; llama.cpp for a .gguf file).",
         ),
     ] = None,
     gpu_util: Annotated[
         float | None,
-        typer.Option("--gpu-util", help="vLLM gpu_memory_utilization / SGLang mem_fraction_static."),
+        typer.Option(
+            "--gpu-util", metavar="SHARE", help="vLLM gpu_memory_utilization / SGLang mem_fraction_static."
+        ),
     ] = None,
     max_num_seqs: Annotated[
         int | None,
         typer.Option(
             "--max-num-seqs",
+            metavar="N",
             help="Sequences at once: vLLM/SGLang running cap; llama.cpp -np / OLLAMA_NUM_PARALLEL slots.",
         ),
     ] = None,
     max_num_batched_tokens: Annotated[
-        int | None, typer.Option("--max-num-batched-tokens", help="vLLM/SGLang prefill chunk tokens.")
+        int | None,
+        typer.Option("--max-num-batched-tokens", metavar="TOKENS", help="vLLM/SGLang prefill chunk tokens."),
     ] = None,
-    ubatch: Annotated[int | None, typer.Option(help="llama.cpp/Ollama physical batch (-ub).")] = None,
+    ubatch: Annotated[
+        int | None, typer.Option(metavar="TOKENS", help="llama.cpp/Ollama physical batch (-ub).")
+    ] = None,
     flash_attn: Annotated[
         bool | None,
         typer.Option(
             "--flash-attn/--no-flash-attn", help="Flash attention (llama.cpp, Ollama, transformers)."
         ),
     ] = None,
-    tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs (weights and KV heads split).")] = 1,
+    tp: Annotated[
+        int, typer.Option(metavar="N", help="Tensor-parallel GPUs (weights and KV heads split).")
+    ] = 1,
     prompt_tokens: Annotated[
         int | None,
         typer.Option(
             "--prompt-tokens",
+            metavar="TOKENS",
             help="Prompt length inside --ctx (transformers); default --ctx less the output.",
         ),
     ] = None,
     cpu_offload_gb: Annotated[
         float | None,
         typer.Option(
-            "--cpu-offload-gb", help="vLLM: GiB of weights kept in host memory, copied over PCIe every step."
+            "--cpu-offload-gb",
+            metavar="GIB",
+            help="vLLM: GiB of weights kept in host memory, copied over PCIe every step.",
         ),
     ] = None,
     allow_long_ctx: Annotated[
@@ -199,6 +330,7 @@ def estimate(
         int | None,
         typer.Option(
             "--output-tokens",
+            metavar="TOKENS",
             help="Output tokens per request, inside --ctx (default 512, at most half of --ctx): how long a "
             "request holds its KV blocks (queue wait).",
         ),
@@ -207,14 +339,17 @@ def estimate(
         float | None,
         typer.Option(
             "--host-bandwidth",
+            metavar="GBS",
             help="Host memory bandwidth GB/s for layers offloaded to the CPU (default 50: dual-channel DDR5).",
         ),
     ] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    fmt: Annotated[str | None, _format_opt(ESTIMATE_FORMATS)] = None,
     json_out: JsonOpt = False,
+    output: OutputOpt = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show every term's formula and source.")] = False,
     catalog: CatalogOpt = None,
     online: OnlineOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Estimate GPU memory for MODEL at --ctx tokens per user and --users concurrent users."""
     from vramcalc import render
@@ -222,6 +357,7 @@ def estimate(
     from vramcalc.core.engines.base import EngineSettings
     from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS
 
+    fmt_name = _pick_format(fmt, json_out, ESTIMATE_FORMATS)
     cat = _catalog(catalog)
     resolved = _resolve(model, cat, online)
     gpu_spec = cat.gpus.get(gpu) if gpu else None
@@ -255,26 +391,19 @@ def estimate(
     else:
         cards = tuple((label, cat.gpus.get(card_id)) for label, card_id in REFERENCE_GPUS)
         report = report_on_tiers(ask.on(cards[0][1], tp, layout), cards)
-    fmt_name = OutputFormat.json if json_out else output
-    if fmt_name is OutputFormat.json:
-        _out(render.to_json(render.estimate_dict(report)))
-    elif fmt_name is OutputFormat.markdown:
-        _out(render.estimate_markdown(report, explain))
-    elif fmt_name is OutputFormat.csv:
-        _out(render.estimate_csv(report))
+    if fmt_name == "json":
+        _emit(render.to_json(render.estimate_dict(report)), output)
+    elif fmt_name == "markdown":
+        _emit(render.estimate_markdown(report, explain), output)
+    elif fmt_name == "csv":
+        _emit(render.estimate_csv(report), output)
     else:
-        _print(render.estimate_table(report, explain))
+        _emit(render.estimate_table(report, explain), output)
     if report.assessment is not None and not report.assessment.passes:
         raise typer.Exit(1)
 
 
-class RecommendFormat(enum.StrEnum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
-
-
-@app.command()
+@app.command(cls=_Command)
 def recommend(
     model: Annotated[
         str | None,
@@ -285,72 +414,113 @@ def recommend(
     ] = None,
     users: Annotated[
         str | None,
-        typer.Option(help="Concurrent users to serve: 10, a list 5,10,20 or a range 10-20 (default 10)."),
+        typer.Option(
+            metavar="USERS",
+            help="Concurrent users to serve: 10, a list 5,10,20 or a range 10-20 (default 10).",
+        ),
     ] = None,
-    bits: Annotated[int | None, typer.Option(help="Weight width (4 -> int4 g128 / Q4_K_M).")] = None,
-    quant: Annotated[str | None, typer.Option(help="Exact weight format.")] = None,
-    ctx: Annotated[int | None, typer.Option(help="Context tokens per user (default 4096).")] = None,
+    bits: Annotated[
+        int | None, typer.Option(metavar="BITS", help="Weight width (4 -> int4 g128 / Q4_K_M).")
+    ] = None,
+    quant: Annotated[str | None, typer.Option(metavar="FORMAT", help="Exact weight format.")] = None,
+    ctx: Annotated[
+        int | None, typer.Option(metavar="TOKENS", help="Context tokens per user (default 4096).")
+    ] = None,
     gpu: Annotated[
         list[str] | None,
         typer.Option(
-            "--gpu", help="Only these catalog GPUs (repeatable); one card: the cheapest way to make it work."
+            "--gpu",
+            metavar="GPU",
+            help="Only these catalog GPUs (repeatable); one card: the cheapest way to make it work.",
         ),
     ] = None,
     have: Annotated[
         list[str] | None,
-        typer.Option("--have", help="GPUs already owned, ID[xN] (repeatable): they cost nothing."),
+        typer.Option(
+            "--have", metavar="GPU[xN]", help="GPUs already owned, ID[xN] (repeatable): they cost nothing."
+        ),
     ] = None,
-    vendor: Annotated[str | None, typer.Option(help="Only this vendor: nvidia, amd, apple, intel.")] = None,
+    vendor: Annotated[
+        str | None, typer.Option(metavar="VENDOR", help="Only this vendor: nvidia, amd, apple, intel.")
+    ] = None,
     form_factor: Annotated[
         str | None,
-        typer.Option("--form-factor", help="Only this kind: consumer, workstation, datacenter, unified."),
+        typer.Option(
+            "--form-factor",
+            metavar="KIND",
+            help="Only this kind: consumer, workstation, datacenter, unified.",
+        ),
     ] = None,
     max_price: Annotated[
-        float | None, typer.Option("--max-price", help="Only cards at or below this list price, USD.")
+        float | None,
+        typer.Option("--max-price", metavar="USD", help="Only cards at or below this list price, USD."),
     ] = None,
     optimize: Annotated[
-        str, typer.Option(help="What the pick minimises or maximises: cost, speed or gpus.")
+        str,
+        typer.Option(metavar="OBJECTIVE", help="What the pick minimises or maximises: cost, speed or gpus."),
     ] = "cost",
-    per_tier: Annotated[int, typer.Option("--per-tier", help="Options shown per tier (default 3).")] = 3,
+    per_tier: Annotated[
+        int, typer.Option("--per-tier", metavar="N", help="Options shown per tier (default 3).")
+    ] = 3,
     engine: Annotated[
         str | None,
-        typer.Option(help="Serving engine NAME[@VERSION] (default vllm; llama.cpp for a .gguf file)."),
+        typer.Option(
+            metavar="NAME[@VERSION]",
+            help="Serving engine NAME[@VERSION] (default vllm; llama.cpp for a .gguf file).",
+        ),
     ] = None,
-    kv_dtype: Annotated[str | None, typer.Option("--kv-dtype", help="KV cache dtype (default auto).")] = None,
+    kv_dtype: Annotated[
+        str | None, typer.Option("--kv-dtype", metavar="DTYPE", help="KV cache dtype (default auto).")
+    ] = None,
     fill: Annotated[
-        float | None, typer.Option(help="Average share of the context in use (default 1.0).")
+        float | None, typer.Option(metavar="SHARE", help="Average share of the context in use (default 1.0).")
     ] = None,
     shared_prefix: Annotated[
-        int | None, typer.Option("--shared-prefix", help="Shared prompt tokens.")
+        int | None, typer.Option("--shared-prefix", metavar="TOKENS", help="Shared prompt tokens.")
     ] = None,
     headroom: Annotated[
-        float | None, typer.Option(help="Share of GPU memory kept free (default 0.10).")
+        float | None, typer.Option(metavar="SHARE", help="Share of GPU memory kept free (default 0.10).")
     ] = None,
     max_gpus: Annotated[
-        int | None, typer.Option("--max-gpus", help="Most GPUs in one deployment (default 8).")
+        int | None, typer.Option("--max-gpus", metavar="N", help="Most GPUs in one deployment (default 8).")
     ] = None,
     min_speed: Annotated[
         float | None,
-        typer.Option("--min-speed", help="Slowest acceptable decode, tokens/s per user (default 10)."),
+        typer.Option(
+            "--min-speed",
+            metavar="TOKENS_PER_S",
+            help="Slowest acceptable decode, tokens/s per user (default 10).",
+        ),
     ] = None,
     output_tokens: Annotated[
         int | None,
-        typer.Option("--output-tokens", help="Output tokens per request, inside --ctx (default 512)."),
+        typer.Option(
+            "--output-tokens", metavar="TOKENS", help="Output tokens per request, inside --ctx (default 512)."
+        ),
     ] = None,
     host_bandwidth: Annotated[
         float | None,
-        typer.Option("--host-bandwidth", help="Host memory GB/s for layers offloaded to RAM (default 50)."),
+        typer.Option(
+            "--host-bandwidth",
+            metavar="GBS",
+            help="Host memory GB/s for layers offloaded to RAM (default 50).",
+        ),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Project file (default ./vramcalc.toml or ./.vramcalc.yaml)."),
+        typer.Option(
+            "--config", metavar="FILE", help="Project file (default ./vramcalc.toml or ./.vramcalc.yaml)."
+        ),
     ] = None,
-    output: Annotated[
-        RecommendFormat, typer.Option("--format", help="Output format.")
-    ] = RecommendFormat.table,
+    allow_long_ctx: Annotated[
+        bool, typer.Option("--allow-long-ctx", help="Allow --ctx above the model's max_position_embeddings.")
+    ] = False,
+    fmt: Annotated[str | None, _format_opt(RECOMMEND_FORMATS)] = None,
     json_out: JsonOpt = False,
+    output: OutputOpt = None,
     catalog: CatalogOpt = None,
     online: OnlineOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Recommend GPUs that serve --users users, ranked by --optimize (cheapest first by default)."""
     from vramcalc import render
@@ -358,6 +528,7 @@ def recommend(
     from vramcalc.core.recommend import Request, filters_from, parse_users, recommend_counts
     from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS
 
+    fmt_name = _pick_format(fmt, json_out, RECOMMEND_FORMATS)
     path = find_project_file(Path.cwd(), config)
     project = load_project_defaults(path) if path else None
 
@@ -396,63 +567,77 @@ def recommend(
         min_tokens_per_s=pick(min_speed, "min_speed", 10.0),
         output_tokens=output_tokens,
         host_bandwidth_gbs=HOST_MEMORY_BANDWIDTH_GBS if host_bandwidth is None else host_bandwidth,
+        allow_long_ctx=allow_long_ctx,
     )
     results = recommend_counts(
         req, list(cat.gpus.all().values()), counts, objective=optimize, filters=filters
     )
-    fmt_name = RecommendFormat.json if json_out else output
-    if fmt_name is RecommendFormat.json:
-        _out(render.to_json(render.recommendations_dict(results, defaulted, per_tier)))
-    elif fmt_name is RecommendFormat.markdown:
-        _out(render.recommendation_markdown(results, defaulted, per_tier))
+    if fmt_name == "json":
+        _emit(render.to_json(render.recommendations_dict(results, defaulted, per_tier)), output)
+    elif fmt_name == "markdown":
+        _emit(render.recommendation_markdown(results, defaulted, per_tier), output)
     else:
-        _print(render.recommendation_table(results, defaulted, per_tier))
+        _emit(render.recommendation_table(results, defaulted, per_tier), output)
     if any(r.choice is None for r in results):
         raise typer.Exit(1)
 
 
-@models_app.command("list")
-def models_list(json_out: JsonOpt = False, catalog: CatalogOpt = None) -> None:
+@models_app.command("list", cls=_Command)
+def models_list(
+    fmt: Annotated[str | None, _format_opt(CATALOG_FORMATS)] = None,
+    json_out: JsonOpt = False,
+    output: OutputOpt = None,
+    catalog: CatalogOpt = None,
+    debug: DebugOpt = False,
+) -> None:
     """List every catalog model with its size and KV bytes per token."""
     from vramcalc import render
 
+    fmt_name = _pick_format(fmt, json_out, CATALOG_FORMATS)
     models = list(_catalog(catalog).models.all().values())
-    if json_out:
-        _out(render.to_json([render.model_summary(m) for m in models]))
+    if fmt_name == "json":
+        _emit(render.to_json([render.model_summary(m) for m in models]), output)
     else:
-        _print(render.models_table(models))
+        _emit(render.models_table(models), output)
 
 
-@models_app.command("show")
+@models_app.command("show", cls=_Command)
 def models_show(
     model: Annotated[str, typer.Argument(help=MODEL_HELP)],
+    fmt: Annotated[str | None, _format_opt(CATALOG_FORMATS)] = None,
     json_out: JsonOpt = False,
+    output: OutputOpt = None,
     catalog: CatalogOpt = None,
     online: OnlineOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Show one model's architecture, computed counts and sources."""
     from vramcalc import render
 
+    fmt_name = _pick_format(fmt, json_out, CATALOG_FORMATS)
     spec = _resolve(model, _catalog(catalog), online).spec
     data = render.model_detail(spec)
-    if json_out:
-        _out(render.to_json(data))
-    else:
-        _print(render.detail_table(spec.name, data))
+    _emit(render.to_json(data) if fmt_name == "json" else render.detail_table(spec.name, data), output)
 
 
-@models_app.command("import")
+@models_app.command("import", cls=_Command)
 def models_import(
     model: Annotated[
         str, typer.Argument(help="A model directory, config.json, .gguf file or cached HF org/name.")
     ],
     output: Annotated[
         Path,
-        typer.Option("-o", "--output", help="Entry to write, e.g. models/NAME.yaml (NAME becomes its id)."),
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="Entry to write, e.g. models/NAME.yaml (NAME becomes its id; the directory is created).",
+        ),
     ],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     online: OnlineOpt = False,
     catalog: CatalogOpt = None,
+    debug: DebugOpt = False,
 ) -> None:
     """Write a catalog entry (with source:) for a local model file, to review and commit."""
     from vramcalc.catalog import write_model_entry
@@ -464,57 +649,74 @@ def models_import(
         f"{spec.name}: imported by `vramcalc models import` from {resolved.origin}; "
         "review every field against the model's config before committing."
     )
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VramcalcError(f"--output {output}: cannot create {output.parent} ({exc.strerror})") from exc
     write_model_entry(output, spec, header, force)
     sys.stderr.write(f"vramcalc: wrote {output} (id {spec.id}); review it, then commit it\n")
 
 
-@gpus_app.command("list")
-def gpus_list(json_out: JsonOpt = False, catalog: CatalogOpt = None) -> None:
+@gpus_app.command("list", cls=_Command)
+def gpus_list(
+    fmt: Annotated[str | None, _format_opt(CATALOG_FORMATS)] = None,
+    json_out: JsonOpt = False,
+    output: OutputOpt = None,
+    catalog: CatalogOpt = None,
+    debug: DebugOpt = False,
+) -> None:
     """List every catalog GPU with usable memory, bandwidth and compute."""
     from vramcalc import render
 
+    fmt_name = _pick_format(fmt, json_out, CATALOG_FORMATS)
     gpus = list(_catalog(catalog).gpus.all().values())
-    if json_out:
-        _out(render.to_json([render.gpu_summary(g) for g in gpus]))
+    if fmt_name == "json":
+        _emit(render.to_json([render.gpu_summary(g) for g in gpus]), output)
     else:
-        _print(render.gpus_table(gpus))
+        _emit(render.gpus_table(gpus), output)
 
 
-@gpus_app.command("show")
+@gpus_app.command("show", cls=_Command)
 def gpus_show(
     gpu: Annotated[str, typer.Argument(help="Catalog id or alias.")],
+    fmt: Annotated[str | None, _format_opt(CATALOG_FORMATS)] = None,
     json_out: JsonOpt = False,
+    output: OutputOpt = None,
     catalog: CatalogOpt = None,
+    debug: DebugOpt = False,
 ) -> None:
     """Show one GPU's specs and sources."""
     from vramcalc import render
 
+    fmt_name = _pick_format(fmt, json_out, CATALOG_FORMATS)
     spec = _catalog(catalog).gpus.get(gpu)
     data = render.gpu_detail(spec)
-    if json_out:
-        _out(render.to_json(data))
-    else:
-        _print(render.detail_table(spec.name, data))
+    _emit(render.to_json(data) if fmt_name == "json" else render.detail_table(spec.name, data), output)
 
 
-@app.command()
+@app.command(cls=_Command)
 def calibrate(
     logfile: Annotated[
         Path, typer.Argument(help="A vLLM, llama.cpp or Ollama startup log (text, up to 5 MB).")
     ],
     gpu: Annotated[
-        str | None, typer.Option(help="Catalog GPU id; overrides the GPU the log names or implies.")
+        str | None,
+        typer.Option(metavar="GPU", help="Catalog GPU id; overrides the GPU the log names or implies."),
     ] = None,
     model: Annotated[
         str | None,
         typer.Option(
+            metavar="MODEL",
             help="Catalog model, model directory, config.json, .gguf or cached HF id, for logs "
-            "that do not name it."
+            "that do not name it.",
         ),
     ] = None,
+    fmt: Annotated[str | None, _format_opt(CATALOG_FORMATS)] = None,
     json_out: JsonOpt = False,
+    output: OutputOpt = None,
     catalog: CatalogOpt = None,
     online: OnlineOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Compare an engine's startup log with our estimate at the same settings, figure by figure."""
     from vramcalc import render
@@ -523,6 +725,7 @@ def calibrate(
     from vramcalc.errors import UnknownModelError
     from vramcalc.logs import parse_log, read_log_file
 
+    fmt_name = _pick_format(fmt, json_out, CATALOG_FORMATS)
     facts = parse_log(read_log_file(logfile), source=str(logfile))
     cat = _catalog(catalog)
     resolved = _resolve(model, cat, online) if model else None
@@ -548,18 +751,10 @@ def calibrate(
         stored=resolved.stored if resolved else None,
     )
     report = cal.compare(facts, result, plan, notes=[gpu_note])
-    if json_out:
-        _out(render.to_json(render.calibration_dict(report)))
+    if fmt_name == "json":
+        _emit(render.to_json(render.calibration_dict(report)), output)
     else:
-        _print(render.calibration_table(report))
-
-
-class CheckFormat(enum.StrEnum):
-    text = "text"
-    json = "json"
-    junit = "junit"
-    github = "github"
-    markdown = "markdown"
+        _emit(render.calibration_table(report), output)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -579,7 +774,7 @@ def _write_atomically(path: Path, text: str) -> None:
         raise VramcalcError(f"--output {path}: cannot write ({exc.strerror})") from exc
 
 
-@app.command()
+@app.command(cls=_Command)
 def check(
     paths: Annotated[
         list[str],
@@ -587,12 +782,11 @@ def check(
             metavar="PATH", help="Plan files, directories (every *.yaml/*.yml below) or glob patterns."
         ),
     ],
-    output_format: Annotated[CheckFormat, typer.Option("--format", help="Report format.")] = CheckFormat.text,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", help="Write the report to FILE instead of stdout, once the run completes."),
-    ] = None,
+    fmt: Annotated[str | None, _format_opt(CHECK_FORMATS)] = None,
+    json_out: JsonOpt = False,
+    output: OutputOpt = None,
     catalog: CatalogOpt = None,
+    debug: DebugOpt = False,
 ) -> None:
     """Check capacity plans: does every deployment fit its GPUs and meet its goals?
 
@@ -600,64 +794,91 @@ def check(
     (each failure says by how much and the smallest changes that pass), 2 when any input is invalid
     (then nothing is reported)."""
     from vramcalc import plans, render
-    from vramcalc.core.check import check_all
+    from vramcalc.core.check import check_all, users_curve
 
+    fmt_name = _pick_format(fmt, json_out, CHECK_FORMATS)
     results = check_all(plans.load_plans(paths, _catalog(catalog)))
-    report = {
-        CheckFormat.text: render.check_text,
-        CheckFormat.json: lambda rs: render.to_json(render.check_dict(rs)),
-        CheckFormat.junit: render.check_junit,
-        CheckFormat.github: render.check_github,
-        CheckFormat.markdown: render.check_markdown,
-    }[output_format](results)
-    if output is None:
-        _out(report)
+    if fmt_name == "markdown":
+        report = render.check_markdown(results, [users_curve(r.planned) for r in results])
     else:
-        _write_atomically(output, report)
-        sys.stderr.write(f"vramcalc: wrote {output}: {render.check_summary(results)}\n")
+        report = {
+            "text": render.check_text,
+            "json": lambda rs: render.to_json(render.check_dict(rs)),
+            "junit": render.check_junit,
+            "github": render.check_github,
+        }[fmt_name](results)
+    _emit(report, output, render.check_summary(results))
     if not all(r.passed for r in results):
         raise typer.Exit(1)
 
 
-@schema_app.command("plan")
-def schema_plan() -> None:
+@schema_app.command("plan", cls=_Command)
+def schema_plan(
+    fmt: Annotated[str | None, _format_opt(("json",))] = None,
+    json_out: JsonOpt = False,
+    output: OutputOpt = None,
+    debug: DebugOpt = False,
+) -> None:
     """Print the JSON Schema of plan files (for yaml-language-server and other editors)."""
     from vramcalc import plans, render
 
-    _out(render.to_json(plans.plan_schema()))
+    _pick_format(fmt, json_out, ("json",))
+    _emit(render.to_json(plans.plan_schema()), output)
 
 
-class EmitEngine(enum.StrEnum):
-    vllm = "vllm"
-    sglang = "sglang"
-    llamacpp = "llama.cpp"
-    ollama = "ollama"
+EMIT_ENGINES = ("vllm", "sglang", "llama.cpp", "ollama")
 
 
-@plan_app.command("emit")
+@plan_app.command("emit", cls=_Command)
 def plan_emit(
     plan: Annotated[str, typer.Argument(metavar="PLAN", help="A plan file (or a directory of them).")],
     engine: Annotated[
-        EmitEngine | None,
+        str | None,
         typer.Option(
-            help="The engine to launch; it must be the one the plan was checked with (default: it)."
+            metavar="ENGINE",
+            help="The engine to launch: vllm, sglang, llama.cpp or ollama; it must be the one the plan "
+            "was checked with (default: it).",
         ),
     ] = None,
-    deployment: Annotated[str | None, typer.Option(help="Only the deployment with this name.")] = None,
+    deployment: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Only the deployment with this name.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Print the launch even for a deployment that fails its check.")
+    ] = False,
+    fmt: Annotated[str | None, _format_opt(EMIT_FORMATS)] = None,
+    json_out: JsonOpt = False,
+    output: OutputOpt = None,
     catalog: CatalogOpt = None,
+    debug: DebugOpt = False,
 ) -> None:
-    """Print the launch command or environment for each deployment, with the settings it was checked with."""
+    """Print the launch command or environment for each deployment, with the settings it was checked with.
+
+    Exit 0 when every chosen deployment passes its check; 1, printing nothing but the failures, when
+    any does not (--force prints the launch anyway); 2 on bad input."""
     from vramcalc import plans, render
     from vramcalc.core import emit
-    from vramcalc.core.check import check_all
+    from vramcalc.core.check import check
 
+    fmt_name = _pick_format(fmt, json_out, EMIT_FORMATS)
+    if engine is not None and engine not in EMIT_ENGINES:
+        raise VramcalcError(f"unknown engine {engine!r} for --engine; choose {_choices(EMIT_ENGINES)}")
     chosen = emit.select(plans.load_plans([plan], _catalog(catalog)), engine, deployment)
-    _out(render.launch_text([emit.launch(p) for p in chosen]))
-    for r in check_all(chosen):
-        if not r.passed:
-            sys.stderr.write(
-                f"vramcalc: warning: {r.planned.name} does not pass: {render.miss_text(r, r.misses[0])}\n"
-            )
+    failed = [r for r in map(check, chosen) if not r.passed]
+    for r in failed:
+        kind = "warning" if force else "error"
+        sys.stderr.write(
+            f"vramcalc: {kind}: {r.planned.name} does not pass its check: {render.miss_text(r, r.misses[0])}"
+            + ("" if force else "; fix the plan (vramcalc check shows the changes that pass) or pass --force")
+            + "\n"
+        )
+    if failed and not force:
+        raise typer.Exit(1)
+    launches = [emit.launch(p) for p in chosen]
+    shown = (
+        render.to_json(render.launch_dict(launches)) if fmt_name == "json" else render.launch_text(launches)
+    )
+    _emit(shown, output)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

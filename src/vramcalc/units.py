@@ -23,3 +23,8 @@ def fmt_count(n: int) -> str:
     if n >= 10**9:
         return f"{n / 1e9:.2f} B"
     return f"{n / 1e6:.1f} M"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 user', '2 users', '1,024 tokens': the count with the word in the number it needs."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"

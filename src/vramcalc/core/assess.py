@@ -15,7 +15,7 @@ from vramcalc.core.scenario import Scenario, run
 from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS, Speed, speed
 from vramcalc.errors import SpecError
 from vramcalc.specs import GpuSpec, ModelSpec
-from vramcalc.units import GIB, gib
+from vramcalc.units import GIB, gib, plural
 
 Verdict = Literal["fits", "queues", "offloads", "does_not_start", "does_not_fit"]
 VERDICTS: tuple[Verdict, ...] = ("fits", "queues", "offloads", "does_not_start", "does_not_fit")
@@ -297,14 +297,15 @@ def _pool_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
             else f"its {gib(pool):.2f} GiB KV pool holds {held} of {per_process_users}"
         )
         reasons.append(
-            f"{name} runs {running} of {users} requests at once ({why}); the other {users - running} wait "
-            "in its queue: memory stays at the pre-allocation, speed is shared"
+            f"{name} runs {running} of {plural(users, 'request')} at once ({why}); the other "
+            f"{users - running} {'waits' if users - running == 1 else 'wait'} in its queue: memory stays at "
+            "the pre-allocation, speed is shared"
         )
         return _Memory("queues", running, per_gpu, demand, kv_all, pool, offload, 0, True, tuple(reasons))
     if offload:
         return _Memory("offloads", running, per_gpu, demand, kv_all, pool, offload, 0, True, tuple(reasons))
     reasons.append(
-        f"{name} pre-allocates {gib(process):.2f} GiB per process; the KV cache of {users} user(s) "
+        f"{name} pre-allocates {gib(process):.2f} GiB per process; the KV cache of {plural(users, 'user')} "
         f"({gib(kv_all):.2f} GiB) fits its {gib(pool):.2f} GiB pool"
     )
     return _Memory("fits", running, per_gpu, demand, kv_all, pool, 0, 0, False, tuple(reasons))
@@ -361,12 +362,13 @@ def _slot_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
     else:
         verdict = "fits"
         reasons.append(
-            f"{name} allocates {slots} slot(s) x {d.ctx_tokens:,} tokens up front: "
+            f"{name} allocates {plural(slots, 'slot')} x {d.ctx_tokens:,} tokens up front: "
             f"{gib(buffers):.2f} GiB of buffers, all {every} layers on the GPU"
         )
     if running < users:
         reasons.append(
-            f"{slots} slot(s) for {users} users: {users - running} wait for a free slot"
+            f"{plural(slots, 'slot')} for {plural(users, 'user')}: {users - running} "
+            f"{'waits' if users - running == 1 else 'wait'} for a free slot"
             + (" (OLLAMA_NUM_PARALLEL)" if e.plan.engine == "ollama" else " (-np)")
         )
         verdict = "queues" if verdict == "fits" else verdict
@@ -483,7 +485,7 @@ def _assess(d: Deployment) -> Assessment:
             wait = (waves - 1) * ((ttft or 0.0) + d.output * spd.step_s)
     reasons = list(mem.reasons)
     if d.replicas > 1:
-        reasons.append(f"{d.replicas} replicas, each with its own copy, serve {users} users each")
+        reasons.append(f"{d.replicas} replicas, each with its own copy, serve {plural(users, 'user')} each")
     if spd is not None and per_user is not None:
         reasons.append(
             f"decode {per_user:.1f} tokens/s per user ({mem.running} running, step {spd.step_s * 1000:.1f} ms, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vramcalc.core.assess import Assessment, Deployment, LayoutKind, Miss, Request, assess
+from vramcalc.core.assess import Assessment, Deployment, LayoutKind, Miss, Request, assess, by_users
 from vramcalc.core.fixes import Fix, most_users, search
 from vramcalc.errors import PlanError, VramcalcError
 from vramcalc.specs import GpuSpec
@@ -71,6 +71,16 @@ def check(p: Planned) -> CheckResult:
     if a.passes:
         return CheckResult(p, a, None, ())
     return CheckResult(p, a, most_users(d), search(d, a))
+
+
+def users_curve(p: Planned, most: int = 24) -> tuple[Assessment, ...]:
+    """The deployment assessed at 1..users (at most `most` counts, evenly spaced, both ends kept):
+    the rows of the chart in check's Markdown report."""
+    n = p.request.users
+    counts = (
+        sorted({1 + round(i * (n - 1) / (most - 1)) for i in range(most)}) if n > most else range(1, n + 1)
+    )
+    return by_users(p.deployment, list(counts))
 
 
 def check_all(planned: Iterable[Planned]) -> list[CheckResult]:

@@ -14,7 +14,7 @@ from vramcalc.core.types import EnginePlan
 from vramcalc.core.types import Workload as Workload  # re-exported: callers build workloads from here
 from vramcalc.errors import SpecError
 from vramcalc.specs import GpuSpec, ModelSpec
-from vramcalc.units import GIB, MIB
+from vramcalc.units import GIB, MIB, plural
 
 # 2: verdicts moved into the `assessment` object (core.assess); by_users rows carry verdict words.
 SCHEMA_VERSION = 2
@@ -301,13 +301,13 @@ def _kv_formula(m: ModelSpec, kv_dtype: str, tokens: int, users: int, prefix: in
     block = f", rounded up to {p.kv_block_tokens}-token blocks" if p.kv_block_tokens > 1 else ""
     parts = [f"per layer per token {what} = {per_layer:,} B"]
     if full:
-        parts.append(f"{full} full-length layers x {users} users x {tokens:,} tokens{block}")
+        parts.append(f"{full} full-length layers x {plural(users, 'user')} x {tokens:,} tokens{block}")
     if windowed and p.kv_frees_windows:
         window = windowed[0].window_tokens
         assert window is not None
         extra = f" + {p.kv_window_extra_tokens:,} in flight" if p.kv_window_extra_tokens else ""
         parts.append(
-            f"{len(windowed)} {m.layer_pattern.local_attention} layers x {users} users x "
+            f"{len(windowed)} {m.layer_pattern.local_attention} layers x {plural(users, 'user')} x "
             f"min({tokens:,}, {window:,}{extra}) tokens{block}"
         )
     elif windowed:

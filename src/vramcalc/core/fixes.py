@@ -12,6 +12,7 @@ from vramcalc.core.engines import ENGINE_NAMES, kv_dtype_unsupported, resolve_en
 from vramcalc.core.engines.base import EngineSettings
 from vramcalc.core.formats import format_for_bits, kv_bytes
 from vramcalc.errors import VramcalcError
+from vramcalc.units import plural
 
 FieldValue = str | int | float
 Fields = tuple[tuple[str, FieldValue], ...]
@@ -80,7 +81,7 @@ class Fix:
             if a.decode_tokens_per_s_per_user is not None
             else ""
         )
-        return f"{a.verdict}: {a.users_at_once} of {a.users} users at once{speed}"
+        return f"{a.verdict}: {a.users_at_once} of {plural(a.users, 'user')} at once{speed}"
 
 
 def apply(d: Deployment, fields: Fields) -> Deployment:

@@ -24,7 +24,7 @@ from vramcalc.render.check import (
     miss_text,
 )
 from vramcalc.render.common import BAR_WIDTH, to_json
-from vramcalc.render.emit import launch_text
+from vramcalc.render.emit import launch_dict, launch_text
 from vramcalc.render.estimate import (
     engine_dict,
     engine_lines,
@@ -67,6 +67,7 @@ __all__ = [
     "gpu_detail",
     "gpu_summary",
     "gpus_table",
+    "launch_dict",
     "launch_text",
     "miss_text",
     "model_detail",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vramcalc.units import gib
+from vramcalc.units import gib, plural
 
 if TYPE_CHECKING:
     from vramcalc.core.assess import Assessment, Miss
@@ -72,7 +72,7 @@ def headline(a: Assessment) -> str:
     if a.verdict == "fits":
         return f"Fits {where}: {used} ({gib(a.headroom_bytes):.2f} GiB free); every user at once."
     if a.verdict == "queues":
-        return f"Queues on {where}: {a.users_at_once} of {a.users} users at once, the rest wait; {used}."
+        return f"Queues on {where}: {a.users_at_once} of {plural(a.users, 'user')} at once, the rest wait; {used}."
     if a.verdict == "offloads":
         return (
             f"Offloads on {where}: {gib(a.offloaded_bytes):.2f} GiB of the model in host memory, read every "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vramcalc.core.estimate import SCHEMA_VERSION
+from vramcalc.render.common import Fit
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -107,7 +108,10 @@ def calibration_table(report: CalibrationReport) -> RenderableType:
             _calibration_diff(row),
         )
     settings = ", ".join(f"{k} {_cell_setting(v)}" for k, v in report.settings.items())
-    parts: list[RenderableType] = [Text(calibration_headline(report), style="bold"), table]
+    parts: list[RenderableType] = [
+        Text(calibration_headline(report), style="bold"),
+        Fit(table, words=("Figure", "Engine's words"), drop=("Engine's words",)),
+    ]
     parts.append(Text(f"Settings used: {settings}."))
     parts.append(Text("Assumptions: " + "; ".join(report.assumptions) + ".", style="dim"))
     parts += [Text(f"note: {n}", style="yellow") for n in report.notes]

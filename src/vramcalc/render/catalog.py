@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from vramcalc.core.kv import kv_bytes_per_token
 from vramcalc.core.tensors import param_counts
+from vramcalc.render.common import Fit
 from vramcalc.specs import GpuSpec, ModelSpec
 from vramcalc.units import fmt_count, gib
 
@@ -73,7 +74,7 @@ def models_table(models: Iterable[ModelSpec]) -> RenderableType:
             s["layer_pattern"],
             f"{s['max_position_embeddings']:,}",
         )
-    return table
+    return Fit(table, words=("id", "attention"), drop=("attention", "active"))
 
 
 def gpus_table(gpus: Iterable[GpuSpec]) -> RenderableType:
@@ -93,7 +94,7 @@ def gpus_table(gpus: Iterable[GpuSpec]) -> RenderableType:
             "-" if g.bf16_dense_tflops is None else f"{g.bf16_dense_tflops:g}",
             "-" if g.price_usd is None else f"{g.price_usd:,.0f}",
         )
-    return table
+    return Fit(table, words=("id", "tier"), drop=("tier",))
 
 
 def _cell(value: object) -> str:

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from vramcalc.core.estimate import SCHEMA_VERSION
 from vramcalc.render.assessment import assessment_dict, miss_dict
-from vramcalc.render.common import _md_cell
-from vramcalc.units import gib
+from vramcalc.render.common import _md_cell, users_chart
+from vramcalc.units import gib, plural
 
 if TYPE_CHECKING:
-    from vramcalc.core.assess import Miss
+    from vramcalc.core.assess import Assessment, Miss
     from vramcalc.core.check import CheckResult
 
 
@@ -31,11 +31,13 @@ def check_setup(r: CheckResult) -> str:
     on 1 x rtx-4090 | 2 users x 4,096 tokens | 10% headroom'."""
     p, e = r.planned, r.assessment.scenario.estimate
     gpus = f"{p.count} x {p.gpu.id}" + (
-        f" replicas ({p.users_per_replica} users each)" if p.layout == "replicas" else _LAYOUT_WORDS[p.layout]
+        f" replicas ({plural(p.users_per_replica, 'user')} each)"
+        if p.layout == "replicas"
+        else _LAYOUT_WORDS[p.layout]
     )
     return (
         f"{e.model.id} {e.weight_format.name}, KV {e.kv_dtype}, {e.plan.engine} {e.plan.version} on {gpus} | "
-        f"{p.request.users} users x {p.request.ctx_tokens:,} tokens | {p.request.headroom:.0%} headroom"
+        f"{plural(p.request.users, 'user')} x {p.request.ctx_tokens:,} tokens | {p.request.headroom:.0%} headroom"
     )
 
 
@@ -75,7 +77,7 @@ def _serves_text(r: CheckResult) -> str:
     most = r.most_users or 0
     if not most:
         return "as planned it passes for no number of users"
-    return f"as planned it passes for {most} of {users} users"
+    return f"as planned it passes for {most} of {plural(users, 'user')}"
 
 
 def check_lines(r: CheckResult) -> list[str]:
@@ -234,8 +236,9 @@ def check_github(results: list[CheckResult]) -> str:
     return "\n".join(out) + "\n"
 
 
-def check_markdown(results: list[CheckResult]) -> str:
-    """A pull-request comment: a table of every deployment, then each failure with its fixes."""
+def check_markdown(results: list[CheckResult], curves: list[tuple[Assessment, ...]] | None = None) -> str:
+    """A pull-request comment: a table of every deployment, then each failure with its fixes; with
+    `curves` (each deployment assessed at 1..users), a chart of memory per GPU against users each."""
     failed = [r for r in results if not r.passed]
     n = len(results)
     head = f"all {n} pass" if not failed else f"{len(failed)} of {n} fail"
@@ -255,6 +258,10 @@ def check_markdown(results: list[CheckResult]) -> str:
             f"| {mark} | {_md_cell(p.name)} | {gpus} | {p.request.users} x {p.request.ctx_tokens:,} | "
             f"{gib(a.demand_bytes):.2f} | {gib(a.budget_bytes):.2f} | {a.verdict} | {tps} | {ttft} | `{_where(r)}` |"
         )
+    for r, curve in zip(results, curves or [], strict=False):
+        title = f"{r.planned.name}: GiB per GPU by users on {r.planned.gpu.id} (bar), usable memory (line)"
+        bars, usable = [a.per_gpu_bytes for a in curve], [a.usable_bytes for a in curve]
+        lines += ["", *users_chart(title, [a.users for a in curve], [bars], [usable])]
     for r in failed:
         lines += ["", f"**{_md_cell(r.planned.name)}** (`{_where(r)}`) does not pass: {check_setup(r)}", ""]
         lines += [f"- {miss_text(r, m)}" for m in r.misses]

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from vramcalc.units import gib
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.table import Table
 
 BAR_WIDTH = 24
 
@@ -33,3 +38,66 @@ def _figure_text(value: int | float | bool, unit: str) -> str:
 
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+class Fit:
+    """A table that gives way on a narrow console instead of cutting numbers: first its headers take
+    a line per word and its `words` columns wrap, then its `drop` columns go (in that order), with a
+    note saying which; every other cell keeps its whole width."""
+
+    def __init__(self, table: Table, words: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> None:
+        self.table, self.words, self.drop = table, words, drop
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.measure import Measurement
+        from rich.text import Text
+
+        table = self.table
+        unbounded = options.update_width(10_000)  # a table's measure is capped at the width given
+
+        def too_wide() -> bool:
+            # minimum: the wrapping columns at their longest word, every other at its widest cell
+            return Measurement.get(console, unbounded, table).minimum > options.max_width
+
+        for column in table.columns:
+            column.no_wrap = str(column.header) not in self.words
+            if not column.no_wrap:
+                column.overflow = "fold"
+        dropped: list[str] = []
+        if too_wide():
+            for column in table.columns:
+                column.header = str(column.header).replace(" ", "\n")
+            for name in self.drop:
+                if not too_wide():
+                    break
+                index = next(
+                    (i for i, c in enumerate(table.columns) if str(c.header) == name.replace(" ", "\n")), None
+                )
+                if index is not None:
+                    table.columns.pop(index)
+                    dropped.append(name)
+        yield table
+        if dropped:
+            shown = ", ".join(dropped)
+            yield Text(
+                f"(left out for the terminal's width: {shown}; a wider one or --format json shows them)",
+                style="dim",
+            )
+
+
+def users_chart(title: str, users: list[int], bars: list[list[int]], lines: list[list[int]]) -> list[str]:
+    """A mermaid `xychart-beta` (GitHub renders it in comments and Markdown files): memory per GPU in
+    GiB against users as bars, each usable memory as a line; values as given, rounded to 0.01 GiB."""
+    if not users:
+        return []
+    top = max(max(s) for s in bars + lines)
+    out = [
+        "```mermaid",
+        "xychart-beta",
+        f'    title "{title.replace(chr(34), chr(39))}"',
+        f'    x-axis "users" [{", ".join(str(u) for u in users)}]',
+        f'    y-axis "GiB per GPU" 0 --> {gib(top) * 1.1:.0f}',
+    ]
+    out += [f"    bar [{', '.join(_g(b) for b in s)}]" for s in bars]
+    out += [f"    line [{', '.join(_g(b) for b in s)}]" for s in lines]
+    return [*out, "```"]

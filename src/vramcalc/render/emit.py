@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from vramcalc.units import plural
 
 if TYPE_CHECKING:
     from vramcalc.core.emit import Command, Launch
@@ -28,11 +30,38 @@ def launch_text(launches: list[Launch]) -> str:
         p = la.planned
         where = f"{p.source}:{p.line}" if p.line else p.source
         out.append(
-            f"# {p.name} ({where}): {la.engine}, {p.request.users} users x {p.request.ctx_tokens:,} tokens"
+            f"# {p.name} ({where}): {la.engine}, {plural(p.request.users, 'user')} x {p.request.ctx_tokens:,} tokens"
         )
         out += [f"# {n}" for n in la.notes]
         for name, text in la.files:
             out += [f"cat > {name} <<'EOF'", text.rstrip("\n"), "EOF"]
-        out += [_shell_command(c) for c in la.commands]
+        if len(la.commands) == 1:
+            out.append(_shell_command(la.commands[0]))
+        else:
+            # Replicas are independent servers, one per GPU: start each in the background, then wait.
+            out.append(
+                f"# {len(la.commands)} replicas: separate processes, one per GPU on its own port; "
+                "these lines start them together (each with &, then wait)"
+            )
+            out += [_shell_command(c) + " &" for c in la.commands]
+            out.append("wait")
         out.append("")
     return "\n".join(out)
+
+
+def launch_dict(launches: list[Launch]) -> list[dict[str, Any]]:
+    """`plan emit --json`: per deployment its engine, notes, files and one entry per process."""
+    return [
+        {
+            "name": la.planned.name,
+            "file": la.planned.source,
+            "line": la.planned.line,
+            "engine": la.engine,
+            "notes": list(la.notes),
+            "files": [{"name": name, "text": text} for name, text in la.files],
+            "commands": [
+                {"env": dict(c.env), "program": list(c.program), "args": list(c.args)} for c in la.commands
+            ],
+        }
+        for la in launches
+    ]

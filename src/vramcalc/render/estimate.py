@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from vramcalc.core.estimate import SCHEMA_VERSION, Estimate
 from vramcalc.render.assessment import assessment_dict, headline, verdict_word
-from vramcalc.render.common import BAR_WIDTH, _figure_text, _g
+from vramcalc.render.common import BAR_WIDTH, _figure_text, _g, users_chart
 from vramcalc.units import fmt_count, gib
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
+    from collections.abc import Callable
+
+    from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+    from rich.table import Table
 
     from vramcalc.core.assess import Assessment, EstimateReport
     from vramcalc.core.engines.base import EngineView
@@ -181,38 +184,7 @@ def estimate_table(r: EstimateReport, explain: bool = False) -> RenderableType:
         breakdown.add_row(label, _g(n_bytes), share, style=style)
     parts.append(breakdown)
 
-    single = r.assessment is not None
-    title = "By concurrent users (Need: all at once; split: # weights, = KV cache, . other; "
-    title += "GPU: what the engine holds)" if single else "verdict on one card per tier: 24, 48, 80 GB)"
-    users = Table(title=title, title_justify="left", show_edge=False)
-    users.add_column("Users", justify="right", no_wrap=True)
-    users.add_column("KV GiB", justify="right", no_wrap=True)
-    users.add_column("Need GiB", justify="right", no_wrap=True)
-    # Decoration gives way first on a narrow terminal: the bar may shrink, numbers never wrap.
-    users.add_column("Split", no_wrap=True, overflow="crop", min_width=4, max_width=BAR_WIDTH)
-    for label in r.columns:
-        users.add_column(label, justify="center", no_wrap=True)
-    if single:
-        users.add_column("GPU GiB", justify="right", no_wrap=True)
-        users.add_column("at once", justify="right", no_wrap=True)
-        users.add_column("tok/s/user", justify="right", no_wrap=True)
-    scale = max(row.total_bytes for row in e.by_users)
-    for row, cells in zip(e.by_users, r.rows, strict=True):
-        other = row.total_bytes - row.kv_bytes
-        weights = min(e.weights_bytes * e.workload.workers, other)
-        line = [
-            str(row.users),
-            _g(row.kv_bytes),
-            _g(row.total_bytes),
-            _bar(weights, row.kv_bytes, row.total_bytes, scale),
-        ]
-        line += [verdict_word(a) for a in cells]
-        if single:
-            a = cells[0]
-            tps = a.decode_tokens_per_s_per_user
-            line += [_g(a.per_gpu_bytes), str(a.users_at_once), "-" if tps is None else f"{tps:.1f}"]
-        users.add_row(*line)
-    parts.append(users)
+    parts.append(_FitTable(lambda bar, compact: _users_table(r, bar, compact)))
     ok = (
         r.assessment.passes
         if r.assessment is not None
@@ -233,6 +205,66 @@ def estimate_table(r: EstimateReport, explain: bool = False) -> RenderableType:
         parts.append(Text(f"warning: {warning}", style="yellow"))
     parts.append(Text("Assumptions: " + "; ".join(_assumptions(r)) + ".", style="dim"))
     return Group(*parts)
+
+
+class _FitTable:
+    """The concurrency table at the widest split bar the console has room for: on a narrow terminal
+    the bar shrinks, then goes, then long headers take two lines; a number is never cut."""
+
+    def __init__(self, build: Callable[[int, bool], Table]) -> None:
+        self.build = build
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.measure import Measurement
+
+        tries = [(w, False) for w in range(BAR_WIDTH, 3, -1)] + [(0, False), (0, True)]
+        unbounded = options.update_width(10_000)  # the measure of a table is capped at the width given
+        for bar, compact in tries:
+            table = self.build(bar, compact)
+            if Measurement.get(console, unbounded, table).maximum <= options.max_width:
+                break
+        yield table
+
+
+def _users_table(r: EstimateReport, bar: int, compact: bool) -> Table:
+    """One row per user count; `bar` cells of split bar (0: no Split column); `compact`: two-line headers."""
+    from rich.table import Table
+
+    e = r.estimate
+    single = r.assessment is not None
+    title = "By concurrent users (Need: all at once; "
+    title += "split: # weights, = KV cache, . other; " if bar else ""
+    title += "GPU: what the engine holds)" if single else "verdict on one card per tier: 24, 48, 80 GB)"
+    users = Table(title=title, title_justify="left", show_edge=False)
+
+    def head(label: str) -> str:
+        return label.replace(" ", "\n").replace("tok/s/", "tok/s/\n") if compact else label
+
+    users.add_column("Users", justify="right", no_wrap=True)
+    users.add_column(head("KV GiB"), justify="right", no_wrap=True)
+    users.add_column(head("Need GiB"), justify="right", no_wrap=True)
+    if bar:
+        users.add_column("Split", no_wrap=True)
+    for label in r.columns:
+        users.add_column(label, justify="center", no_wrap=True)
+    if single:
+        users.add_column(head("GPU GiB"), justify="right", no_wrap=True)
+        users.add_column(head("at once"), justify="right", no_wrap=True)
+        users.add_column(head("tok/s/user"), justify="right", no_wrap=True)
+    scale = max(row.total_bytes for row in e.by_users)
+    for row, cells in zip(e.by_users, r.rows, strict=True):
+        other = row.total_bytes - row.kv_bytes
+        weights = min(e.weights_bytes * e.workload.workers, other)
+        line = [str(row.users), _g(row.kv_bytes), _g(row.total_bytes)]
+        if bar:
+            line.append(_bar(weights, row.kv_bytes, row.total_bytes, scale, bar))
+        line += [verdict_word(a) for a in cells]
+        if single:
+            a = cells[0]
+            tps = a.decode_tokens_per_s_per_user
+            line += [_g(a.per_gpu_bytes), str(a.users_at_once), "-" if tps is None else f"{tps:.1f}"]
+        users.add_row(*line)
+    return users
 
 
 def _assumptions(r: EstimateReport) -> list[str]:
@@ -269,7 +301,7 @@ def estimate_markdown(r: EstimateReport, explain: bool = False) -> str:
             tps = cells[0].decode_tokens_per_s_per_user
             extra = f" | {_g(cells[0].per_gpu_bytes)} | {cells[0].users_at_once} | {'-' if tps is None else f'{tps:.1f}'}"
         lines.append(f"| {row.users} | {_g(row.kv_bytes)} | {_g(row.total_bytes)} | {marks}{extra} |")
-    lines += ["", verdict(r), ""]
+    lines += ["", *_chart(r), "", verdict(r), ""]
     if r.assessment is not None:
         lines += [*assessment_lines(r.assessment), ""]
     if r.view is not None and e.gpu is not None:
@@ -281,6 +313,17 @@ def estimate_markdown(r: EstimateReport, explain: bool = False) -> str:
     lines += [f"> warning: {w}" for w in e.warnings]
     lines += [f"- {a}" for a in _assumptions(r)]
     return "\n".join(lines) + "\n"
+
+
+def _chart(r: EstimateReport) -> list[str]:
+    """The table's rows as a chart: per-GPU memory of each column's card (bars) and its usable memory
+    (lines), in the columns' order."""
+    cards = ", ".join(r.columns)
+    title = f"{r.estimate.model.id}: GiB per GPU by users on {cards} (bars), usable memory (lines)"
+    users = [row.users for row in r.estimate.by_users]
+    bars = [[cells[i].per_gpu_bytes for cells in r.rows] for i in range(len(r.columns))]
+    lines = [[cells[i].usable_bytes for cells in r.rows] for i in range(len(r.columns))]
+    return users_chart(title, users, bars, lines)
 
 
 def estimate_csv(r: EstimateReport) -> str:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from vramcalc.core.estimate import SCHEMA_VERSION
 from vramcalc.render.assessment import assessment_dict, verdict_word
+from vramcalc.render.common import Fit
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -235,7 +236,7 @@ def recommendation_table(
             picks.add_column(header, no_wrap=True)
         for row in _by_users_rows(rs):
             picks.add_row(*row)
-        parts.append(picks)
+        parts.append(Fit(picks, words=("pick", "tier"), drop=("tier",)))
     table = Table(
         title=f"Best options per tier (top {per_tier}) at {_users(r.request.users)}",
         title_justify="left",
@@ -245,7 +246,7 @@ def recommendation_table(
         table.add_column(header, no_wrap=header != "option")
     for row in _rows(r, per_tier):
         table.add_row(*row)
-    parts.append(table)
+    parts.append(Fit(table, words=("tier", "option"), drop=("USD/user", "TTFT s", "tier")))
     for i, line in enumerate(recommendation_verdict(r)):
         parts.append(Text(line, style="bold green" if r.choice and i == 0 else ""))
     parts.append(Text("Assumptions: " + "; ".join(r.assumptions) + ".", style="dim"))

@@ -27,7 +27,7 @@ from vramcalc.core.formats import tensor_bytes
 from vramcalc.core.kv import kv_layers
 from vramcalc.core.tensors import tensor_inventory
 from vramcalc.errors import SpecError
-from vramcalc.units import MIB
+from vramcalc.units import MIB, plural
 
 if TYPE_CHECKING:
     from vramcalc.core.estimate import Estimate, Workload
@@ -160,9 +160,9 @@ def runner_plan(
     kv_span = r.cells_per_slot if r.streams_per_slot else total_cells
     out = list(assumptions)
     out.append(
-        f"{r.slots} slot(s) x {r.ctx_per_slot:,} tokens, cells padded to {r.cell_pad}: "
+        f"{plural(r.slots, 'slot')} x {r.ctx_per_slot:,} tokens, cells padded to {r.cell_pad}: "
         + (
-            f"{r.slots} KV stream(s) of {r.cells_per_slot:,} cells (explicit -np: non-unified KV)"
+            f"{plural(r.slots, 'KV stream')} of {r.cells_per_slot:,} cells (explicit -np: non-unified KV)"
             if r.streams_per_slot
             else f"one unified KV stream of {total_cells:,} cells shared by the slots"
         )

@@ -43,7 +43,7 @@ from vramcalc.core.formats import tensor_bytes
 from vramcalc.core.kv import kv_layers
 from vramcalc.core.tensors import tensor_inventory
 from vramcalc.errors import SpecError
-from vramcalc.units import GIB, MIB
+from vramcalc.units import GIB, MIB, plural
 
 if TYPE_CHECKING:
     from vramcalc.core.estimate import Estimate, Workload
@@ -211,7 +211,9 @@ def plan(
     # OLLAMA_NUM_PARALLEL: one slot per user unless --max-num-seqs caps the slots (the rest queue).
     slots = min(w.users, settings.max_num_seqs or w.users)
     kind = _runner_kind(m, era)
-    notes = [f"Ollama {version}: {kind} runs {m.family}; num_ctx {w.ctx_tokens:,} per slot, {slots} slot(s)"]
+    notes = [
+        f"Ollama {version}: {kind} runs {m.family}; num_ctx {w.ctx_tokens:,} per slot, {plural(slots, 'slot')}"
+    ]
     flash_supported = era.llama_server or m.family not in _NO_FLASH
     default_flash = (era.llama_server and kind == "llama-server") or m.family in era.flash_default
     flash = default_flash if settings.flash_attn is None else settings.flash_attn
