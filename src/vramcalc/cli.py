@@ -766,6 +766,9 @@ def _write_atomically(path: Path, text: str) -> None:
     except OSError as exc:
         raise VramcalcError(f"--output {path}: cannot write there ({exc.strerror})") from exc
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a report gets the usual mode, as `>` would
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         Path(tmp).replace(path)

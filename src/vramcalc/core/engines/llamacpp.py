@@ -209,13 +209,13 @@ def runner_plan(
         activation_source=(
             "src/llama-context.cpp sched_reserve / graph_reserve: one worst-case graph of min(n_ctx, n_ubatch) "
             "tokens with an output row for each; f32 logits n_ubatch x vocab x 4 B; without flash attention "
-            "the f32 KQ scores n_kv x n_ubatch x n_head x 4 B (engines.md section 2.4)"
+            "the f32 KQ scores n_kv x n_ubatch x n_head x 4 B"
         ),
         kv_source=kv_source
         or (
             "src/llama-kv-cache.cpp llama_kv_cache: per layer, cells x streams x (n_embd_k_gqa + n_embd_v_gqa) x "
             "type size (q8_0 34 B / q4_0 18 B per 32 values); src/llama-kv-cache-iswa.cpp: sliding layers "
-            "pad(min(cells, n_swa + n_ubatch)) cells (engines.md sections 2.2-2.3)"
+            "pad(min(cells, n_swa + n_ubatch)) cells"
         ),
         assumptions=tuple(out),
         settings=settings,

@@ -451,7 +451,7 @@ def memory_estimate(e: Estimate, version: str, free_bytes: int) -> MemoryEstimat
 
 
 def _estimate_figures(est: MemoryEstimate, n: int) -> list[EngineFigure]:
-    src = "llm/memory.go estimateGPULayers + fs/ggml/ggml.go GraphSize (<= v0.12.10; engines.md section 3.2)"
+    src = "llm/memory.go estimateGPULayers + fs/ggml/ggml.go GraphSize (<= v0.12.10)"
     kv_total = sum(est.kv_bytes)
     return [
         EngineFigure("required_full_bytes", "memory.required.full", est.required_full_bytes, "bytes",

@@ -117,7 +117,7 @@ def plan(
             f"CUDA graphs 2 MiB x {max_bs} = {reserve:,} B"
         ),
         reserve_source="sglang/srt/arg_groups/memory_hook.py reserve_for_graph_mb (2 MiB per decode batch size)",
-        activation_source="chunked prefill of chunked_prefill_size tokens (engines.md sections 4.1 and 8)",
+        activation_source="chunked prefill of chunked_prefill_size tokens (sglang/srt/arg_groups/memory_hook.py handle_gpu_memory_settings)",
         kv_source="sglang/srt/model_executor/pool_configurator.py _compute_cell_size",
         assumptions=tuple(notes),
         settings={
@@ -158,7 +158,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             fraction,
             "",
             "memory_hook.py handle_gpu_memory_settings",
-            "engines.md section 4.1",
+            "sglang/srt/arg_groups/memory_hook.py handle_gpu_memory_settings",
         ),
         EngineFigure(
             "weights_bytes_per_gpu",
@@ -230,7 +230,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             req_table,
             "bytes",
             f"{max_running} x {ctx} x 4 B (from the slack)",
-            "engines.md section 4.2",
+            "sglang/srt/model_executor/pool_configurator.py (req_to_token pool)",
         ),
         EngineFigure(
             "starts",

@@ -62,7 +62,7 @@ def plan(
         tp=settings.tp,
         reserve_bytes=reserve,
         reserve_formula=f"CUDA context {CUDA_CONTEXT_BYTES // MIB} MiB + runtime {RUNTIME_OVERHEAD_BYTES // MIB} MiB",
-        reserve_source="pytorch#107667 (CUDA context); TGI counts it inside its 90% (engines.md section 6)",
+        reserve_source="pytorch#107667 (CUDA context); TGI counts it inside its 90% (flash_causal_lm.py FlashCausalLM.warmup)",
         activation_source="warm-up prefill of max_batch_prefill_tokens (flash_causal_lm.py FlashCausalLM.warmup)",
         kv_source="layers/attention/kv_cache.py KVCache: [blocks, BLOCK_SIZE, kv_heads, head_size] per layer",
         assumptions=tuple(notes),
@@ -102,7 +102,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             WARMUP_RESIDUE_BYTES,
             "bytes",
             "held after the warm-up batch (estimate)",
-            "engines.md section 6",
+            "text_generation_server/models/flash_causal_lm.py FlashCausalLM.warmup",
         ),
         EngineFigure(
             "non_torch_bytes",
@@ -110,7 +110,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             CUDA_CONTEXT_BYTES,
             "bytes",
             "inside the 90%",
-            "engines.md section 7",
+            "pytorch#107667 (CUDA context); flash_causal_lm.py FlashCausalLM.warmup",
         ),
         EngineFigure(
             "cuda_graph_bytes",

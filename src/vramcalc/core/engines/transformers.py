@@ -126,7 +126,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             peak,
             "bytes",
             f"{e.weights_bytes:,} + {e.kv.bytes:,} + {e.activations.bytes:,}",
-            "engines.md section 5.5",
+            "torch.cuda.max_memory_allocated() around transformers GenerationMixin.generate",
         ),
         EngineFigure(
             "process_bytes",

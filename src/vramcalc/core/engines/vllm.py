@@ -163,7 +163,7 @@ def plan(
         ),
         reserve_source=(
             "CUDA context: pytorch#107667/#20532; non-torch and graphs: vLLM records in tests/calibration "
-            "(engines.md sections 1.1 and 1.8)"
+            "(vllm/v1/worker/gpu_worker.py Worker.determine_available_memory)"
         ),
         activation_source=(
             "vllm/v1/worker/gpu_model_runner.py profile_run + _dummy_sampler_run; sampler bytes per logit "
@@ -314,7 +314,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             process,
             "bytes",
             "requested + CUDA context" + ("" if graphs_inside else " + CUDA graphs"),
-            "engines.md section 1.1",
+            "vllm/v1/worker/gpu_worker.py Worker.determine_available_memory",
         ),
         EngineFigure(
             "starts",
