@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import importlib.resources
@@ -14,6 +15,7 @@ from typing import Generic, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from vramcalc import files
 from vramcalc.errors import CatalogError, UnknownGpuError, UnknownModelError, UnknownNameError
 from vramcalc.specs import GpuSpec, ModelSpec
 
@@ -71,9 +73,11 @@ def _line_of(path: Path, loc: Sequence[int | str]) -> int | None:
 def _composed(path: str, size: int, mtime_ns: int) -> yaml.Node | None:
     """The YAML node tree of a file (keyed by its size and mtime, so an edited file is read again)."""
     try:
-        return yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=_Loader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        text = files.read_text(Path(path), MAX_CATALOG_FILE_BYTES, "YAML file", CatalogError)
+        node: yaml.Node | None = yaml.compose(text, Loader=_Loader)
+    except (CatalogError, yaml.YAMLError, ValueError, RecursionError):
         return None
+    return node
 
 
 def _check_structure(text: str, path: Path) -> None:
@@ -107,19 +111,12 @@ def read_yaml_mapping(
 ) -> dict[str, object]:
     """Parse one YAML file safely into a mapping: the size is checked before reading, aliases and
     nesting are counted before anything is built, and no tag may construct an object."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read ({exc.strerror})") from exc
-    if size > max_bytes:
-        raise CatalogError(f"{path}: {size:,} bytes is too large for a {what} (limit {max_bytes / 1e6:g} MB)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"{path}: cannot read as UTF-8 text ({exc})") from exc
+    text = files.read_text(path, max_bytes, what, CatalogError)
     try:
         _check_structure(text, path)
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except ValueError as exc:  # an integer past Python's 4,300-digit conversion limit
+        raise CatalogError(f"{path}: a number too long to be a spec value ({str(exc)[:60]})") from exc
     except yaml.constructor.ConstructorError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
         raise CatalogError(
@@ -163,7 +160,7 @@ def validate_spec(cls: type[ModelT], data: dict[str, object], path: Path) -> Mod
             msg = str(err["msg"]).removeprefix("Value error, ")
             raise CatalogError(f"{prefix}: {where}: {msg}") from exc
         value = err.get("input")
-        got = f" (got {value!r})" if isinstance(value, str | int | float | bool) else ""
+        got = f" (got {files.short(value)})" if isinstance(value, str | int | float | bool) else ""
         raise CatalogError(f"{prefix}: {where}: {err['msg']}{got}{expects}") from exc
 
 
@@ -224,7 +221,7 @@ class _Kind(Generic[SpecT]):
 
     def _paths_for(self, stem: str) -> list[Path]:
         found = [d / self.subdir / f"{stem}.yaml" for d in self.dirs]
-        return [p for p in found if p.is_file()]
+        return [p for p in found if files.kind(p) != "missing"]
 
     def _check_user_duplicates(self, stem: str, paths: list[Path]) -> None:
         user = [p for p in paths if p.parents[1] in self.dirs[: self.n_user_dirs]]
@@ -259,7 +256,7 @@ class _Kind(Generic[SpecT]):
         hint = f"; did you mean {', '.join(close_ids)}?" if close_ids else ""
         what = "model" if self.cls is ModelSpec else "GPU"
         raise self.not_found(
-            f"unknown {what} {name!r}{hint} (`vramcalc {self.subdir} list` shows all {len(ids)})"
+            f"unknown {what} {files.short(name)}{hint} (`vramcalc {self.subdir} list` shows all {len(ids)})"
         )
 
     def all(self) -> dict[str, SpecT]:
@@ -269,7 +266,7 @@ class _Kind(Generic[SpecT]):
             user_paths: dict[str, Path] = {}
             for i, d in enumerate(self.dirs):
                 folder = d / self.subdir
-                if not folder.is_dir():
+                if not files.is_dir(folder):
                     continue
                 for path in sorted(folder.glob("*.yaml")):
                     spec = self._load(path)
@@ -312,12 +309,12 @@ def _user_dirs(cli_dirs: Iterable[Path], env: str | None) -> list[Path]:
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]
     for d in dirs:
-        if not d.is_dir():
+        if not files.is_dir(d):
             raise CatalogError(
                 f"catalog directory {d} does not exist (from --catalog or ${ENV_CATALOG_PATH})"
             )
         subdirs = [d / "models", d / "gpus"]
-        if not any(s.is_dir() and any(s.glob("*.yaml")) for s in subdirs):
+        if not any(files.is_dir(s) and any(s.glob("*.yaml")) for s in subdirs):
             raise CatalogError(
                 f"catalog directory {d} is empty: put model specs in {d / 'models'}/*.yaml "
                 f"and GPU specs in {d / 'gpus'}/*.yaml"
@@ -343,9 +340,9 @@ def write_model_entry(path: Path, spec: ModelSpec, header: str, force: bool = Fa
     """Write `spec` as a catalog entry at `path` (YAML, fields in spec order, defaults left out),
     atomically (a temporary file in the same directory, then a rename); refuse to overwrite an
     existing file unless `force`. The written text is read back and validated before the rename."""
-    if path.exists() and not force:
+    if files.kind(path) != "missing" and not force:
         raise CatalogError(f"{path} already exists; pass --force to overwrite it")
-    if not path.parent.is_dir():
+    if not files.is_dir(path.parent):
         raise CatalogError(f"{path.parent}: no such directory")
     data = spec.model_dump(mode="json", exclude_defaults=True)
     text = "".join(f"# {line}\n" for line in header.splitlines())
@@ -359,5 +356,6 @@ def write_model_entry(path: Path, spec: ModelSpec, header: str, force: bool = Fa
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise CatalogError(f"{path}: cannot write ({exc.strerror})") from exc
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise CatalogError(f"{path}: cannot write ({files.reason(exc)})") from exc

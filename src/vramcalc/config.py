@@ -7,8 +7,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vramcalc import files
+from vramcalc import limits as lim
 from vramcalc.catalog import read_yaml_mapping
 from vramcalc.errors import CatalogError
+from vramcalc.limits import MAX_PROJECT_FILE_BYTES
 
 PROJECT_FILES = ("vramcalc.toml", ".vramcalc.yaml")
 
@@ -16,41 +19,52 @@ PROJECT_FILES = ("vramcalc.toml", ".vramcalc.yaml")
 class ProjectDefaults(BaseModel):
     """Scenario defaults a team keeps next to its code; command-line flags override each one."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     model: str | None = Field(default=None, description="Catalog model id or alias.")
     bits: int | None = Field(default=None, description="Weight width (conventional format per engine).")
     quant: str | None = Field(default=None, description="Exact weight format.")
-    ctx: int | None = Field(default=None, gt=0, description="Context tokens per user.")
+    ctx: int | None = Field(default=None, gt=0, le=lim.MAX_CTX_TOKENS, description="Context tokens per user.")
     engine: str | None = Field(default=None, description="Serving engine NAME[@VERSION].")
     kv_dtype: str | None = Field(default=None, description="KV cache dtype.")
-    users: int | None = Field(default=None, gt=0, description="Concurrent users to serve.")
+    users: int | None = Field(default=None, gt=0, le=lim.MAX_USERS, description="Concurrent users to serve.")
     fill: float | None = Field(default=None, gt=0, le=1, description="Average share of the context in use.")
-    shared_prefix: int | None = Field(default=None, ge=0, description="Shared system-prompt tokens.")
+    shared_prefix: int | None = Field(
+        default=None, ge=0, le=lim.MAX_CTX_TOKENS, description="Shared system-prompt tokens."
+    )
     headroom: float | None = Field(default=None, ge=0, lt=1, description="Memory kept free (share).")
-    max_gpus: int | None = Field(default=None, gt=0, description="Most GPUs in one deployment.")
-    min_speed: float | None = Field(default=None, ge=0, description="Slowest acceptable tokens/s per user.")
+    max_gpus: int | None = Field(
+        default=None, gt=0, le=lim.MAX_TP, description="Most GPUs in one deployment."
+    )
+    min_speed: float | None = Field(
+        default=None, ge=0, le=lim.MAX_TOKENS_PER_S, description="Slowest acceptable tokens/s per user."
+    )
 
 
 def find_project_file(cwd: Path, explicit: Path | None) -> Path | None:
     if explicit is not None:
-        if not explicit.is_file():
+        if files.kind(explicit) == "missing":
             raise CatalogError(f"--config {explicit}: no such file")
         return explicit
-    return next((cwd / name for name in PROJECT_FILES if (cwd / name).is_file()), None)
+    return next((cwd / name for name in PROJECT_FILES if files.kind(cwd / name) != "missing"), None)
 
 
 def load_project_defaults(path: Path) -> ProjectDefaults:
     """Read a TOML or YAML project file (a [vramcalc] table in TOML is accepted too)."""
     if path.suffix == ".toml":
+        text = files.read_text(path, MAX_PROJECT_FILE_BYTES, "project file", CatalogError)
         try:
-            data: object = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            data: object = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
             raise CatalogError(f"{path}: malformed TOML ({exc})") from exc
+        except ValueError as exc:  # an integer past Python's 4,300-digit conversion limit
+            raise CatalogError(f"{path}: a number too long for a project setting ({str(exc)[:60]})") from exc
+        except RecursionError:
+            raise CatalogError(f"{path}: TOML nested too deeply for a project file") from None
         if isinstance(data, dict) and set(data) == {"vramcalc"}:
             data = data["vramcalc"]
     else:
-        data = read_yaml_mapping(path)
+        data = read_yaml_mapping(path, max_bytes=MAX_PROJECT_FILE_BYTES, what="project file")
     try:
         return ProjectDefaults.model_validate(data)
     except ValidationError as exc:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from vramcalc import files
+from vramcalc import limits as lim
 from vramcalc.catalog import Catalog, _line_of, read_yaml_mapping, validate_spec
 from vramcalc.core.assess import Request
 from vramcalc.core.check import Planned
@@ -17,6 +21,7 @@ from vramcalc.core.engines.base import EngineSettings
 from vramcalc.core.formats import resolve_format
 from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS
 from vramcalc.errors import PlanError, VramcalcError
+from vramcalc.limits import MAX_PLAN_FILES, MAX_WALK_ENTRIES
 
 if TYPE_CHECKING:
     from vramcalc.importers import ResolvedModel
@@ -30,7 +35,8 @@ Layout = Literal["single", "tensor-parallel", "pipeline-parallel", "replicas"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No NaN or infinity in any float field (YAML .nan / .inf).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class EngineOptions(_Strict):
@@ -45,24 +51,34 @@ class EngineOptions(_Strict):
     max_num_seqs: int | None = Field(
         default=None,
         gt=0,
+        le=lim.MAX_USERS,
         description="vLLM --max-num-seqs / SGLang --max-running-requests / llama.cpp -np / "
         "OLLAMA_NUM_PARALLEL: sequences at once; more users wait.",
     )
     max_num_batched_tokens: int | None = Field(
-        default=None, gt=0, description="vLLM --max-num-batched-tokens / SGLang --chunked-prefill-size."
+        default=None,
+        gt=0,
+        le=lim.MAX_CTX_TOKENS,
+        description="vLLM --max-num-batched-tokens / SGLang --chunked-prefill-size.",
     )
-    ubatch: int | None = Field(default=None, gt=0, description="llama.cpp -ub / Ollama num_batch.")
+    ubatch: int | None = Field(
+        default=None, gt=0, le=lim.MAX_CTX_TOKENS, description="llama.cpp -ub / Ollama num_batch."
+    )
     flash_attn: bool | None = Field(
         default=None, description="Flash attention: llama.cpp -fa, OLLAMA_FLASH_ATTENTION, transformers."
     )
     cpu_offload_gb: float | None = Field(
         default=None,
         gt=0,
+        le=lim.MAX_GIB,
         allow_inf_nan=False,
         description="vLLM --cpu-offload-gb: GiB of weights kept in host memory, copied over PCIe every step.",
     )
     prompt_tokens: int | None = Field(
-        default=None, gt=0, description="transformers only: prompt tokens inside ctx (default: ctx)."
+        default=None,
+        gt=0,
+        le=lim.MAX_CTX_TOKENS,
+        description="transformers only: prompt tokens inside ctx (default: ctx).",
     )
 
 
@@ -72,11 +88,13 @@ class Goals(_Strict):
     min_tokens_per_s: float | None = Field(
         default=None,
         gt=0,
+        le=lim.MAX_TOKENS_PER_S,
         description="Slowest acceptable decode speed per user, tokens/s, with `users` users.",
     )
     max_ttft_s: float | None = Field(
         default=None,
         gt=0,
+        le=lim.MAX_SECONDS,
         description="Longest acceptable time to first token, seconds, for a prompt of `ctx` tokens.",
     )
 
@@ -117,31 +135,46 @@ class Deployment(_Strict):
     settings: EngineOptions = Field(
         default_factory=EngineOptions, description="Engine settings (the engine's defaults where left out)."
     )
-    ctx: int = Field(gt=0, description="Context tokens per user, prompt + output (vLLM --max-model-len).")
-    users: int = Field(gt=0, description="Concurrent users (sequences in flight) the deployment must serve.")
+    ctx: int = Field(
+        gt=0,
+        le=lim.MAX_CTX_TOKENS,
+        description="Context tokens per user, prompt + output (vLLM --max-model-len).",
+    )
+    users: int = Field(
+        gt=0,
+        le=lim.MAX_USERS,
+        description="Concurrent users (sequences in flight) the deployment must serve.",
+    )
     fill: float = Field(
         default=1.0, gt=0, le=1, description="Average share of ctx in use; 1.0 is the worst case."
     )
     shared_prefix: int = Field(
-        default=0, ge=0, description="Tokens of a common system prompt held once (prefix caching)."
+        default=0,
+        ge=0,
+        le=lim.MAX_CTX_TOKENS,
+        description="Tokens of a common system prompt held once (prefix caching).",
     )
-    workers: int = Field(default=1, gt=0, description="Processes that each load the model.")
+    workers: int = Field(
+        default=1, gt=0, le=lim.MAX_WORKERS, description="Processes that each load the model."
+    )
     output_tokens: int | None = Field(
         default=None,
         gt=0,
+        le=lim.MAX_CTX_TOKENS,
         description="Output tokens per request, inside ctx (default 512, at most half of ctx): how long "
         "a request holds its KV cache, which sets the queue wait.",
     )
     host_bandwidth_gbs: float | None = Field(
         default=None,
         gt=0,
+        le=lim.MAX_BANDWIDTH_GBS,
         allow_inf_nan=False,
         description="Host memory bandwidth, GB/s, for layers llama.cpp/Ollama keep in RAM (default 50).",
     )
     gpu: str = Field(
         min_length=1, description="Catalog GPU id or alias (`vramcalc gpus list`), e.g. rtx-4090."
     )
-    gpu_count: int = Field(default=1, ge=1, le=64, description="GPUs in the deployment.")
+    gpu_count: int = Field(default=1, ge=1, le=lim.MAX_TP, description="GPUs in the deployment.")
     layout: Layout | None = Field(
         default=None,
         validate_default=True,
@@ -216,34 +249,95 @@ def plan_schema() -> dict[str, object]:
     return {"$schema": SCHEMA_DIALECT, **Plan.model_json_schema()}
 
 
+def _scan(folder: Path, budget: list[int]) -> list[os.DirEntry[str]]:
+    """The entries of one directory (none when it cannot be read), counted against `budget`."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except (OSError, ValueError):
+        return []
+    budget[0] -= len(entries)
+    if budget[0] < 0:
+        raise PlanError(
+            [
+                f"{folder}: more than {MAX_WALK_ENTRIES:,} directory entries below the PATHs; name the plans' folder"
+            ]
+        )
+    return entries
+
+
+def _is_dir(entry: os.DirEntry[str], follow: bool) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=follow)
+    except OSError:
+        return False
+
+
+def _match(base: Path, parts: Sequence[str], budget: list[int]) -> Iterator[Path]:
+    """Paths below `base` matching the pattern `parts` (glob rules: `*` and `?` stay inside one
+    name and skip hidden ones, `**` is any number of directories). `**` never descends into a
+    symlinked directory, so links that loop cannot make the walk endless."""
+    if not parts:
+        yield base
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        yield from _match(base, rest, budget)
+        for entry in _scan(base, budget):
+            if not entry.name.startswith(".") and _is_dir(entry, follow=False):
+                yield from _match(Path(entry.path), parts, budget)
+        return
+    if not glob.has_magic(head):
+        if files.kind(base / head) != "missing":
+            yield from _match(base / head, rest, budget)
+        return
+    for entry in _scan(base, budget):
+        if (entry.name.startswith(".") and not head.startswith(".")) or not fnmatch.fnmatchcase(
+            entry.name, head
+        ):
+            continue
+        if not rest or _is_dir(entry, follow=True):
+            yield from _match(Path(entry.path), rest, budget)
+
+
+def _expand(pattern: str, budget: list[int]) -> list[Path]:
+    """The regular files a glob pattern names (recursive `**`, absolute or relative)."""
+    path = Path(pattern)
+    anchor = Path(path.anchor) if path.is_absolute() else Path()
+    parts = path.parts[1:] if path.is_absolute() else path.parts
+    return sorted(p for p in _match(anchor, parts, budget) if files.is_file(p))
+
+
 def plan_paths(args: Sequence[str]) -> list[Path]:
     """Files, directories (every *.yaml / *.yml below them, hidden ones skipped) and glob patterns,
-    in the order given, each file once."""
+    in the order given, each file once. Symlinked directories are not followed while recursing, and
+    at most MAX_PLAN_FILES files and MAX_WALK_ENTRIES directory entries are looked at."""
     found: list[Path] = []
     errors: list[str] = []
+    budget = [MAX_WALK_ENTRIES]
     for arg in args:
         path = Path(arg)
-        if path.is_dir():
-            files = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix in PLAN_SUFFIXES
-                and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            if not files:
+        kind = files.kind(path)
+        if kind == "dir":
+            plans = [p for p in _expand(str(path / "**" / "*"), budget) if p.suffix in PLAN_SUFFIXES]
+            if not plans:
                 errors.append(f"{arg}: no plan files (*.yaml, *.yml) in this directory")
-            found += files
-        elif path.is_file():
+            found += plans
+        elif kind == "file":
             found.append(path)
-        elif any(c in arg for c in "*?["):
-            # glob.glob, not Path.glob: a pattern may be absolute.
-            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True) if Path(m).is_file())  # noqa: PTH207
+        elif kind == "special":
+            errors.append(f"{arg}: not a regular file (a FIFO, device or socket); give a plan file")
+        elif glob.has_magic(arg):
+            matches = _expand(arg, budget)
             if not matches:
                 errors.append(f"{arg}: no file matches this pattern")
             found += matches
         else:
             errors.append(f"{arg}: no such file or directory")
+        if len(found) > MAX_PLAN_FILES:
+            raise PlanError(
+                [f"{arg}: the PATHs name more than {MAX_PLAN_FILES:,} files; check fewer at once"]
+            )
     if errors:
         raise PlanError(errors)
     return list(dict.fromkeys(found))
@@ -264,7 +358,7 @@ def resolve_model(catalog: Catalog, name: str, plan_dir: Path) -> ResolvedModel:
     from vramcalc.importers import resolve_model as resolve
 
     local = plan_dir / name
-    if name.startswith(".") and local.exists():
+    if name.startswith(".") and files.kind(local) != "missing":
         name = str(local)
     return resolve(name, catalog)
 

@@ -6,9 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from vramcalc import limits as lim
+
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    # No NaN or infinity in any float field (YAML .nan / .inf, JSON NaN / Infinity).
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True, allow_inf_nan=False)
 
 
 Sources = tuple[str, ...]
@@ -35,13 +38,16 @@ class LayerPattern(_Spec):
         description="sliding: a window that moves with the last token; chunked: fixed chunks (Llama-4).",
     )
     window_tokens: int | None = Field(
-        default=None, gt=0, description="Sliding-window or chunk length in tokens."
+        default=None, gt=0, le=lim.MAX_POSITIONS, description="Sliding-window or chunk length in tokens."
     )
     first: Literal["local", "global"] = Field(
         default="local", description="alternating only: the type of layer 0."
     )
     local_per_global: int | None = Field(
-        default=None, gt=0, description="n_local_1_global only: local layers per global layer."
+        default=None,
+        gt=0,
+        le=lim.MAX_LAYERS,
+        description="n_local_1_global only: local layers per global layer.",
     )
 
     @model_validator(mode="after")
@@ -71,18 +77,28 @@ class LayerPattern(_Spec):
 class MoESpec(_Spec):
     """Mixture-of-experts feed-forward layers."""
 
-    num_experts: int = Field(gt=1, description="Routed experts per MoE layer.")
-    experts_per_token: int = Field(gt=0, description="Routed experts each token uses.")
-    expert_intermediate_size: int = Field(gt=0, description="FFN width of one routed expert.")
-    shared_experts: int = Field(default=0, ge=0, description="Always-active shared experts.")
+    num_experts: int = Field(gt=1, le=lim.MAX_EXPERTS, description="Routed experts per MoE layer.")
+    experts_per_token: int = Field(gt=0, le=lim.MAX_EXPERTS, description="Routed experts each token uses.")
+    expert_intermediate_size: int = Field(
+        gt=0, le=lim.MAX_INTERMEDIATE, description="FFN width of one routed expert."
+    )
+    shared_experts: int = Field(
+        default=0, ge=0, le=lim.MAX_SHARED_EXPERTS, description="Always-active shared experts."
+    )
     shared_expert_intermediate_size: int | None = Field(
-        default=None, gt=0, description="FFN width of one shared expert (default: expert width)."
+        default=None,
+        gt=0,
+        le=lim.MAX_INTERMEDIATE,
+        description="FFN width of one shared expert (default: expert width).",
     )
     shared_expert_gate: bool = Field(
         default=False, description="A hidden->1 sigmoid gate on the shared expert (Qwen2-MoE)."
     )
     first_dense_layers: int = Field(
-        default=0, ge=0, description="Leading layers with a dense FFN (DeepSeek first_k_dense_replace)."
+        default=0,
+        ge=0,
+        le=lim.MAX_LAYERS,
+        description="Leading layers with a dense FFN (DeepSeek first_k_dense_replace).",
     )
     router_bias: bool = Field(default=False, description="Router has a bias vector.")
     router_score_bias: bool = Field(
@@ -90,43 +106,57 @@ class MoESpec(_Spec):
     )
     expert_bias: bool = Field(default=False, description="Expert projections carry biases (gpt-oss).")
 
+    @model_validator(mode="after")
+    def _check(self) -> MoESpec:
+        if self.experts_per_token > self.num_experts:
+            raise ValueError(
+                f"experts_per_token {self.experts_per_token} exceeds num_experts {self.num_experts}"
+            )
+        return self
+
 
 class MLASpec(_Spec):
     """Multi-head latent attention (DeepSeek-V2/V3): the cache holds one latent per token per layer."""
 
-    kv_lora_rank: int = Field(gt=0)
-    q_lora_rank: int | None = Field(default=None, gt=0)
-    qk_rope_head_dim: int = Field(gt=0)
-    qk_nope_head_dim: int = Field(gt=0)
-    v_head_dim: int = Field(gt=0)
+    kv_lora_rank: int = Field(gt=0, le=lim.MAX_HIDDEN)
+    q_lora_rank: int | None = Field(default=None, gt=0, le=lim.MAX_HIDDEN)
+    qk_rope_head_dim: int = Field(gt=0, le=lim.MAX_HEAD_DIM)
+    qk_nope_head_dim: int = Field(gt=0, le=lim.MAX_HEAD_DIM)
+    v_head_dim: int = Field(gt=0, le=lim.MAX_HEAD_DIM)
 
 
 class VisionSpec(_Spec):
     """A vision tower loaded with the language model (counted in weights, not in KV)."""
 
     name: str
-    params: int = Field(gt=0, description="Vision encoder parameters.")
-    projector_params: int = Field(default=0, ge=0, description="Multimodal projector parameters.")
+    params: int = Field(gt=0, le=lim.MAX_PARAMS, description="Vision encoder parameters.")
+    projector_params: int = Field(
+        default=0, ge=0, le=lim.MAX_PARAMS, description="Multimodal projector parameters."
+    )
 
 
 class ModelSpec(_Spec):
     """Architecture of one decoder-only language model, as its config.json states it."""
 
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", description="Catalog id (file name stem).")
+    id: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=128, description="Catalog id (file name stem)."
+    )
     name: str = Field(description="Human-readable name.")
     hf_id: str | None = Field(default=None, description="Hugging Face repository id.")
     aliases: tuple[str, ...] = Field(default=(), description="Other names that resolve here.")
     family: str = Field(description="config.json model_type of the text model.")
     architecture: str | None = None
-    hidden_size: int = Field(gt=0)
-    intermediate_size: int = Field(gt=0, description="Dense FFN width.")
-    num_hidden_layers: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_key_value_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0, description="Per-head width from config (often not hidden/heads).")
-    vocab_size: int = Field(gt=0)
+    hidden_size: int = Field(gt=0, le=lim.MAX_HIDDEN, description="Model width.")
+    intermediate_size: int = Field(gt=0, le=lim.MAX_INTERMEDIATE, description="Dense FFN width.")
+    num_hidden_layers: int = Field(gt=0, le=lim.MAX_LAYERS, description="Decoder layers.")
+    num_attention_heads: int = Field(gt=0, le=lim.MAX_HEADS, description="Query heads.")
+    num_key_value_heads: int = Field(gt=0, le=lim.MAX_HEADS, description="Key/value heads (GQA).")
+    head_dim: int = Field(
+        gt=0, le=lim.MAX_HEAD_DIM, description="Per-head width from config (often not hidden/heads)."
+    )
+    vocab_size: int = Field(gt=0, le=lim.MAX_VOCAB, description="Vocabulary entries.")
     tie_word_embeddings: bool
-    max_position_embeddings: int = Field(gt=0)
+    max_position_embeddings: int = Field(gt=0, le=lim.MAX_POSITIONS, description="Trained context.")
     torch_dtype: Literal["bfloat16", "float16", "float32"] | None = None
     qkv_bias: bool = Field(default=False, description="q/k/v projections have biases (Qwen2).")
     o_bias: bool = Field(default=False, description="Attention output projection has a bias.")
@@ -135,7 +165,10 @@ class ModelSpec(_Spec):
         default=False, description="One learned sink scalar per head per layer (gpt-oss)."
     )
     norms_per_layer: int = Field(
-        default=2, ge=0, description="hidden-sized norm vectors per layer (Gemma-2/3: 4)."
+        default=2,
+        ge=0,
+        le=lim.MAX_NORMS_PER_LAYER,
+        description="hidden-sized norm vectors per layer (Gemma-2/3: 4).",
     )
     layer_pattern: LayerPattern
     moe: MoESpec | None = None
@@ -146,7 +179,7 @@ class ModelSpec(_Spec):
         description="Format the official checkpoint ships in when not 16-bit (e.g. fp8, mxfp4-moe).",
     )
     params_official: int | None = Field(
-        default=None, gt=0, description="Total parameters as the publisher states them."
+        default=None, gt=0, le=lim.MAX_PARAMS, description="Total parameters as the publisher states them."
     )
     source: Sources = Field(min_length=1, description="Where every figure above comes from.")
     notes: tuple[str, ...] = ()
@@ -168,7 +201,7 @@ class ModelSpec(_Spec):
 class GpuSpec(_Spec):
     """One accelerator: capacity, bandwidth and compute, as the vendor and real tools report them."""
 
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=128)
     name: str
     vendor: Literal["NVIDIA", "AMD", "Intel", "Apple"]
     aliases: tuple[str, ...] = Field(default=())
@@ -176,15 +209,17 @@ class GpuSpec(_Spec):
     tier: Literal["sub-24", "24-32", "40-64", "80-96", "128-288", "unified"] = Field(
         description="Capacity class of one device by marketed memory."
     )
-    memory_gb_marketed: float = Field(gt=0, description="The vendor's 'GB' label.")
+    memory_gb_marketed: float = Field(gt=0, le=lim.MAX_GPU_GB, description="The vendor's 'GB' label.")
     usable_mib: int | None = Field(
         default=None,
         gt=0,
+        le=lim.MAX_GPU_MIB,
         description="Total memory as nvidia-smi/rocm-smi prints it (MiB); null when not measured.",
     )
     cuda_total_mib: int | None = Field(
         default=None,
         gt=0,
+        le=lim.MAX_GPU_MIB,
         description=(
             "Total as CUDA reports it (cudaMemGetInfo / torch total_memory, MiB), below the "
             "nvidia-smi figure; null when not measured."
@@ -197,27 +232,31 @@ class GpuSpec(_Spec):
         description="Unified memory: share the GPU may wire by default (Apple Metal ~0.75).",
     )
     memory_type: str
-    memory_bandwidth_gbs: float = Field(gt=0, description="Peak DRAM bandwidth, decimal GB/s.")
-    bf16_dense_tflops: float | None = Field(default=None, gt=0)
-    fp16_dense_tflops: float | None = Field(default=None, gt=0)
+    memory_bandwidth_gbs: float = Field(
+        gt=0, le=lim.MAX_GPU_RATE, description="Peak DRAM bandwidth, decimal GB/s."
+    )
+    bf16_dense_tflops: float | None = Field(default=None, gt=0, le=lim.MAX_GPU_RATE)
+    fp16_dense_tflops: float | None = Field(default=None, gt=0, le=lim.MAX_GPU_RATE)
     fp16_acc_dense_tflops: float | None = Field(
         default=None,
         gt=0,
+        le=lim.MAX_GPU_RATE,
         description=(
             "Dense FP16 tensor rate with FP16 accumulate, where it differs from fp16_dense_tflops "
             "(the FP32-accumulate rate): GeForce cards and the L40/L20 run FP32 accumulate at half "
             "rate. llama.cpp's cuBLAS F16 GEMMs use FP16 accumulate. Null: same as fp16_dense_tflops."
         ),
     )
-    fp8_dense_tflops: float | None = Field(default=None, gt=0)
-    int8_dense_tops: float | None = Field(default=None, gt=0)
-    fp4_dense_tflops: float | None = Field(default=None, gt=0)
+    fp8_dense_tflops: float | None = Field(default=None, gt=0, le=lim.MAX_GPU_RATE)
+    int8_dense_tops: float | None = Field(default=None, gt=0, le=lim.MAX_GPU_RATE)
+    fp4_dense_tflops: float | None = Field(default=None, gt=0, le=lim.MAX_GPU_RATE)
     ecc: bool | None = None
-    tdp_w: float | None = Field(default=None, gt=0)
+    tdp_w: float | None = Field(default=None, gt=0, le=lim.MAX_WATTS)
     interconnect: str | None = None
     link_gbs: float | None = Field(
         default=None,
         gt=0,
+        le=lim.MAX_GPU_RATE,
         description=(
             "GPU-to-GPU bandwidth in ONE direction, decimal GB/s, that one device reaches in the "
             "standard multi-GPU server for this part: NVLink/NVSwitch for SXM parts, xGMI for AMD "
@@ -226,8 +265,8 @@ class GpuSpec(_Spec):
             "Null for single devices and where no figure is sourced."
         ),
     )
-    release_year: int | None = None
-    price_usd: float | None = Field(default=None, gt=0)
+    release_year: int | None = Field(default=None, ge=lim.MIN_YEAR, le=lim.MAX_YEAR)
+    price_usd: float | None = Field(default=None, gt=0, le=lim.MAX_PRICE_USD)
     price_note: str | None = None
     source: Sources = Field(min_length=1)
     notes: tuple[str, ...] = ()

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from functools import cache
 
+from vramcalc import limits as lim
 from vramcalc.core.activations import ActivationUse, activation_bytes
 from vramcalc.core.formats import WeightFormat, kv_bytes, tensor_bytes
 from vramcalc.core.kv import KvUse, kv_bytes_per_token, kv_cache_bytes, kv_layers
@@ -175,18 +176,30 @@ def users_kv_bytes(e: Estimate, users: int) -> int:
     return workload_kv(e.model, e.workload, e.kv_dtype, e.plan, users).bytes
 
 
-def _validate(m: ModelSpec, w: Workload) -> list[str]:
+def check_count(flag: str, value: int, least: int, most: int) -> None:
+    """`value` in [least, most] (vramcalc.limits), or a one-line error naming the flag and the bound."""
+    if value < least:
+        want = "a positive integer" if least == 1 else f">= {least}"
+        raise SpecError(f"{flag} must be {want}, got {_shown(value)}")
+    if value > most:
+        raise SpecError(f"{flag} {_shown(value)} is above the most vramcalc accepts ({most:,}); lower it")
+
+
+def _shown(value: int) -> str:
+    if abs(value) < 10**30:
+        return f"{value:,}"
+    return f"a number of about {int(abs(value).bit_length() * 0.30103) + 1:,} digits"
+
+
+def validate_workload(m: ModelSpec, w: Workload) -> list[str]:
+    """Refuse a workload out of bounds (vramcalc.limits) before any arithmetic; its warnings."""
     warnings: list[str] = []
-    if w.users < 1:
-        raise SpecError(f"--users must be a positive integer, got {w.users}")
-    if w.ctx_tokens < 1:
-        raise SpecError(f"--ctx must be a positive integer, got {w.ctx_tokens}")
+    check_count("--users", w.users, 1, lim.MAX_USERS)
+    check_count("--ctx", w.ctx_tokens, 1, lim.MAX_CTX_TOKENS)
     if not 0 < w.fill <= 1:
         raise SpecError(f"--fill must be in (0, 1] (share of the context in use), got {w.fill}")
-    if w.workers < 1:
-        raise SpecError(f"--workers must be a positive integer, got {w.workers}")
-    if w.shared_prefix_tokens < 0:
-        raise SpecError(f"--shared-prefix must be >= 0, got {w.shared_prefix_tokens}")
+    check_count("--workers", w.workers, 1, lim.MAX_WORKERS)
+    check_count("--shared-prefix", w.shared_prefix_tokens, 0, lim.MAX_CTX_TOKENS)
     if w.shared_prefix_tokens > w.ctx_tokens:
         raise SpecError(
             f"--shared-prefix {w.shared_prefix_tokens} exceeds --ctx {w.ctx_tokens}; "
@@ -214,7 +227,7 @@ def estimate(
     (workers - 1) copies of everything but the KV cache.
     """
     m, w, p = model, workload, plan
-    warnings = _validate(m, w)
+    warnings = validate_workload(m, w)
     params = param_counts(m)
     wu = weight_bytes(m, weight_format, p.tp)
     weights = max(0, wu.gpu_bytes + p.extra_weight_bytes - p.offload_weight_bytes)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from vramcalc.core.engines import check_kv_dtype, check_settings, resolve_engine
 from vramcalc.core.engines.base import Engine, EngineSettings, EngineView
-from vramcalc.core.estimate import Estimate, Workload, estimate
+from vramcalc.core.estimate import Estimate, Workload, estimate, validate_workload
 from vramcalc.core.formats import WeightFormat, format_for_bits, resolve_format, resolve_kv_dtype
 from vramcalc.errors import SpecError
 from vramcalc.specs import GpuSpec, ModelSpec
@@ -62,6 +62,7 @@ def run(
     """
     profile, version = resolve_engine(engine)
     settings = settings or EngineSettings()
+    validate_workload(model, workload)  # bounds first: the engine plans do arithmetic on them
     check_settings(profile, settings, model)
     if bits is not None and quant is not None:
         raise SpecError("give --bits or --quant, not both")

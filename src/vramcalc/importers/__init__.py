@@ -3,6 +3,7 @@ Hugging Face id from the local cache (or the Hub with --online), into a spec and
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from vramcalc import files
 from vramcalc.core.formats import StoredWeights, WeightFormat
 from vramcalc.errors import ModelFileError, UnknownModelError
 from vramcalc.specs import ModelSpec
@@ -55,12 +57,12 @@ def resolve_model(name: str, catalog: Catalog, *, online: bool = False) -> Resol
 
     text = name.strip()
     if _looks_like_path(text):
-        return load_path(Path(text).expanduser())
+        return load_path(files.expand_user(text, ModelFileError))
     try:
         return ResolvedModel(catalog.models.get(text))
     except UnknownModelError as exc:
-        path = Path(text).expanduser()
-        if path.exists():
+        path = files.expand_user(text, ModelFileError)
+        if files.kind(path) != "missing":
             return load_path(path)
         if hf_cache.HF_ID.match(text):
             snap = hf_cache.find_snapshot(text)
@@ -74,10 +76,11 @@ def resolve_model(name: str, catalog: Catalog, *, online: bool = False) -> Resol
 
 def load_path(path: Path) -> ResolvedModel:
     """A model directory, a config.json, a .safetensors file (with its directory's config) or a .gguf."""
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such file or directory")
-    if path.is_dir():
-        if (path / "config.json").is_file():
+    found = files.kind(path)
+    if found == "missing":
+        raise ModelFileError(f"{path}: {_missing_reason(path)}")
+    if found == "dir":
+        if files.kind(path / "config.json") != "missing":
             return load_directory(path)
         ggufs = _gguf_choices(path)
         if len(ggufs) == 1:
@@ -93,7 +96,7 @@ def load_path(path: Path) -> ResolvedModel:
     if suffix == ".gguf":
         return load_gguf(path)
     if suffix == ".safetensors":
-        if not (path.parent / "config.json").is_file():
+        if files.kind(path.parent / "config.json") == "missing":
             raise ModelFileError(f"{path}: no config.json beside it; the architecture comes from config.json")
         return load_directory(path.parent)
     if suffix == ".json":
@@ -116,8 +119,21 @@ def _gguf_choices(folder: Path) -> list[Path]:
     return out
 
 
+def _missing_reason(path: Path) -> str:
+    """Why a path that does not resolve does not: its OSError's words, else no such file."""
+    try:
+        path.stat()
+    except OSError as exc:
+        return files.reason(exc) if exc.errno != errno.ENOENT else "no such file or directory"
+    except ValueError:
+        return "a NUL byte in the name"
+    return "no such file or directory"
+
+
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    from vramcalc.importers import config_json  # the file readers load lazily
+
+    return hashlib.sha256(config_json.read_config_bytes(path)).hexdigest()
 
 
 def _validate(data: dict[str, Any], where: str) -> ModelSpec:
@@ -206,7 +222,7 @@ def load_gguf(path: Path, *, hf_id: str | None = None, revision: str | None = No
     first = model.paths[0]
     base_name = gguf_file._SHARD.sub(r"\g<base>", first.name).removesuffix(".gguf")
     general = model.metadata.get("general.name")
-    label = hf_id or (general if isinstance(general, str) and general else base_name)
+    label = hf_id or (general[:200] if isinstance(general, str) and general else base_name)
     sources = [f"{hf_id} @ {revision}" if hf_id else str(first)] + [
         f"{p.name} header sha256:{gguf_file.header_sha256(p, _header_len(p, model))[:16]}"
         for p in model.paths
@@ -234,7 +250,7 @@ def _header_len(path: Path, model: gguf_file.GgufModel) -> int:
 
 def load_snapshot(snap: hf_cache.Snapshot) -> ResolvedModel:
     """A cached Hugging Face repository: config.json (+ safetensors), or its single GGUF model."""
-    if (snap.path / "config.json").is_file():
+    if files.kind(snap.path / "config.json") != "missing":
         return load_directory(snap.path, hf_id=snap.repo_id, revision=snap.revision)
     ggufs = _gguf_choices(snap.path)
     if len(ggufs) == 1:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from vramcalc import files
+from vramcalc import limits as lim
 from vramcalc.errors import ModelFileError
 from vramcalc.specs import ModelSpec
 
@@ -169,38 +170,91 @@ class Imported:
     warnings: list[str] = field(default_factory=list)
 
 
+def read_config_bytes(path: Path) -> bytes:
+    """One config.json's bytes: a regular file of at most 16 MiB."""
+    return files.read_bytes(path, MAX_CONFIG_BYTES, "config.json", ModelFileError)
+
+
 def read_config(path: Path) -> dict[str, Any]:
-    """Read and parse one config.json (bounded size) into a mapping."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ModelFileError(f"{path}: {size:,} bytes is too large for a config.json (limit 16 MiB)")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{path}: cannot read as UTF-8 text ({exc})") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(
-            f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); expected a Hugging Face config.json"
-        ) from exc
+    """Read and parse one config.json (a regular file, bounded size, depth and numbers) into a mapping."""
+    data = files.parse_json(read_config_bytes(path), str(path), "Hugging Face config.json", ModelFileError)
     if not isinstance(data, dict):
         raise ModelFileError(f"{path}: expected a JSON object of model settings, found {type(data).__name__}")
     return data
 
 
-def _positive_int(cfg: Mapping[str, Any], key: str, where: str) -> int:
+# The largest value each config.json count may take (vramcalc.limits); others: MAX_POSITIONS.
+_BOUNDS = {
+    "hidden_size": lim.MAX_HIDDEN,
+    "intermediate_size": lim.MAX_INTERMEDIATE,
+    "moe_intermediate_size": lim.MAX_INTERMEDIATE,
+    "shared_expert_intermediate_size": lim.MAX_INTERMEDIATE,
+    "num_hidden_layers": lim.MAX_LAYERS,
+    "num_attention_heads": lim.MAX_HEADS,
+    "num_key_value_heads": lim.MAX_HEADS,
+    "head_dim": lim.MAX_HEAD_DIM,
+    "qk_rope_head_dim": lim.MAX_HEAD_DIM,
+    "qk_nope_head_dim": lim.MAX_HEAD_DIM,
+    "v_head_dim": lim.MAX_HEAD_DIM,
+    "kv_lora_rank": lim.MAX_HIDDEN,
+    "q_lora_rank": lim.MAX_HIDDEN,
+    "vocab_size": lim.MAX_VOCAB,
+    "num_local_experts": lim.MAX_EXPERTS,
+    "num_experts": lim.MAX_EXPERTS,
+    "n_routed_experts": lim.MAX_EXPERTS,
+    "num_experts_per_tok": lim.MAX_EXPERTS,
+    "n_shared_experts": lim.MAX_SHARED_EXPERTS,
+    "first_k_dense_replace": lim.MAX_LAYERS,
+    "sliding_window_pattern": lim.MAX_LAYERS,
+    "no_rope_layer_interval": lim.MAX_LAYERS,
+    "num_channels": 64,
+}
+
+
+def _count(cfg: Mapping[str, Any], key: str, where: str, *, least: int = 1) -> int:
+    """An integer count in [least, bound], or a one-line error naming the key, the value and the bound."""
     value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ModelFileError(f"{where}: {key} must be a positive integer, found {value!r}")
+    bound = _BOUNDS.get(key, lim.MAX_POSITIONS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        kind = "a positive integer" if least == 1 else f"an integer >= {least}"
+        raise ModelFileError(f"{where}: {key} must be {kind}, found {files.short(value)}")
+    if value > bound:
+        raise ModelFileError(
+            f"{where}: {key} {files.short(value)} is above the largest vramcalc accepts ({bound:,}); "
+            "check the config"
+        )
     return value
+
+
+def _positive_int(cfg: Mapping[str, Any], key: str, where: str) -> int:
+    return _count(cfg, key, where)
 
 
 def _opt_int(cfg: Mapping[str, Any], key: str, where: str) -> int | None:
     return None if cfg.get(key) is None else _positive_int(cfg, key, where)
 
 
-def siglip_params(vision: Mapping[str, Any], text_hidden: int) -> tuple[int, int]:
+def _text(cfg: Mapping[str, Any], key: str, where: str) -> str:
+    value = cfg.get(key, "")
+    if not isinstance(value, str):
+        raise ModelFileError(f"{where}: {key} must be a string, found {files.short(value)}")
+    return value.strip()
+
+
+# Source: transformers SiglipVisionConfig.__init__ defaults.
+_SIGLIP_DEFAULTS = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "patch_size": 16,
+    "image_size": 224,
+    "num_channels": 3,
+}
+
+
+def siglip_params(
+    vision: Mapping[str, Any], text_hidden: int, where: str = "vision_config"
+) -> tuple[int, int]:
     """SigLIP vision tower and Gemma-3 projector parameters from a vision_config.
 
     Tower: patch conv (channels x patch^2 x hidden + hidden) + position embeddings
@@ -210,12 +264,13 @@ def siglip_params(vision: Mapping[str, Any], text_hidden: int) -> tuple[int, int
     Source: transformers models/siglip/modeling_siglip.py (SiglipVisionEmbeddings, SiglipEncoderLayer),
     models/gemma3/modeling_gemma3.py Gemma3MultiModalProjector; SiglipVisionConfig defaults.
     """
-    h = int(vision.get("hidden_size", 768))
-    inter = int(vision.get("intermediate_size", 3072))
-    layers = int(vision.get("num_hidden_layers", 12))
-    patch = int(vision.get("patch_size", 16))
-    image = int(vision.get("image_size", 224))
-    channels = int(vision.get("num_channels", 3))
+    given = {**_SIGLIP_DEFAULTS, **vision}
+    h = _count(given, "hidden_size", where)
+    inter = _count(given, "intermediate_size", where)
+    layers = _count(given, "num_hidden_layers", where)
+    patch = _count(given, "patch_size", where)
+    image = _count(given, "image_size", where)
+    channels = _count(given, "num_channels", where)
     per_layer = 4 * h + 4 * (h * h + h) + 2 * h * inter + inter + h
     tower = channels * patch * patch * h + h + (image // patch) ** 2 * h + layers * per_layer + 2 * h
     return tower, h * text_hidden + h
@@ -251,7 +306,7 @@ def _quant_format(qc: Any, where: str) -> tuple[str, str] | None:
     """(format name, known basis) for a quantization_config; None when there is none."""
     if not isinstance(qc, Mapping):
         return None
-    method = str(qc.get("quant_method", "")).lower()
+    method = str(qc.get("quant_method", ""))[:40].lower()
     bits = qc.get("bits")
     if method == "awq":
         return ("awq-int4", "awq-int4")
@@ -267,6 +322,11 @@ def _quant_format(qc: Any, where: str) -> tuple[str, str] | None:
         return ("bnb-int8", "gptq-int8")
     if method in ("compressed-tensors", "compressed_tensors"):
         groups = qc.get("config_groups") or {}
+        if not isinstance(groups, Mapping):
+            raise ModelFileError(
+                f"{where}: quantization_config.config_groups must be an object of groups, "
+                f"found {type(groups).__name__}"
+            )
         weights = next(
             (g.get("weights") for g in groups.values() if isinstance(g, Mapping) and g.get("weights")), None
         )
@@ -308,7 +368,7 @@ def spec_from_config(
     defaults for omitted keys, and maps family rules (biases, q/k norms, norms per layer, sliding
     or chunked layers, MoE, MLA, the SigLIP tower) onto the spec's fields.
     """
-    model_type = str(cfg.get("model_type", "")).strip()
+    model_type = _text(cfg, "model_type", where)
     if not model_type:
         raise ModelFileError(f"{where}: no model_type; expected a Hugging Face config.json")
     text: dict[str, Any] = dict(cfg)
@@ -317,7 +377,7 @@ def spec_from_config(
         sub = cfg.get("text_config")
         if not isinstance(sub, Mapping):
             sub = {}
-        family = str(sub.get("model_type") or _WRAPPERS.get(model_type, model_type))
+        family = _text(sub, "model_type", f"{where}: text_config") or _WRAPPERS.get(model_type, model_type)
         text = dict(sub)
         for key in ("torch_dtype", "dtype", "tie_word_embeddings"):
             if key not in text and key in cfg:
@@ -375,7 +435,7 @@ def spec_from_config(
         "name": name,
         "hf_id": hf_id,
         "family": family,
-        "architecture": (cfg.get("architectures") or [None])[0],
+        "architecture": _architecture(cfg, where),
         "hidden_size": h,
         "num_hidden_layers": layers,
         "num_attention_heads": heads,
@@ -400,7 +460,9 @@ def spec_from_config(
 
     window = _opt_int(text, "sliding_window", where)
     if isinstance(text.get("layer_types"), list) and text["layer_types"]:
-        types = [str(t) for t in text["layer_types"]]
+        types = text["layer_types"]
+        if not all(isinstance(t, str) for t in types):
+            raise ModelFileError(f"{where}: layer_types must be a list of strings such as 'full_attention'")
         if len(types) != layers:
             raise ModelFileError(f"{where}: layer_types has {len(types)} entries for {layers} layers")
         chunk = _opt_int(text, "attention_chunk_size", where)
@@ -469,8 +531,12 @@ def spec_from_config(
             "num_experts": _positive_int(text, "n_routed_experts", where),
             "experts_per_token": _positive_int(text, "num_experts_per_tok", where),
             "expert_intermediate_size": _positive_int(text, "moe_intermediate_size", where),
-            "shared_experts": text.get("n_shared_experts") or 0,
-            "first_dense_layers": int(text.get("first_k_dense_replace") or 0),
+            "shared_experts": _count(text, "n_shared_experts", where, least=0)
+            if text.get("n_shared_experts")
+            else 0,
+            "first_dense_layers": _count(text, "first_k_dense_replace", where, least=0)
+            if text.get("first_k_dense_replace")
+            else 0,
             "router_score_bias": text.get("topk_method") == "noaux_tc",
         }
         rope = _positive_int(text, "qk_rope_head_dim", where)
@@ -487,7 +553,9 @@ def spec_from_config(
         per_token = text.get("num_experts_per_tok") or text.get("experts_per_token")
         moe = {
             "num_experts": _positive_int(text, "num_local_experts", where),
-            "experts_per_token": _positive_int({"k": per_token}, "k", where),
+            "experts_per_token": _positive_int(
+                {"num_experts_per_tok": per_token}, "num_experts_per_tok", where
+            ),
             "expert_intermediate_size": _positive_int(text, "intermediate_size", where),
             "router_bias": True,
             "expert_bias": True,
@@ -513,7 +581,7 @@ def spec_from_config(
     data["intermediate_size"] = inter
 
     if family == "gemma3_text" and isinstance(cfg.get("vision_config"), Mapping):
-        tower, projector = siglip_params(cfg["vision_config"], h)
+        tower, projector = siglip_params(cfg["vision_config"], h, f"{where}: vision_config")
         data["vision"] = {"name": "SigLIP vision tower", "params": tower, "projector_params": projector}
     elif isinstance(cfg.get("vision_config"), Mapping):
         warnings.append(f"{family}: the vision encoder is not counted (text decoder only)")
@@ -532,6 +600,20 @@ def spec_from_config(
     return Imported(spec, result_defaults, warnings)
 
 
+def _architecture(cfg: Mapping[str, Any], where: str) -> str | None:
+    """The first class name of `architectures` (a list of strings when present)."""
+    names = cfg.get("architectures")
+    if names is None or names == []:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ModelFileError(
+            f"{where}: architectures must be a list of class names such as ['LlamaForCausalLM'], "
+            f"found {files.short(names)}"
+        )
+    first: str = names[0]
+    return first[:200]
+
+
 def stem_id(text: str) -> str:
     """A catalog id from a file or repository name (lower case, [a-z0-9._-])."""
     out = "".join(c if (c.isascii() and c.isalnum()) or c in "._-" else "-" for c in text.lower()).strip(
@@ -539,7 +621,7 @@ def stem_id(text: str) -> str:
     )
     while "--" in out:
         out = out.replace("--", "-")
-    return out or "imported-model"
+    return out[:100].rstrip("-._") or "imported-model"
 
 
 __all__ = ["FAMILY_DEFAULTS", "SUPPORTED_FAMILIES", "Imported", "read_config", "spec_from_config", "stem_id"]

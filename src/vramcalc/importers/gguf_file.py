@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from vramcalc import files
+from vramcalc import limits as lim
 from vramcalc.core.formats import GGUF_MIXES, StoredWeights, WeightFormat
 from vramcalc.errors import ModelFileError
 
@@ -34,6 +36,7 @@ KEEP_STRING_BYTES = 65_536  # longer values (chat templates) are skipped, not ke
 KEEP_ARRAY_ITEMS = 4_096  # longer arrays (the vocabulary) are skipped; their length is kept
 MAX_DIMS = 4  # Source: ggml/include/ggml.h GGML_MAX_DIMS
 READ_CHUNK = 256 * 1024
+MAX_FILE_BYTES = 1 << 50  # any size a disk holds: only the header is read
 DEFAULT_ALIGNMENT = 32  # Source: gguf-py gguf/constants.py GGUF_DEFAULT_ALIGNMENT
 
 _SHARD = re.compile(r"^(?P<base>.*)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$")
@@ -123,8 +126,11 @@ class _Cursor:
         start = self.pos - self.base
         if start >= 0 and start + n <= len(self.buf):
             return start
-        self.f.seek(self.pos)
-        self.buf = self.f.read(max(n, READ_CHUNK))
+        try:
+            self.f.seek(self.pos)
+            self.buf = self.f.read(max(n, READ_CHUNK))
+        except OSError as exc:
+            raise ModelFileError(f"{self.where}: cannot read ({files.reason(exc)})") from None
         self.bytes_read += len(self.buf)
         self.base = self.pos
         if len(self.buf) < n:
@@ -236,12 +242,7 @@ def read_header(path: Path) -> GgufHeader:
     """
     gguf = _gguf()
     where = str(path)
-    try:
-        size = path.stat().st_size
-        f = path.open("rb")
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from exc
-    with f:
+    with files.open_regular(path, MAX_FILE_BYTES, "GGUF file", ModelFileError) as (f, size):
         c = _Cursor(f, size, where)
         if size < 24 or c.take(4) != GGUF_MAGIC:
             raise ModelFileError(f"{path}: not a GGUF file (no GGUF magic at the start)")
@@ -319,7 +320,7 @@ def shard_paths(path: Path) -> list[Path]:
     if n < 1 or n > 1000:
         raise ModelFileError(f"{path}: shard count {n} is not plausible")
     paths = [path.with_name(f"{m.group('base')}-{i:05d}-of-{n:05d}.gguf") for i in range(1, n + 1)]
-    missing = [p.name for p in paths if not p.is_file()]
+    missing = [p.name for p in paths if files.kind(p) == "missing"]
     if missing:
         raise ModelFileError(
             f"{path}: split GGUF has {n} shards but {len(missing)} are missing ({', '.join(missing[:3])}); "
@@ -352,10 +353,13 @@ def read_model(path: Path) -> GgufModel:
 def header_sha256(path: Path, length: int) -> str:
     """sha256 of a file's first `length` bytes (its header), read in chunks."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with files.open_regular(path, MAX_FILE_BYTES, "GGUF file", ModelFileError) as (f, _):
         left = length
         while left > 0:
-            chunk = f.read(min(left, 1 << 20))
+            try:
+                chunk = f.read(min(left, 1 << 20))
+            except OSError as exc:
+                raise ModelFileError(f"{path}: cannot read ({files.reason(exc)})") from None
             if not chunk:
                 break
             digest.update(chunk)
@@ -428,7 +432,29 @@ _SWA_RULES: dict[str, tuple[str, int, int | None]] = {
     "llama4": ("chunked", 4, 8192),
 }
 
-_LAYER_NAME = re.compile(r"^blk\.(\d+)\.(.+)$")
+# The largest value each `{arch}.` count may take (vramcalc.limits); others: MAX_POSITIONS.
+_GGUF_BOUNDS = {
+    "block_count": lim.MAX_LAYERS,
+    "leading_dense_block_count": lim.MAX_LAYERS,
+    "interleave_moe_layer_step": lim.MAX_LAYERS,
+    "embedding_length": lim.MAX_HIDDEN,
+    "feed_forward_length": lim.MAX_INTERMEDIATE,
+    "expert_feed_forward_length": lim.MAX_INTERMEDIATE,
+    "attention.head_count": lim.MAX_HEADS,
+    "attention.head_count_kv": lim.MAX_HEADS,
+    "attention.key_length": lim.MAX_HEAD_DIM,
+    "attention.value_length": lim.MAX_HEAD_DIM,
+    "attention.key_length_mla": lim.MAX_HEAD_DIM,
+    "attention.value_length_mla": lim.MAX_HEAD_DIM,
+    "rope.dimension_count": lim.MAX_HEAD_DIM,
+    "attention.kv_lora_rank": lim.MAX_HIDDEN,
+    "attention.q_lora_rank": lim.MAX_HIDDEN,
+    "expert_count": lim.MAX_EXPERTS,
+    "expert_used_count": lim.MAX_EXPERTS,
+    "expert_shared_count": lim.MAX_SHARED_EXPERTS,
+}
+
+_LAYER_NAME = re.compile(r"^blk\.([0-9]{1,9})\.(.+)$")
 
 
 def _pattern(arch: str, meta: dict[str, Any], layers: int, max_pos: int) -> dict[str, Any]:
@@ -481,6 +507,13 @@ def spec_from_gguf(model: GgufModel, *, model_id: str, name: str, source: list[s
             if required:
                 missing.append(f"{arch}.{key}")
             return None
+        bound = _GGUF_BOUNDS.get(key, lim.MAX_POSITIONS)
+        if value > bound or (required and value == 0):
+            raise ModelFileError(
+                f"{where}: GGUF {arch}.{key} is {value:,}; it must be "
+                + (f"at most {bound:,}" if value else "at least 1")
+                + " (corrupt or hostile header)"
+            )
         return value
 
     missing: list[str] = []
@@ -488,9 +521,8 @@ def spec_from_gguf(model: GgufModel, *, model_id: str, name: str, source: list[s
     hidden = num("embedding_length")
     heads = num("attention.head_count")
     max_pos = num("context_length")
-    if missing:
+    if missing or not (layers and hidden and heads and max_pos):
         raise ModelFileError(f"{where}: GGUF ({arch}) misses {', '.join(missing)}; cannot size it")
-    assert layers and hidden and heads and max_pos
     kv_heads = num("attention.head_count_kv", heads, required=False) or heads
     by_name = {t.name: t for t in model.tensors}
     suffixes: dict[str, GgufTensor] = {}

@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vramcalc import files
 from vramcalc.errors import ModelFileError
+from vramcalc.limits import MAX_REF_BYTES
 
-HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Source: the Hub's repository names: at most 96 characters for the owner and for the name.
+HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -24,10 +27,13 @@ def cache_root(env: dict[str, str] | None = None) -> Path:
     e = os.environ if env is None else env
     for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
         if e.get(key):
-            return Path(e[key]).expanduser()
+            return files.expand_user(e[key], ModelFileError)
     if e.get("HF_HOME"):
-        return Path(e["HF_HOME"]).expanduser() / "hub"
-    base = Path(e["XDG_CACHE_HOME"]).expanduser() if e.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+        return files.expand_user(e["HF_HOME"], ModelFileError) / "hub"
+    if e.get("XDG_CACHE_HOME"):
+        base = files.expand_user(e["XDG_CACHE_HOME"], ModelFileError)
+    else:
+        base = files.expand_user("~", ModelFileError) / ".cache"
     return base / "huggingface" / "hub"
 
 
@@ -45,24 +51,38 @@ def find_snapshot(repo_id: str, revision: str = "main", root: Path | None = None
     commit; snapshots/{commit}/ holds the files (symlinks into blobs/).
     """
     folder = (root or cache_root()) / f"models--{repo_id.replace('/', '--')}"
-    if not folder.is_dir():
+    if not files.is_dir(folder):
         return None
     commit = None
     ref = folder / "refs" / revision
-    if ref.is_file():
-        commit = ref.read_text(encoding="utf-8").strip()
+    if files.kind(ref) != "missing":
+        commit = files.read_text(ref, MAX_REF_BYTES, "Hugging Face cache ref", ModelFileError).strip()
     elif _COMMIT.match(revision):
         commit = revision
     snaps = folder / "snapshots"
-    if commit and (snaps / commit).is_dir():
+    if commit and _COMMIT.match(commit) and files.is_dir(snaps / commit):
         return Snapshot(repo_id, commit, snaps / commit)
-    candidates = sorted(
-        (p for p in snaps.iterdir() if p.is_dir()) if snaps.is_dir() else [],
-        key=lambda p: p.stat().st_mtime,
-    )
+    candidates = [p for _, p in sorted(_snapshot_dirs(snaps), key=lambda pair: pair[0])]
     if not candidates:
         return None
     return Snapshot(repo_id, candidates[-1].name, candidates[-1])
+
+
+def _snapshot_dirs(snaps: Path) -> list[tuple[float, Path]]:
+    """(mtime, folder) of each snapshot folder; unreadable entries are skipped."""
+    out = []
+    try:
+        entries = list(snaps.iterdir()) if files.is_dir(snaps) else []
+    except OSError:
+        return []
+    for p in entries:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if files.is_dir(p):
+            out.append((st.st_mtime, p))
+    return out
 
 
 def not_cached_message(repo_id: str) -> str:

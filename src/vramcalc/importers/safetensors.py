@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -12,12 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vramcalc import files
 from vramcalc.core.formats import StoredWeights
 from vramcalc.errors import ModelFileError
+from vramcalc.limits import MAX_CHECKPOINT_FILES, MAX_INDEX_BYTES
 
 # Source: huggingface/safetensors safetensors/src/tensor.rs MAX_HEADER_SIZE = 100_000_000 (the
 # reference implementation refuses longer headers).
 MAX_HEADER_BYTES = 100_000_000
+# A file of any size is read for its header only; this bound only says "a size a disk can hold".
+MAX_FILE_BYTES = 1 << 50
+# Source: ggml/include/ggml.h GGML_MAX_DIMS is 4; safetensors itself has no bound. Elements as
+# in gguf_file: 2^48 is far past the largest real tensor (an embedding of ~2^31 elements).
+MAX_DIMS = 8
+MAX_ELEMENTS = 1 << 48
 
 # Bits per element of each safetensors dtype.
 # Source: huggingface/safetensors safetensors/src/tensor.rs Dtype::bitsize.
@@ -68,8 +74,7 @@ def read_header(path: Path) -> SafetensorsHeader:
     data_offsets (end - begin = elements x dtype bits / 8). Reads 8 + N bytes and nothing else.
     """
     try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
+        with files.open_regular(path, MAX_FILE_BYTES, "safetensors file", ModelFileError) as (f, size):
             raw_len = f.read(8)
             if len(raw_len) < 8:
                 raise ModelFileError(f"{path}: {size} bytes is too short for a safetensors file")
@@ -87,10 +92,7 @@ def read_header(path: Path) -> SafetensorsHeader:
             raw = f.read(n)
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from exc
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: safetensors header is not valid JSON ({exc})") from exc
+    header = files.parse_json(raw, f"{path}: safetensors header", "safetensors header", ModelFileError)
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: safetensors header is not a JSON object")
     tensors = []
@@ -106,24 +108,40 @@ def read_header(path: Path) -> SafetensorsHeader:
 
 def _tensor(path: Path, name: str, info: Any) -> StoredTensor:
     if not isinstance(info, Mapping):
-        raise ModelFileError(f"{path}: tensor {name!r} entry is not an object")
+        raise ModelFileError(f"{path}: tensor {files.short(name)} entry is not an object")
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-    if dtype not in DTYPE_BITS:
-        raise ModelFileError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise ModelFileError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
+    label = files.short(name)
+    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+        raise ModelFileError(f"{path}: tensor {label} has unknown dtype {files.short(dtype)}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_DIMS
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise ModelFileError(
+            f"{path}: tensor {label} has an invalid shape {files.short(shape)} "
+            f"(a list of at most {MAX_DIMS} non-negative integers)"
+        )
+    elements = 1
+    for d in shape:
+        elements *= d
+    if elements > MAX_ELEMENTS:
+        raise ModelFileError(
+            f"{path}: tensor {label} shape {files.short(shape)} claims {files.short(elements)} elements "
+            f"(limit 2^48); the header is corrupt"
+        )
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
         or not all(isinstance(o, int) for o in offsets)
         or not 0 <= offsets[0] <= offsets[1]
     ):
-        raise ModelFileError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}")
+        raise ModelFileError(f"{path}: tensor {label} has invalid data_offsets {files.short(offsets)}")
     nbytes = offsets[1] - offsets[0]
-    expected = math.ceil(math.prod(shape) * DTYPE_BITS[dtype] / 8)
+    expected = -(-elements * DTYPE_BITS[dtype] // 8)
     if nbytes != expected:
         raise ModelFileError(
-            f"{path}: tensor {name!r} claims {nbytes:,} bytes but {dtype} {shape} needs {expected:,}; "
+            f"{path}: tensor {label} claims {nbytes:,} bytes but {dtype} {shape} needs {expected:,}; "
             "the header is corrupt"
         )
     return StoredTensor(name, dtype, tuple(shape), nbytes)
@@ -133,27 +151,36 @@ def checkpoint_files(folder: Path) -> list[Path]:
     """The .safetensors files of one checkpoint: the index's weight_map when there is one, else
     every model*.safetensors (consolidated.safetensors only when there is nothing else)."""
     index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            data = json.loads(index.read_text(encoding="utf-8"))
-            weight_map = data["weight_map"]
-            names = sorted({str(v) for v in weight_map.values()})
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ModelFileError(f"{index}: not a valid safetensors index ({exc})") from exc
-        missing = [n for n in names if not (folder / n).is_file()]
+    if files.kind(index) != "missing":
+        raw = files.read_bytes(index, MAX_INDEX_BYTES, "safetensors index", ModelFileError)
+        data = files.parse_json(raw, str(index), "safetensors index", ModelFileError)
+        weight_map = data.get("weight_map") if isinstance(data, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise ModelFileError(
+                f"{index}: not a valid safetensors index (weight_map must map tensor names to file names)"
+            )
+        names = sorted(set(weight_map.values()))
+        if len(names) > MAX_CHECKPOINT_FILES:
+            raise ModelFileError(f"{index}: names {len(names):,} files (limit {MAX_CHECKPOINT_FILES:,})")
+        outside = [n for n in names if Path(n).is_absolute() or ".." in Path(n).parts or not n]
+        if outside:
+            raise ModelFileError(
+                f"{index}: weight_map names {files.short(outside[0])}, outside the model directory"
+            )
+        missing = [files.short(n) for n in names if files.kind(folder / n) == "missing"]
         if missing:
             raise ModelFileError(
                 f"{index}: lists {len(names)} files but {len(missing)} are missing (e.g. {missing[0]}); "
                 "finish the download or remove the index"
             )
         return [folder / n for n in names]
-    files = sorted(folder.glob("*.safetensors"))
-    preferred = [f for f in files if not f.name.startswith("consolidated")]
-    return preferred or files
+    found = sorted(folder.glob("*.safetensors"))
+    preferred = [f for f in found if not f.name.startswith("consolidated")]
+    return preferred or found
 
 
 _VISION = re.compile(r"vision|visual|image|mm_proj|multi_modal|audio")
-_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|blk)\.(\d+)\.")
+_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|blk)\.([0-9]{1,9})\.")
 _EMBED = re.compile(r"embed_tokens\.|(?:^|\.)wte\.|tok_embeddings\.|^token_embd\.")
 _OUTPUT = re.compile(r"(?:^|\.)lm_head\.|^output\.weight$")
 

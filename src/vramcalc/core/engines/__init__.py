@@ -7,8 +7,10 @@ import importlib
 import math
 from typing import TYPE_CHECKING
 
+from vramcalc import limits as lim
 from vramcalc.core.engines.base import Engine, EngineSettings
 from vramcalc.core.engines.common import parse_version
+from vramcalc.core.estimate import check_count
 from vramcalc.errors import SpecError
 
 if TYPE_CHECKING:
@@ -45,13 +47,18 @@ def get_engine(name: str) -> Engine:
 def resolve_engine(text: str) -> tuple[Engine, str]:
     """'vllm' or 'vllm@0.19.1' -> (engine, version). Versions between known ones take the
     behaviour of the newest known version at or below them."""
-    name, _, version = text.strip().partition("@")
+    name, at, version = text.strip().partition("@")
     name = name.lower()
     if name not in _MODULES:
         close = difflib.get_close_matches(name, ENGINE_NAMES, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise SpecError(f"unknown --engine {text!r}{hint} (known: {', '.join(ENGINE_NAMES)})")
     engine = get_engine(name)
+    if at and not version.strip():
+        raise SpecError(
+            f"--engine {text!r}: no version after '@'; give one (known {name}: {', '.join(engine.versions)}) "
+            f"or drop the '@' for the default"
+        )
     if not version:
         return engine, engine.default_version
     asked = parse_version(version)
@@ -93,10 +100,20 @@ def check_settings(engine: Engine, settings: EngineSettings, model: ModelSpec) -
         math.isfinite(settings.cpu_offload_gb) and settings.cpu_offload_gb > 0
     ):
         raise SpecError(f"--cpu-offload-gb must be a positive number of GiB, got {settings.cpu_offload_gb}")
-    for key in ("max_num_seqs", "max_num_batched_tokens", "ubatch", "prompt_tokens", "tp"):
+    if settings.cpu_offload_gb is not None and settings.cpu_offload_gb > lim.MAX_GIB:
+        raise SpecError(
+            f"--cpu-offload-gb must be at most {lim.MAX_GIB:,.0f} GiB, got {settings.cpu_offload_gb:g}"
+        )
+    for key, most in (
+        ("max_num_seqs", lim.MAX_USERS),
+        ("max_num_batched_tokens", lim.MAX_CTX_TOKENS),
+        ("ubatch", lim.MAX_CTX_TOKENS),
+        ("prompt_tokens", lim.MAX_CTX_TOKENS),
+        ("tp", lim.MAX_TP),
+    ):
         value = getattr(settings, key)
-        if value is not None and value < 1:
-            raise SpecError(f"{SETTING_FLAGS[key]} must be a positive integer, got {value}")
+        if value is not None:
+            check_count(SETTING_FLAGS[key], value, 1, most)
     if model.num_attention_heads % settings.tp:
         raise SpecError(
             f"--tp {settings.tp} does not divide {model.id}'s {model.num_attention_heads} attention heads; "

@@ -35,7 +35,7 @@ def cuda_total_bytes(gpu: GpuSpec) -> int:
 
 def parse_version(text: str) -> tuple[int, ...] | None:
     """'0.19.1' -> (0, 19, 1); None when it is not dotted numbers."""
-    if not re.fullmatch(r"\d+(\.\d+){0,3}", text):
+    if not re.fullmatch(r"[0-9]{1,6}(\.[0-9]{1,6}){0,3}", text):
         return None
     return tuple(int(p) for p in text.split("."))
 
