@@ -34,7 +34,7 @@ __all__ = [
 
 def detect_engine(t: LogText) -> str | None:
     """Ollama first (it forwards llama.cpp lines), then vLLM, then llama.cpp."""
-    if any(t.has(p) for p in OLLAMA_MARKERS) and re.search(r"level=\w+ source=\S+ msg=", t.text):
+    if any(t.has(p) for p in OLLAMA_MARKERS) and re.search(r"level=\w{1,16} source=\S{1,256} msg=", t.text):
         return "ollama"
     if any(t.has(p) for p in VLLM_MARKERS):
         return "vllm"
@@ -76,7 +76,7 @@ def parse_log(text: str, source: str = "the log") -> LogFacts:
     t = LogText(text)
     engine = detect_engine(t)
     if engine is None:
-        n_lines = len(t.text.splitlines())
+        n_lines = t.n_lines
         raise SpecError(
             f"{source} is not a vLLM, llama.cpp or Ollama startup log: none of their memory lines "
             f"('Model loading took', 'Available KV cache memory', '# GPU blocks', 'model buffer size', "

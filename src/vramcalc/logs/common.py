@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from vramcalc import files
 from vramcalc.errors import SpecError
+from vramcalc.limits import MAX_LOG_LINE_CHARS
 from vramcalc.units import GIB, KIB, MIB
+
+# A line longer than MAX_LOG_LINE_CHARS, kept to its first MAX_LOG_LINE_CHARS characters (only
+# line starts can begin a match, so the substitution is one pass).
+_LONG_LINE = re.compile(rf"^([^\n]{{{MAX_LOG_LINE_CHARS}}})[^\n]+", re.MULTILINE)
 
 # Refuse bigger files without reading them: a startup log is a few hundred KB at most; a 5 MB file
 # is a whole day of request logs, where the startup lines may be from several restarts.
 MAX_LOG_BYTES = 5 * 10**6
 
 _UNITS = {"B": 1, "KiB": KIB, "MiB": MIB, "GiB": GIB, "Gib": GIB}
-NUM = r"(-?\d+(?:\.\d+)?)"
-INT = r"(\d{1,3}(?:,\d{3})+|\d+)"  # 23648 or 1,215,552
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Every pattern here and in the engine readers runs in time linear in the log: each starts with a
+# literal (or a lookbehind that rejects most positions at once), and every repetition is bounded,
+# so no match attempt scans far before it fails. Numbers have at most 20 digits (a longer run is
+# not a figure and matches nothing, instead of its first 20 digits).
+DIGITS = r"\d{1,20}(?!\d)"
+NUM = r"(-?\d{1,20}(?:\.\d{1,20})?(?!\d))"
+INT = r"(\d{1,3}(?:,\d{3}){1,6}(?![\d,])|\d{1,20}(?!\d))"  # 23648 or 1,215,552
+_ANSI = re.compile(r"\x1b\[[0-9;]{0,32}[A-Za-z]")
 
 Setting = int | float | bool | str
 
@@ -84,25 +96,21 @@ def read_log_file(path: Path) -> str:
 
     The size is checked before reading; at most MAX_LOG_BYTES + 1 bytes are ever read.
     """
-    if not path.exists():
+    kind = files.kind(path)
+    if kind == "missing":
         raise SpecError(f"{path}: no such file")
-    if path.is_dir():
+    if kind == "dir":
         raise SpecError(f"{path} is a directory; give the log file itself")
-    if not path.is_file():
+    if kind != "file":
         raise SpecError(f"{path} is not a regular file; save the log to a file first")
-    try:
+    with contextlib.suppress(OSError):
         size = path.stat().st_size
         if size > MAX_LOG_BYTES:
             raise SpecError(
                 f"{path} is {size / 1e6:.1f} MB; calibrate reads startup logs up to "
                 f"{MAX_LOG_BYTES / 1e6:.0f} MB: cut out the part from the engine's start to 'ready'"
             )
-        with path.open("rb") as fh:
-            data = fh.read(MAX_LOG_BYTES + 1)
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    if len(data) > MAX_LOG_BYTES:
-        raise SpecError(f"{path} grew past {MAX_LOG_BYTES / 1e6:.0f} MB while being read")
+    data = files.read_bytes(path, MAX_LOG_BYTES, "startup log", SpecError)
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise SpecError(f"{path} is UTF-16 text (PowerShell's > writes it); save the log as UTF-8")
     if b"\x00" in data:
@@ -124,18 +132,30 @@ class LogText:
     """The log, normalised (no ANSI colours, \\n line ends), with line numbers for match offsets."""
 
     def __init__(self, raw: str) -> None:
-        self.text = _ANSI.sub("", raw.replace("\r\n", "\n").replace("\r", "\n"))
-        self._starts = [0, *(m.end() for m in re.finditer("\n", self.text))]
+        text = _ANSI.sub("", raw.replace("\r\n", "\n").replace("\r", "\n"))
+        # No engine line is this long: cut it, so that no match attempt can scan far.
+        self.text = _LONG_LINE.sub(r"\1", text)
 
     def line_of(self, offset: int) -> int:
-        lo, hi = 0, len(self._starts) - 1
-        while lo < hi:  # last line start <= offset
-            mid = (lo + hi + 1) // 2
-            if self._starts[mid] <= offset:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo + 1
+        return self.text.count("\n", 0, offset) + 1
+
+    @property
+    def n_lines(self) -> int:
+        return self.text.count("\n") + 1
+
+    def last_line(self, literal: str, pattern: str) -> re.Match[str] | None:
+        """The match of `pattern` searched from `literal` in the last line holding both: each
+        line is looked at once, so a log of such lines costs no more than one pass."""
+        end = len(self.text)
+        compiled = re.compile(pattern)
+        while (at := self.text.rfind(literal, 0, end)) >= 0:
+            start = self.text.rfind("\n", 0, at) + 1
+            stop = self.text.find("\n", at)
+            m = compiled.search(self.text, at, len(self.text) if stop < 0 else stop)
+            if m is not None:
+                return m
+            end = start
+        return None
 
     def all(self, pattern: str, start: int = 0) -> Iterator[re.Match[str]]:
         return re.compile(pattern, re.MULTILINE).finditer(self.text, start)
@@ -163,6 +183,18 @@ def to_bytes(number: str, unit: str) -> int:
 
 def parse_int(text: str) -> int:
     return int(text.replace(",", ""))
+
+
+def is_int(text: str) -> bool:
+    """ASCII digits only, at most 20 ('²'.isdigit() is True, but int('²') fails)."""
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
+
+
+def after_word(name: str) -> str:
+    r"""`name` not preceded by a word character or a dot, literal first (so the regex engine can
+    skip to it): name(?<![\w.]name)."""
+    escaped = re.escape(name)
+    return rf"{escaped}(?<![\w.]{escaped})"
 
 
 class Collector:
@@ -200,7 +232,7 @@ class Collector:
     def arg(self, key: str, *names: str, kind: type = int) -> None:
         """`name=value`, `name='value'` or `'name': value` (argparse Namespace, engine config, dict)."""
         for name in names:
-            m = self.t.last(rf"(?<![\w.]){re.escape(name)}(?:=|': )'?([\w.\-/:]+)'?")
+            m = self.t.last(rf"{after_word(name)}(?:=|': )'?([\w.\-/:]{{1,256}})'?")
             if m is None or m.group(1) in ("None", "none", "null"):
                 continue
             raw = m.group(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from vramcalc.logs.common import NUM, Collector, LogText, parse_bool, to_bytes
+from vramcalc.logs.common import DIGITS, NUM, Collector, LogText, after_word, parse_bool, to_bytes
 from vramcalc.units import MIB
 
 # llama.cpp prints buffer sizes in MiB (2^20 B) with two decimals.
@@ -23,9 +23,9 @@ LLAMACPP_MARKERS = (
     "ggml_cuda_init:",
 )
 _LLAMACPP_FAILED = (
-    r"failed to allocate \S+ buffer",
+    r"failed to allocate \S{1,64} buffer",
     r"cudaMalloc failed: out of memory",
-    r"unable to allocate \S+ buffer",
+    r"unable to allocate \S{1,64} buffer",
     r"failed to load model",
     r"error loading model",
     r"failed to create context",
@@ -57,37 +57,43 @@ def _is_gpu_buffer(device: str) -> bool:
 def read_llamacpp(t: LogText, c: Collector | None = None) -> Collector:
     c = c or Collector(t)
     c.markers += [p for p in LLAMACPP_MARKERS if t.has(p)]
-    m = t.last(r"^build: (\d+) \((\w+)\)")
+    m = t.last(rf"^build: ({DIGITS}) \((\w{{1,64}})\)")
     if m:
         c.setting("version", f"b{m.group(1)}")
-    m = t.last(r"general\.name\s+(?:str\s+)?=\s+(.+?)\s*$")
+    m = t.last(r"general\.name[ \t]{1,64}(?:str[ \t]{1,64})?=[ \t]{1,64}([^\n]{1,256}?)[ \t]{0,64}$")
     if m:
         c.setting("model", m.group(1))
-    m = t.last(r"general\.architecture\s+(?:str\s+)?=\s+(\S+)", r"(?<![\w.])arch\s+=\s+(\S+)")
+    m = t.last(
+        r"general\.architecture[ \t]{1,64}(?:str[ \t]{1,64})?=[ \t]{1,64}(\S{1,64})",
+        after_word("arch") + r"[ \t]{1,64}=[ \t]{1,64}(\S{1,64})",
+    )
     if m:
         c.setting("architecture", m.group(1))
-    m = t.last(r"(?:model ftype|file type)\s+=\s+(.+?)\s*$")
+    m = t.last(r"(?:model ftype|file type)[ \t]{1,64}=[ \t]{1,64}([^\n]{1,128}?)[ \t]{0,64}$")
     if m:
         c.setting("quant", gguf_ftype_name(m.group(1)))
         c.setting("quant_printed", m.group(1))
     for key in ("n_ctx", "n_ctx_per_seq", "n_seq_max", "n_batch", "n_ubatch"):
-        m = t.last(rf"(?<![\w.]){key}\s*=\s*(\d+)")
+        m = t.last(after_word(key) + rf"[ \t]{{0,64}}=[ \t]{{0,64}}({DIGITS})")
         if m:
             c.setting(key, int(m.group(1)))
-    m = t.last(r"Flash Attention was auto, set to (enabled|disabled)", r"(?<![\w.])flash_attn\s*=\s*(\w+)")
+    m = t.last(
+        r"Flash Attention was auto, set to (enabled|disabled)",
+        after_word("flash_attn") + r"[ \t]{0,64}=[ \t]{0,64}(\w{1,32})",
+    )
     if m:
         c.setting("flash_attn", parse_bool(m.group(1)))
-    m = t.last(r"(?<![\w.])kv_unified\s*=\s*(\w+)")
+    m = t.last(after_word("kv_unified") + r"[ \t]{0,64}=[ \t]{0,64}(\w{1,32})")
     if m:
         c.setting("kv_unified", parse_bool(m.group(1)))
-    m_k = t.last(r"type_k\s*=\s*'(\w+)'", r"K \((\w+)\):\s*[\d.]+ MiB")
-    m_v = t.last(r"type_v\s*=\s*'(\w+)'", r"V \((\w+)\):\s*[\d.]+ MiB")
+    m_k = t.last(r"type_k[ \t]{0,64}=[ \t]{0,64}'(\w{1,32})'", rf"K \((\w{{1,32}})\):[ \t]{{0,64}}{NUM} MiB")
+    m_v = t.last(r"type_v[ \t]{0,64}=[ \t]{0,64}'(\w{1,32})'", rf"V \((\w{{1,32}})\):[ \t]{{0,64}}{NUM} MiB")
     if m_k:
         c.setting("kv_cache_dtype", m_k.group(1))
     if m_k and m_v and m_k.group(1) != m_v.group(1):
         c.notes.append(f"K cache {m_k.group(1)} and V cache {m_v.group(1)} differ; the K type is modelled")
-    devices = [m.group(1).strip() for m in t.all(r"Device \d+: (.+?), compute capability")]
-    devices = devices or [m.group(1) for m in t.all(r"using device \w+ \((.+?)\)")]
+    devices = [m.group(1).strip() for m in t.all(r"Device \d{1,4}: ([^\n]{1,256}?), compute capability")]
+    devices = devices or [m.group(1) for m in t.all(r"using device \w{1,32} \(([^()\n]{1,256})\)")]
     if devices:
         c.setting("gpu", devices[0])
         if len(set(devices)) > 1 or len(devices) > 1:
@@ -96,10 +102,21 @@ def read_llamacpp(t: LogText, c: Collector | None = None) -> Collector:
     # Buffers of the last model load (a log may hold several loads).
     loads = list(t.all(r"llama_model_loader: loaded meta data"))
     start = loads[-1].start() if loads else 0
-    m = t.last(r"offloaded (\d+)/(\d+) layers to GPU", start=start)
+    m = t.last(rf"offloaded ({DIGITS})/({DIGITS}) layers to GPU", start=start)
     if m:
         c.figure("gpu_layers", "offloaded layers to GPU", int(m.group(1)), "layers", m.group(0), m)
         c.setting("n_layers_total", int(m.group(2)))
+    # One pass over the "... buffer size = N MiB" lines (literal first, so the scan is fast); the
+    # words before it say which buffer: "CUDA0 model", "CUDA0 KV", "CUDA0 compute", or, in builds
+    # before mid-2024, "llm_load_tensors:      CUDA0" for the model.
+    lines: list[tuple[str, str, str, re.Match[str]]] = []  # (model | KV | compute, device, MiB, match)
+    for m in t.all(rf" buffer size[ \t]{{0,64}}=[ \t]{{0,64}}{NUM} (MiB)", start):
+        line_start = t.text.rfind("\n", 0, m.start()) + 1
+        words = t.text[max(line_start, m.start() - 256) : m.start()].split()
+        if len(words) >= 2 and words[-1] in ("model", "KV", "compute"):
+            lines.append((words[-1], words[-2], m.group(1), m))
+        elif len(words) >= 2 and words[-2].endswith("load_tensors:"):
+            lines.append(("model", words[-1], m.group(1), m))
     sums: dict[str, tuple[int, list[str], re.Match[str]]] = {}
     for what, key, on_gpu in (
         ("model", "model_buffer_bytes", True),
@@ -108,20 +125,16 @@ def read_llamacpp(t: LogText, c: Collector | None = None) -> Collector:
         ("compute", "compute_buffer_bytes", True),
     ):
         total, texts, first = 0, [], None
-        pattern = rf"(\S+) {what} buffer size\s*=\s*{NUM} (MiB)"
-        if what == "model":  # builds before mid-2024: "llm_load_tensors:      CUDA0 buffer size = ..."
-            pattern = rf"(?:(\S+) model|load_tensors:\s+(\S+)) buffer size\s*=\s*{NUM} (MiB)"
-        for m in t.all(pattern, start):
-            device, number = (m.group(1) or m.group(2), m.group(3)) if what == "model" else m.group(1, 2)
-            if _is_gpu_buffer(device) == on_gpu:
+        for kind, name, number, m in lines:
+            if kind == what and _is_gpu_buffer(name) == on_gpu:
                 total += to_bytes(number, "MiB")
-                texts.append(f"{device} {number} MiB")
+                texts.append(f"{name} {number} MiB")
                 first = first or m
         if first is not None:
             sums[key] = (total, texts, first)
     if "kv_buffer_bytes" not in sums:
         # Older builds print only the total: "KV self size  = 2944.00 MiB" (all layers, GPU or not).
-        m = t.last(rf"KV self size\s*=\s*{NUM} (MiB)", start=start)
+        m = t.last(rf"KV self size[ \t]{{0,64}}=[ \t]{{0,64}}{NUM} (MiB)", start=start)
         if m:
             sums["kv_buffer_bytes"] = (to_bytes(m.group(1), "MiB"), [m.group(0)], m)
     for key, (total, texts, first) in sums.items():

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 
-from vramcalc.logs.common import INT, NUM, Collector, LogText, parse_int, to_bytes
+from vramcalc.logs.common import DIGITS, INT, NUM, Collector, LogText, after_word, parse_int, to_bytes
 
 # vLLM prints GiB (bytes / 2^30). Its weights line before ~0.8 says "Loading model weights took
 # 14.9888 GB", but the figure is bytes / 2^30 too (vllm/worker/model_runner.py divides
 # `model_memory_usage` by `float(2**30)`; tests/calibration/measurements.yaml records the same), so
 # "GB" on that line, and on "Model loading took", is read as GiB. V0's "memory_usage_post_profile=...Gib"
 # typo is GiB as well.
+
+_UTIL = r"\d{0,20}\.?\d{1,20}(?!\d)"  # 0.9, .9, 1
 
 # Wording that only one engine generation prints. Source: vllm/worker/worker.py and
 # vllm/executor/gpu_executor.py (V0, <= 0.10); vllm/v1/worker/gpu_worker.py and
@@ -45,7 +47,7 @@ VLLM_MARKERS = (
 # vLLM refuses to start with these (V0 worker/cache_engine checks, V1 kv_cache_utils
 # check_enough_kv_cache_memory, gpu_worker request_memory).
 _VLLM_REFUSALS = (
-    r"max seq len \(\d+\) is larger than the maximum number of tokens that can be stored in KV cache",
+    r"max seq len \(\d{1,20}\) is larger than the maximum number of tokens that can be stored in KV cache",
     r"To serve at least one request with the models?'s max seq len",
     r"No available memory for the cache blocks",
     r"is less than desired GPU memory utilization",
@@ -64,40 +66,46 @@ def read_vllm(t: LogText) -> Collector:
     c = Collector(t)
     c.markers = [p for p in VLLM_MARKERS if t.has(p)]
 
-    m = t.last(r"vLLM API server version (\S+)", r"Initializing an? (?:V\d )?LLM engine \(v([^)\s]+)\)")
+    m = t.last(
+        r"vLLM API server version (\S{1,64})", r"Initializing an? (?:V\d )?LLM engine \(v([^)\s]{1,64})\)"
+    )
     if m:
         c.setting("version", m.group(1))
     m = t.last(
-        r"with config: model='([^']+)'",
-        r"(?<![\w.])model='([^']+)'",
-        r"'model': '([^']+)'",
-        r"(?<![\w.])model_tag='([^']+)'",
-        r"'model_tag': '([^']+)'",
-        r"Starting to load model (\S+?)(?:\.\.\.)?$",
+        r"with config: model='([^'\n]{1,1024})'",
+        after_word("model") + r"='([^'\n]{1,1024})'",
+        r"'model': '([^'\n]{1,1024})'",
+        after_word("model_tag") + r"='([^'\n]{1,1024})'",
+        r"'model_tag': '([^'\n]{1,1024})'",
+        r"Starting to load model (\S{1,1024}?)(?:\.\.\.)?$",
     )
     if m:
         c.setting("model", m.group(1).strip())
     m = t.last(
-        r"max_seq_len=(\d+)",
-        r"(?<![\w.])max_model_len=(\d+)",
-        r"'max_model_len': (\d+)",
-        r"Using max model len (\d+)",
+        rf"max_seq_len=({DIGITS})",
+        after_word("max_model_len") + rf"=({DIGITS})",
+        rf"'max_model_len': ({DIGITS})",
+        rf"Using max model len ({DIGITS})",
         rf"Maximum concurrency for {INT} tokens per request",
-        r"max seq len \((\d+)\)",
+        rf"max seq len \(({DIGITS})\)",
     )
     if m:
         c.setting("max_model_len", parse_int(m.group(1)))
     m = t.last(
-        r"Requested memory: (\d*\.?\d+) \(util\)",
-        r"gpu_memory_utilization \((\d*\.?\d+)\)",
-        r"(?<![\w.])gpu_memory_utilization(?:=|': )(\d*\.?\d+)",
+        rf"Requested memory: ({_UTIL}) \(util\)",
+        rf"gpu_memory_utilization \(({_UTIL})\)",
+        after_word("gpu_memory_utilization") + rf"(?:=|': )({_UTIL})",
     )
     if m:
         c.setting("gpu_memory_utilization", float(m.group(1)))
     c.arg("tensor_parallel_size", "tensor_parallel_size")
     c.arg("max_num_seqs", "max_num_seqs")
     c.arg("max_num_batched_tokens", "max_num_batched_tokens")
-    m = t.last(r"(?<![\w.])dtype=torch\.(\w+)", r"(?<![\w.])dtype='(\w+)'", r"'dtype': '(\w+)'")
+    m = t.last(
+        after_word("dtype") + r"=torch\.(\w{1,32})",
+        after_word("dtype") + r"='(\w{1,32})'",
+        r"'dtype': '(\w{1,32})'",
+    )
     if m:
         c.setting("dtype", m.group(1))
     c.arg("kv_cache_dtype", "kv_cache_dtype", kind=str)
@@ -120,9 +128,9 @@ def read_vllm(t: LogText) -> Collector:
         "total_gpu_memory",
         t.last(rf"total_gpu_memory={NUM}(GiB)", rf"total_gpu_memory \({NUM} ?(GiB)\)"),
     )
-    m = t.last(rf"Requested memory: \d*\.?\d+ \(util\), {NUM} ?(GiB)")
+    m = t.last(rf"Requested memory: {_UTIL} \(util\), {NUM} ?(GiB)")
     c.size("requested_bytes", "Requested memory", m)
-    m = t.last(rf"gpu_memory_utilization \(\d*\.?\d+\) = {NUM} ?(GiB)")
+    m = t.last(rf"gpu_memory_utilization \({_UTIL}\) = {NUM} ?(GiB)")
     c.size("requested_bytes", "total_gpu_memory x gpu_memory_utilization", m)
     c.size(
         "activation_peak_bytes",
@@ -158,7 +166,7 @@ def read_vllm(t: LogText) -> Collector:
     c.size(
         "cuda_graph_bytes",
         "Graph capturing finished ... took",
-        t.last(rf"Graph capturing finished in \d+(?:\.\d+)? secs?, took {NUM} ?(GiB)"),
+        t.last(rf"Graph capturing finished in \d{{1,20}}(?:\.\d{{1,20}})? secs?, took {NUM} ?(GiB)"),
     )
     c.size("kv_pool_bytes", "kv_cache_size", t.last(rf"kv_cache_size={NUM}(GiB)"))
     c.size("kv_pool_bytes", "reserved for KV Cache", t.last(rf"reserved for KV Cache is {NUM} ?(GiB)"))
@@ -168,14 +176,14 @@ def read_vllm(t: LogText) -> Collector:
         "available KV cache memory",
         t.last(rf"larger than the available KV cache memory \({NUM} ?(GiB)\)"),
     )
-    m = t.last(r"# (?:GPU|CUDA|cuda) blocks: (\d+)")
+    m = t.last(rf"# (?:GPU|CUDA|cuda) blocks: ({DIGITS})")
     if m:
         c.figure("num_gpu_blocks", m.group(0).split(":")[0], int(m.group(1)), "blocks", m.group(0), m)
     m = t.last(rf"GPU KV cache size: {INT} tokens")
     if m:
         c.figure("kv_capacity_tokens", "GPU KV cache size", parse_int(m.group(1)), "tokens", m.group(0), m)
     m = t.last(
-        rf"max seq len \(\d+\) is larger than the maximum number of tokens that can be stored in KV cache \({INT}\)"
+        rf"max seq len \({DIGITS}\) is larger than the maximum number of tokens that can be stored in KV cache \({INT}\)"
     )
     if m:
         text = f"maximum number of tokens that can be stored in KV cache ({m.group(1)})"
@@ -217,7 +225,7 @@ def vllm_era(t: LogText, version: str | None) -> tuple[str | None, str]:
     if v1 and not v0:
         return "V1", v1[0]
     if version is not None:
-        numbers = re.match(r"(\d+)\.(\d+)", version)
+        numbers = re.match(r"([0-9]{1,6})\.([0-9]{1,6})", version)
         if numbers is not None:
             # V1 became the default engine in vLLM 0.8.0.
             return ("V1" if (int(numbers.group(1)), int(numbers.group(2))) >= (0, 8) else "V0"), (
