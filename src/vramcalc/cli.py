@@ -889,11 +889,111 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise SystemExit(code)
 
 
+# Digits an integer option may have: every bound in vramcalc.limits is far below 10^18.
+_MAX_OPTION_INT = 10**18
+
+
+def _checked_number(value: Any) -> str | None:
+    """Why an option's value is refused (NaN, an infinity, an integer of 19 or more digits), or None."""
+    import math
+
+    for item in value if isinstance(value, list | tuple) else (value,):
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{item} is not a finite number"
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) >= _MAX_OPTION_INT:
+            return f"an integer of {len(str(abs(item))) if abs(item) < 10**4000 else 'thousands of'} digits is out of range"
+    return None
+
+
+def _guard_numbers(command: Any) -> None:
+    """Make every option and argument of every command refuse NaN, infinities and integers of 19 or
+    more digits once parsed, before any command sees them (the parser reads 'nan', 'inf' and
+    400-digit integers as valid)."""
+    for param in getattr(command, "params", ()):
+        parse = param.process_value
+
+        def checked(ctx: Any, value: Any, parse: Any = parse, param: Any = param) -> Any:
+            parsed = parse(ctx, value)
+            why = _checked_number(parsed)
+            if why is not None:
+                raise typer.BadParameter(why, ctx=ctx, param=param)
+            return parsed
+
+        param.process_value = checked
+    for sub in getattr(command, "commands", {}).values():
+        _guard_numbers(sub)
+
+
+def _discard_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that the interpreter's last flush of what could not
+    be written cannot fail again (and turn the exit status into 120)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # no real descriptor (a test's captured stdout)
+        pass
+
+
+class _WriteFailed(BaseException):
+    """Writing the output failed (a closed pipe, a full disk). A BaseException, so that no handler
+    between the write and main() (typer's own exits 1 on a closed pipe) takes it for another error."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class _Stdout:
+    """sys.stdout while a command runs: the same stream, but a failed write raises _WriteFailed."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except OSError as exc:
+            raise _WriteFailed(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise _WriteFailed(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+# A closed pipe ends the process as SIGPIPE would (the shell's 128 + 13 = 141), without a message:
+# `vramcalc check plans/ | head -1` is not an error worth a line, and it must not read as success.
+CLOSED_PIPE_EXIT = 128 + 13
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    """The last net: an exception no reader or validator turned into a VramcalcError. Every one is
+    a bug; the test suite fails whenever this fires (tests/conftest.py)."""
+    _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the one boundary where errors become a line on stderr and exit 2."""
-    command = typer.main.get_command(app)
+    stdout = sys.stdout
     try:
-        code = command.main(args=argv, prog_name="vramcalc", standalone_mode=False)
+        command = typer.main.get_command(app)
+        _guard_numbers(command)
+        sys.stdout = _Stdout(stdout)
+        try:
+            code = command.main(args=argv, prog_name="vramcalc", standalone_mode=False)
+            sys.stdout.flush()  # a closed pipe or a full disk shows here, inside the boundary
+        finally:
+            sys.stdout = stdout
+    except _WriteFailed as failed:
+        _discard_stdout()
+        if isinstance(failed.error, BrokenPipeError):
+            raise SystemExit(CLOSED_PIPE_EXIT) from None
+        _fail(f"cannot write output: {failed.error.strerror or failed.error}")
     except VramcalcError as exc:
         if _debug:
             traceback.print_exc()
@@ -901,8 +1001,9 @@ def main(argv: list[str] | None = None) -> None:
         for line in first:
             sys.stderr.write(f"vramcalc: error: {line}\n")
         _fail(last, exc.exit_code)
-    except BrokenPipeError:
-        raise SystemExit(0) from None
+    except BrokenPipeError:  # stderr (or a stream we did not wrap) closed: nothing left to say
+        _discard_stdout()
+        raise SystemExit(CLOSED_PIPE_EXIT) from None
     except Exception as exc:  # noqa: BLE001 - the one boundary that must never show a traceback
         if _debug:
             traceback.print_exc()
@@ -917,5 +1018,5 @@ def main(argv: list[str] | None = None) -> None:
         if callable(format_message) and hasattr(exc, "exit_code"):
             hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
             _fail(" ".join(str(format_message()).split()) + hint)
-        _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)")
+        _internal_error(exc)
     raise SystemExit(code if isinstance(code, int) else 0)
