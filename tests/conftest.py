@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
+from vramcalc import cli
 from vramcalc.catalog import Catalog
 from vramcalc.cli import main
 from vramcalc.core.engines.base import EngineSettings
@@ -60,6 +62,23 @@ class CliResult:
     exit_code: int
     stdout: str
     stderr: str
+
+
+@pytest.fixture(autouse=True)
+def internal_errors(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[BaseException]]:
+    """Every test fails when the CLI's last net ("internal error: ...") fires: each one is an input
+    no reader or validator turned into a one-line error. A test of the net itself clears the list."""
+    fired: list[BaseException] = []
+    real = cli._internal_error
+
+    def watch(exc: BaseException) -> NoReturn:
+        fired.append(exc)
+        real(exc)
+
+    monkeypatch.setattr(cli, "_internal_error", watch)
+    yield fired
+    if fired:
+        pytest.fail(f"the internal-error handler fired: {type(fired[0]).__name__}: {fired[0]}", pytrace=False)
 
 
 @pytest.fixture

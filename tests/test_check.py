@@ -680,3 +680,15 @@ def test_plan_with_a_local_model_directory(run_cli, tmp_path: Path) -> None:  # 
     assert catalog.exit_code == 0
     a, b = json.loads(local.stdout), json.loads(catalog.stdout)
     assert a["deployments"][0]["assessment"] == b["deployments"][0]["assessment"]
+
+
+def test_walking_a_directory_skips_yaml_that_is_not_a_plan(run_cli: Run) -> None:
+    """examples/ holds a GitHub workflow beside the plans: walked, it is skipped with a note on
+    stderr; named explicitly, it is still an error."""
+    r = run_cli("check", "examples")
+    assert r.exit_code == 1 and r.stdout.endswith("7 deployments in 7 files: 6 passed, 1 failed.\n")
+    assert (
+        r.stderr == "vramcalc: skipped examples/github-workflow.yml: not a plan (no top-level deployments)\n"
+    )
+    named = run_cli("check", "examples/github-workflow.yml")
+    assert named.exit_code == 2 and "unknown key 'name'" in named.stderr

@@ -759,6 +759,7 @@ def calibrate(
 
 def _write_atomically(path: Path, text: str) -> None:
     """Write to a temporary file next to `path`, then rename: a reader never sees half a report."""
+    import contextlib
     import tempfile
 
     try:
@@ -769,11 +770,12 @@ def _write_atomically(path: Path, text: str) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a report gets the usual mode, as `>` would
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(text)
         Path(tmp).replace(path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink(missing_ok=True)
         raise VramcalcError(f"--output {path}: cannot write ({exc.strerror})") from exc
 
 
@@ -800,7 +802,10 @@ def check(
     from vramcalc.core.check import check_all, users_curve
 
     fmt_name = _pick_format(fmt, json_out, CHECK_FORMATS)
-    results = check_all(plans.load_plans(paths, _catalog(catalog)))
+    skipped: list[str] = []
+    results = check_all(plans.load_plans(paths, _catalog(catalog), skipped))
+    for note in skipped:
+        sys.stderr.write(f"vramcalc: {note}\n")
     if fmt_name == "markdown":
         report = render.check_markdown(results, [users_curve(r.planned) for r in results])
     else:
@@ -952,7 +957,11 @@ class _Stdout:
 
     def write(self, text: str) -> int:
         try:
-            return int(self._stream.write(text))
+            try:
+                return int(self._stream.write(text))
+            except UnicodeEncodeError:  # a file name that is not valid UTF-8, on a strict stream
+                encoding = getattr(self._stream, "encoding", None) or "utf-8"
+                return int(self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding)))
         except OSError as exc:
             raise _WriteFailed(exc) from None
 
@@ -977,12 +986,25 @@ def _internal_error(exc: BaseException) -> NoReturn:
     _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)")
 
 
+_built: tuple[typer.Typer, Any] | None = None
+
+
+def _command() -> Any:
+    """The click command tree of `app` with its numbers guarded, built once per process (building
+    it takes ~20 ms; a test suite calls main() thousands of times)."""
+    global _built
+    if _built is None or _built[0] is not app:
+        command = typer.main.get_command(app)
+        _guard_numbers(command)
+        _built = (app, command)
+    return _built[1]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the one boundary where errors become a line on stderr and exit 2."""
     stdout = sys.stdout
     try:
-        command = typer.main.get_command(app)
-        _guard_numbers(command)
+        command = _command()
         sys.stdout = _Stdout(stdout)
         try:
             code = command.main(args=argv, prog_name="vramcalc", standalone_mode=False)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vramcalc import files
 from vramcalc import limits as lim
 from vramcalc.catalog import read_yaml_mapping
-from vramcalc.errors import CatalogError
+from vramcalc.core.engines import resolve_engine
+from vramcalc.core.formats import resolve_format
+from vramcalc.errors import CatalogError, VramcalcError
 from vramcalc.limits import MAX_PROJECT_FILE_BYTES
 
 PROJECT_FILES = ("vramcalc.toml", ".vramcalc.yaml")
@@ -39,6 +41,26 @@ class ProjectDefaults(BaseModel):
     min_speed: float | None = Field(
         default=None, ge=0, le=lim.MAX_TOKENS_PER_S, description="Slowest acceptable tokens/s per user."
     )
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, engine: str | None) -> str | None:
+        if engine is not None:
+            try:
+                resolve_engine(engine)
+            except VramcalcError as exc:
+                raise ValueError(str(exc)) from exc
+        return engine
+
+    @field_validator("quant")
+    @classmethod
+    def _known_format(cls, quant: str | None) -> str | None:
+        if quant is not None:
+            try:
+                resolve_format(quant)
+            except VramcalcError as exc:
+                raise ValueError(str(exc)) from exc
+        return quant
 
 
 def find_project_file(cwd: Path, explicit: Path | None) -> Path | None:
@@ -73,4 +95,4 @@ def load_project_defaults(path: Path) -> ProjectDefaults:
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(ProjectDefaults.model_fields)
             raise CatalogError(f"{path}: unknown key {where!r} (allowed: {allowed})") from exc
-        raise CatalogError(f"{path}: {where}: {err['msg']}") from exc
+        raise CatalogError(f"{path}: {where}: {str(err['msg']).removeprefix('Value error, ')}") from exc

@@ -2,7 +2,7 @@
 
 Each bound is far above the largest real value (named beside it) and low enough that the loops
 over layers, experts and users stay fast and every product of them stays an exact integer. The
-README's "Limits" section lists them; tests/test_readme.py checks it against this module.
+README's "Limits on input" section lists them; tests/test_fuzz.py checks it against this module.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import fnmatch
 import glob
 import os
@@ -22,6 +23,7 @@ from vramcalc.core.formats import resolve_format
 from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS
 from vramcalc.errors import PlanError, VramcalcError
 from vramcalc.limits import MAX_PLAN_FILES, MAX_WALK_ENTRIES
+from vramcalc.specs import one_line
 
 if TYPE_CHECKING:
     from vramcalc.importers import ResolvedModel
@@ -189,6 +191,8 @@ class Deployment(_Strict):
     )
     goals: Goals = Field(default_factory=Goals, description="Service goals (none by default).")
 
+    _one_line = field_validator("name")(one_line)
+
     @field_validator("quant")
     @classmethod
     def _known_format(cls, quant: str | None) -> str | None:
@@ -237,10 +241,11 @@ class Plan(_Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Plan:
-        names = [d.name for d in self.deployments if d.name]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        counts = collections.Counter(d.name for d in self.deployments if d.name)  # one pass, not n^2
+        dupes = sorted(n for n, k in counts.items() if k > 1)
         if dupes:
-            raise ValueError(f"deployment names must be unique in a file: {', '.join(dupes)} repeats")
+            shown = ", ".join(dupes[:5]) + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else "")
+            raise ValueError(f"deployment names must be unique in a file: {shown} repeats")
         return self
 
 
@@ -443,12 +448,31 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog) -> Planned
     )
 
 
-def load_plans(args: Iterable[str], catalog: Catalog) -> list[Planned]:
+def _not_a_plan(path: Path) -> bool:
+    """A YAML file found by walking a directory or a glob that has no top-level `deployments`
+    (a workflow, a catalog entry): not a plan, so it is skipped rather than refused."""
+    try:
+        data = read_yaml_mapping(
+            path, max_bytes=MAX_PLAN_FILE_BYTES, what="plan file", expected="plan fields (deployments: [...])"
+        )
+    except VramcalcError:
+        return False  # let read_plan report it as the plan error it is
+    return "deployments" not in data
+
+
+def load_plans(args: Iterable[str], catalog: Catalog, skipped: list[str] | None = None) -> list[Planned]:
     """Every deployment in the files that `args` name, resolved against the catalog. All problems
-    are collected, one line each, and raised together: nothing is checked when any input is bad."""
+    are collected, one line each, and raised together: nothing is checked when any input is bad.
+    Files found by walking a directory or glob that are not plans go to `skipped` (when given)."""
     planned: list[Planned] = []
     errors: list[str] = []
-    for path in plan_paths(list(args)):
+    arg_list = list(args)
+    named = {Path(a) for a in arg_list}
+    for path in plan_paths(arg_list):
+        if path not in named and _not_a_plan(path):
+            if skipped is not None:
+                skipped.append(f"skipped {path}: not a plan (no top-level deployments)")
+            continue
         try:
             plan = read_plan(path)
         except PlanError as exc:
@@ -464,4 +488,6 @@ def load_plans(args: Iterable[str], catalog: Catalog) -> list[Planned]:
                 errors += exc.messages
     if errors:
         raise PlanError(errors)
+    if not planned:
+        raise PlanError([f"{', '.join(arg_list)}: no plan (a YAML file with deployments:) among these files"])
     return planned

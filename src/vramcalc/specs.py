@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -15,6 +16,19 @@ class _Spec(BaseModel):
 
 
 Sources = tuple[str, ...]
+
+
+# Control characters (newlines, terminal escapes) and Unicode line separators: a name holding one
+# could start a new line of a CI log (a workflow command) or rewrite a terminal.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(value: object) -> object:
+    """A name or alias must be one line of printable text."""
+    for text in value if isinstance(value, tuple | list) else (value,):
+        if isinstance(text, str) and CONTROL_CHARACTERS.search(text):
+            raise ValueError(f"{text[:40]!r} holds a control character (a newline or escape); use plain text")
+    return value
 
 
 def _as_source_list(value: object) -> object:
@@ -185,6 +199,7 @@ class ModelSpec(_Spec):
     notes: tuple[str, ...] = ()
 
     _normalise_source = field_validator("source", mode="before")(_as_source_list)
+    _one_line = field_validator("name", "aliases", "family")(one_line)
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
@@ -272,3 +287,4 @@ class GpuSpec(_Spec):
     notes: tuple[str, ...] = ()
 
     _normalise_source = field_validator("source", mode="before")(_as_source_list)
+    _one_line = field_validator("name", "aliases")(one_line)

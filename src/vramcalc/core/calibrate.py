@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vramcalc import limits as lim
 from vramcalc.core.engines import get_engine, resolve_engine
 from vramcalc.core.engines.base import Engine, EngineSettings
 from vramcalc.core.engines.common import parse_version
@@ -259,6 +260,25 @@ def _check_formats(facts: LogFacts, quant: str | None, kv: str) -> None:
         ) from None
 
 
+_LOG_BOUNDS = {
+    "max_num_seqs": lim.MAX_USERS,
+    "max_num_batched_tokens": lim.MAX_CTX_TOKENS,
+    "ubatch": lim.MAX_CTX_TOKENS,
+    "tp": lim.MAX_TP,
+}
+
+
+def _check_log_numbers(numbers: dict[str, tuple[int, int]]) -> None:
+    """Each count the log states in [1, its bound] (vramcalc.limits), or a one-line error naming it."""
+    for what, (value, bound) in numbers.items():
+        if not 1 <= value <= bound:
+            shown = f"{value:,}" if abs(value) < 10**30 else "a number of more than 30 digits"
+            raise SpecError(
+                f"the log's {what} {shown} is outside what vramcalc accepts (1 to {bound:,}); "
+                "not a real startup log"
+            )
+
+
 def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
     """The log's settings as our inputs; anything the log does not state takes the engine's default
     and is listed as an assumption."""
@@ -356,6 +376,10 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
         ubatch=int(settings["ubatch"]) if "ubatch" in settings else None,
         flash_attn=bool(settings["flash_attn"]) if "flash_attn" in settings else None,
         tp=int(settings.get("tp", 1)),
+    )
+    _check_log_numbers(
+        {"context": (ctx, lim.MAX_CTX_TOKENS), "sequences": (users, lim.MAX_USERS)}
+        | {key: (int(value), _LOG_BOUNDS[key]) for key, value in wanted.items() if key in _LOG_BOUNDS}
     )
     if model.max_position_embeddings < ctx:
         assumptions.append(

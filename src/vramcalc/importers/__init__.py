@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from vramcalc import files
 from vramcalc.core.formats import StoredWeights, WeightFormat
 from vramcalc.errors import ModelFileError, UnknownModelError
-from vramcalc.specs import ModelSpec
+from vramcalc.specs import CONTROL_CHARACTERS, ModelSpec
 
 if TYPE_CHECKING:
     from vramcalc.catalog import Catalog
@@ -119,6 +119,11 @@ def _gguf_choices(folder: Path) -> list[Path]:
     return out
 
 
+def _printable(name: str) -> str:
+    """A model name from a file (a directory name, GGUF general.name) as one line of text."""
+    return CONTROL_CHARACTERS.sub("?", name)[:200] or "model"
+
+
 def _missing_reason(path: Path) -> str:
     """Why a path that does not resolve does not: its OSError's words, else no such file."""
     try:
@@ -153,7 +158,7 @@ def load_config(
 
     cfg = config_json.read_config(path)
     where = str(path)
-    label = hf_id or (path.parent.name if path.name == "config.json" else path.stem)
+    label = _printable(hf_id or (path.parent.name if path.name == "config.json" else path.stem))
     source = [
         f"{hf_id} @ {revision} config.json" if hf_id else f"{path} (config.json sha256:{_sha256(path)[:16]})"
     ]
@@ -222,7 +227,7 @@ def load_gguf(path: Path, *, hf_id: str | None = None, revision: str | None = No
     first = model.paths[0]
     base_name = gguf_file._SHARD.sub(r"\g<base>", first.name).removesuffix(".gguf")
     general = model.metadata.get("general.name")
-    label = hf_id or (general[:200] if isinstance(general, str) and general else base_name)
+    label = _printable(hf_id or (general[:200] if isinstance(general, str) and general else base_name))
     sources = [f"{hf_id} @ {revision}" if hf_id else str(first)] + [
         f"{p.name} header sha256:{gguf_file.header_sha256(p, _header_len(p, model))[:16]}"
         for p in model.paths

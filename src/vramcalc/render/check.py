@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from vramcalc.core.estimate import SCHEMA_VERSION
 from vramcalc.render.assessment import assessment_dict, miss_dict
-from vramcalc.render.common import _md_cell, users_chart
+from vramcalc.render.common import _md_cell, md_code, plain, users_chart, xml_text
 from vramcalc.units import gib, plural
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ _LAYOUT_WORDS = {
 
 
 def _where(r: CheckResult) -> str:
+    """file:line, the file as given (render it with plain(), md_code() or an escape per format)."""
     p = r.planned
     return f"{p.source}:{p.line}" if p.line else p.source
 
@@ -111,7 +112,7 @@ def check_summary(results: list[CheckResult]) -> str:
 def check_text(results: list[CheckResult]) -> str:
     out: list[str] = []
     for r in results:
-        out.append(f"{'PASS' if r.passed else 'FAIL'} {r.planned.name} ({_where(r)})")
+        out.append(f"{'PASS' if r.passed else 'FAIL'} {plain(r.planned.name)} ({plain(_where(r))})")
         out += [f"     {line}" for line in [check_setup(r), *check_lines(r)]]
     out.append(check_summary(results))
     return "\n".join(out) + "\n"
@@ -204,6 +205,9 @@ def check_junit(results: list[CheckResult]) -> str:
                     case, "failure", type="capacity", message="; ".join(miss_text(r, m) for m in r.misses)
                 )
                 failure.text = body
+    for element in root.iter():  # names and paths are user text: keep only what XML 1.0 allows
+        element.text = xml_text(element.text) if element.text else element.text
+        element.attrib = {k: xml_text(v) for k, v in element.attrib.items()}
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
@@ -225,7 +229,7 @@ def check_github(results: list[CheckResult]) -> str:
     for r in results:
         p = r.planned
         if r.passed:
-            out.append(f"PASS {p.name} ({_where(r)})")
+            out.append(f"PASS {plain(p.name)} ({plain(_where(r))})")  # a log line: never a command
             continue
         title = f"vramcalc: {p.name} does not pass"
         message = "\n".join([check_setup(r), *check_lines(r)])
@@ -256,14 +260,18 @@ def check_markdown(results: list[CheckResult], curves: list[tuple[Assessment, ..
         ttft = "-" if a.ttft_s is None else f"{a.ttft_s:.2f}"
         lines.append(
             f"| {mark} | {_md_cell(p.name)} | {gpus} | {p.request.users} x {p.request.ctx_tokens:,} | "
-            f"{gib(a.demand_bytes):.2f} | {gib(a.budget_bytes):.2f} | {a.verdict} | {tps} | {ttft} | `{_where(r)}` |"
+            f"{gib(a.demand_bytes):.2f} | {gib(a.budget_bytes):.2f} | {a.verdict} | {tps} | {ttft} | {md_code(_where(r))} |"
         )
     for r, curve in zip(results, curves or [], strict=False):
         title = f"{r.planned.name}: GiB per GPU by users on {r.planned.gpu.id} (bar), usable memory (line)"
         bars, usable = [a.per_gpu_bytes for a in curve], [a.usable_bytes for a in curve]
         lines += ["", *users_chart(title, [a.users for a in curve], [bars], [usable])]
     for r in failed:
-        lines += ["", f"**{_md_cell(r.planned.name)}** (`{_where(r)}`) does not pass: {check_setup(r)}", ""]
+        lines += [
+            "",
+            f"**{_md_cell(r.planned.name)}** ({md_code(_where(r))}) does not pass: {_md_cell(check_setup(r))}",
+            "",
+        ]
         lines += [f"- {miss_text(r, m)}" for m in r.misses]
         lines.append(f"- {_serves_text(r)}")
         if r.fixes:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
+from vramcalc.specs import CONTROL_CHARACTERS
 from vramcalc.units import gib
 
 if TYPE_CHECKING:
@@ -36,8 +38,37 @@ def _figure_text(value: int | float | bool, unit: str) -> str:
     return f"{value:,} {unit}".strip()
 
 
+# Control characters and line separators (specs.CONTROL_CHARACTERS): what can end a line (and so
+# start a workflow command), move a terminal's cursor, or make XML invalid.
+_CONTROL = CONTROL_CHARACTERS
+# What XML 1.0 allows: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF].
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def plain(text: str) -> str:
+    """User text (a name, a file path) on one line: control characters shown as escapes (\\x0a),
+    so no name can start a new line of output (a CI log would read it as a workflow command)."""
+    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def xml_text(text: str) -> str:
+    """Text XML 1.0 can hold: the characters it forbids (most control characters, lone
+    surrogates, U+FFFE/U+FFFF) dropped."""
+    return _NOT_XML.sub("", text)
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Text for a Markdown table cell or line: on one line, `|` escaped (GFM splits cells on it,
+    even inside code spans)."""
+    return plain(text).replace("|", "\\|")
+
+
+def md_code(text: str) -> str:
+    """A Markdown code span of `text` that no backtick inside it can close early."""
+    body = _md_cell(text)
+    fence = "`" * (max((len(run) for run in re.findall("`+", body)), default=0) + 1)
+    pad = " " if body.startswith("`") or body.endswith("`") else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
 
 
 class Fit:
@@ -94,7 +125,7 @@ def users_chart(title: str, users: list[int], bars: list[list[int]], lines: list
     out = [
         "```mermaid",
         "xychart-beta",
-        f'    title "{title.replace(chr(34), chr(39))}"',
+        f'    title "{plain(title).replace(chr(34), chr(39))}"',
         f'    x-axis "users" [{", ".join(str(u) for u in users)}]',
         f'    y-axis "GiB per GPU" 0 --> {gib(top) * 1.1:.0f}',
     ]

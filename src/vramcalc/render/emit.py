@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING, Any
 
+from vramcalc.render.common import plain
 from vramcalc.units import plural
 
 if TYPE_CHECKING:
@@ -12,8 +14,6 @@ if TYPE_CHECKING:
 
 def _shell_command(c: Command) -> str:
     """Environment, the program, then one flag (with its value) per line, joined with backslashes."""
-    import shlex
-
     lines = [f"{k}={shlex.quote(v)}" for k, v in c.env] + [shlex.join(c.program)]
     rest = list(c.args)
     while rest:
@@ -29,12 +29,19 @@ def launch_text(launches: list[Launch]) -> str:
     for la in launches:
         p = la.planned
         where = f"{p.source}:{p.line}" if p.line else p.source
+        # Comments hold user text (names, paths) on one line each: a newline in a name must not
+        # become a command when the output is run.
         out.append(
-            f"# {p.name} ({where}): {la.engine}, {plural(p.request.users, 'user')} x {p.request.ctx_tokens:,} tokens"
+            f"# {plain(p.name)} ({plain(where)}): {la.engine}, {plural(p.request.users, 'user')} x "
+            f"{p.request.ctx_tokens:,} tokens"
         )
-        out += [f"# {n}" for n in la.notes]
+        out += [f"# {plain(n)}" for n in la.notes]
         for name, text in la.files:
-            out += [f"cat > {name} <<'EOF'", text.rstrip("\n"), "EOF"]
+            body = text.rstrip("\n")
+            end = "EOF"
+            while end in body.splitlines():  # a line of the file that would end the here-document
+                end += "_"
+            out += [f"cat > {shlex.quote(name)} <<'{end}'", body, end]
         if len(la.commands) == 1:
             out.append(_shell_command(la.commands[0]))
         else:
