@@ -312,7 +312,8 @@ def estimate(
         typer.Option(
             "--prompt-tokens",
             metavar="TOKENS",
-            help="Prompt length inside --ctx (transformers); default --ctx less the output.",
+            help="Prompt tokens per request, inside --ctx (default --ctx less the output): sets the first "
+            "token time and the prefill share of each step.",
         ),
     ] = None,
     cpu_offload_gb: Annotated[
@@ -321,6 +322,12 @@ def estimate(
             "--cpu-offload-gb",
             metavar="GIB",
             help="vLLM: GiB of weights kept in host memory, copied over PCIe every step.",
+        ),
+    ] = None,
+    enforce_eager: Annotated[
+        bool | None,
+        typer.Option(
+            "--enforce-eager", help="vLLM --enforce-eager / SGLang --disable-cuda-graph (slower steps)."
         ),
     ] = None,
     allow_long_ctx: Annotated[
@@ -362,7 +369,15 @@ def estimate(
     resolved = _resolve(model, cat, online)
     gpu_spec = cat.gpus.get(gpu) if gpu else None
     settings = EngineSettings(
-        gpu_util, max_num_seqs, max_num_batched_tokens, ubatch, flash_attn, 1, prompt_tokens, cpu_offload_gb
+        gpu_util,
+        max_num_seqs,
+        max_num_batched_tokens,
+        ubatch,
+        flash_attn,
+        1,
+        prompt_tokens,
+        cpu_offload_gb,
+        enforce_eager,
     )
     if bits is not None and quant is not None:
         raise SpecError("give --bits or --quant, not both")
@@ -498,6 +513,14 @@ def recommend(
             "--output-tokens", metavar="TOKENS", help="Output tokens per request, inside --ctx (default 512)."
         ),
     ] = None,
+    prompt_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--prompt-tokens",
+            metavar="TOKENS",
+            help="Prompt tokens per request, inside --ctx (default --ctx less the output).",
+        ),
+    ] = None,
     host_bandwidth: Annotated[
         float | None,
         typer.Option(
@@ -566,6 +589,7 @@ def recommend(
         max_gpus=pick(max_gpus, "max_gpus", 8),
         min_tokens_per_s=pick(min_speed, "min_speed", 10.0),
         output_tokens=output_tokens,
+        prompt_tokens=prompt_tokens,
         host_bandwidth_gbs=HOST_MEMORY_BANDWIDTH_GBS if host_bandwidth is None else host_bandwidth,
         allow_long_ctx=allow_long_ctx,
     )

@@ -80,7 +80,11 @@ class EngineOptions(_Strict):
         default=None,
         gt=0,
         le=lim.MAX_CTX_TOKENS,
-        description="transformers only: prompt tokens inside ctx (default: ctx).",
+        description="Same as the deployment's prompt_tokens (kept for plans written before it moved there).",
+    )
+    enforce_eager: bool | None = Field(
+        default=None,
+        description="vLLM --enforce-eager / SGLang --disable-cuda-graph: no CUDA graphs, slower steps.",
     )
 
 
@@ -165,6 +169,13 @@ class Deployment(_Strict):
         le=lim.MAX_CTX_TOKENS,
         description="Output tokens per request, inside ctx (default 512, at most half of ctx): how long "
         "a request holds its KV cache, which sets the queue wait.",
+    )
+    prompt_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        le=lim.MAX_CTX_TOKENS,
+        description="Prompt tokens per request, inside ctx (default: ctx less output_tokens): sets the "
+        "time to first token and the prefill share of each step.",
     )
     host_bandwidth_gbs: float | None = Field(
         default=None,
@@ -409,6 +420,16 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog) -> Planned
             ]
         )
     s = d.settings
+    if d.prompt_tokens is not None and s.prompt_tokens is not None:
+        raise PlanError([f"{where('prompt_tokens')}: given twice (here and under settings); keep one"])
+    prompt = d.prompt_tokens or s.prompt_tokens
+    if prompt is not None and prompt + (d.output_tokens or 1) > d.ctx:
+        raise PlanError(
+            [
+                f"{where('prompt_tokens')}: {prompt:,} + output_tokens {d.output_tokens or 1:,} is above ctx "
+                f"{d.ctx:,} (ctx holds prompt + output); raise ctx or shorten the prompt"
+            ]
+        )
     request = Request(
         model=model,
         users=d.users,
@@ -433,8 +454,9 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog) -> Planned
             s.ubatch,
             s.flash_attn,
             1,
-            s.prompt_tokens,
+            prompt,
             s.cpu_offload_gb,
+            s.enforce_eager,
         ),
     )
     return Planned(

@@ -12,7 +12,8 @@ from vramcalc.core.engines.common import CUDA_CONTEXT_BYTES, cuda_total_bytes
 from vramcalc.core.estimate import Estimate, Workload, usable_gpu_bytes, users_kv_bytes
 from vramcalc.core.formats import WeightFormat
 from vramcalc.core.scenario import Scenario, run
-from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS, Speed, speed
+from vramcalc.core.serving import Arrival, Load, Serving, serve
+from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS, Speed, speed_of, stepper
 from vramcalc.errors import SpecError
 from vramcalc.specs import GpuSpec, ModelSpec
 from vramcalc.units import GIB, gib, plural
@@ -70,6 +71,7 @@ class Deployment:
     headroom: float = 0.0
     min_tokens_per_s: float = 0.0
     max_ttft_s: float | None = None
+    arrival: Arrival = "closed"  # how users send requests (core.serving.Load); benchmarks may burst
 
     @property
     def replicas(self) -> int:
@@ -90,11 +92,16 @@ class Deployment:
     @property
     def output(self) -> int:
         """Output tokens per request: as given, else the default (at most half the context)."""
-        return self.output_tokens or max(1, min(DEFAULT_OUTPUT_TOKENS, self.ctx_tokens // 2))
+        room = (
+            self.ctx_tokens - self.settings.prompt_tokens
+            if self.settings.prompt_tokens
+            else self.ctx_tokens // 2
+        )
+        return self.output_tokens or max(1, min(DEFAULT_OUTPUT_TOKENS, room))
 
     @property
     def prompt_tokens(self) -> int:
-        """Prompt tokens per request: the context less the output (transformers: --prompt-tokens)."""
+        """Prompt tokens per request: as given (--prompt-tokens), else the context less the output."""
         return self.settings.prompt_tokens or max(1, self.ctx_tokens - self.output)
 
 
@@ -134,7 +141,8 @@ class Assessment:
     kv_bytes: int  # KV of the replica's users on the busiest GPU
     kv_pool_bytes: int | None  # what the engine's KV pool holds there (vLLM, SGLang, TGI)
     offloaded_bytes: int  # weights and KV living in host memory, read every token
-    speed: Speed | None  # the running batch of one replica
+    speed: Speed | None  # the running batch of one replica, decoding alone
+    serving: Serving | None  # one replica under the load: TPOT, TTFT, throughput (core.serving)
     decode_tokens_per_s_per_user: float | None
     aggregate_tokens_per_s: float | None
     ttft_s: float | None
@@ -196,6 +204,17 @@ def validate(d: Deployment) -> None:
         raise SpecError(
             f"--output-tokens must be at least 1 and below --ctx {d.ctx_tokens:,} (the context holds "
             f"the prompt and the output), got {d.output_tokens:,}"
+        )
+    prompt = d.settings.prompt_tokens
+    if prompt is not None and not 1 <= prompt < d.ctx_tokens:
+        raise SpecError(
+            f"--prompt-tokens must be at least 1 and below --ctx {d.ctx_tokens:,} (the context holds "
+            f"the prompt and the output), got {prompt:,}"
+        )
+    if prompt is not None and d.output_tokens is not None and prompt + d.output_tokens > d.ctx_tokens:
+        raise SpecError(
+            f"--prompt-tokens {prompt:,} + --output-tokens {d.output_tokens:,} = {prompt + d.output_tokens:,} "
+            f"is above --ctx {d.ctx_tokens:,}; raise --ctx or shorten one of them"
         )
     if not math.isfinite(d.host_bandwidth_gbs) or d.host_bandwidth_gbs <= 0:
         raise SpecError(f"--host-bandwidth must be a positive number of GB/s, got {d.host_bandwidth_gbs}")
@@ -299,7 +318,7 @@ def _pool_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
         reasons.append(
             f"{name} runs {running} of {plural(users, 'request')} at once ({why}); the other "
             f"{users - running} {'waits' if users - running == 1 else 'wait'} in its queue: memory stays at "
-            "the pre-allocation, speed is shared"
+            "the pre-allocation; the running ones stream at full speed, the others wait for a place"
         )
         return _Memory("queues", running, per_gpu, demand, kv_all, pool, offload, 0, True, tuple(reasons))
     if offload:
@@ -463,38 +482,38 @@ def _assess(d: Deployment) -> Assessment:
     mem = _memory(d, sc, users, usable)
     budget = int((1 - d.headroom) * usable)
     spd: Speed | None = None
+    srv: Serving | None = None
     per_user = aggregate = ttft = wait = None
     if mem.running > 0:
-        spd = speed(
+        st = stepper(
             e,
             d.gpu,
-            mem.running,
             gpus_per_replica=d.tp,
-            prompt_tokens=d.prompt_tokens,
             offloaded_bytes=mem.host_weight_bytes,
             offload_over_pcie=mem.over_pcie,
             host_kv_bytes=mem.host_kv_bytes,
             host_bandwidth_gbs=d.host_bandwidth_gbs,
         )
-        rate = mem.running / spd.step_s  # tokens/s of the running batch
-        per_user = rate / users
-        aggregate = rate * d.replicas
-        ttft = spd.ttft_s
+        spd = speed_of(st, mem.running, d.prompt_tokens)
+        srv = serve(st, _load(d, e, users, mem.running))
+        per_user = srv.decode_tokens_per_s_per_user
+        aggregate = srv.output_tokens_per_s * d.replicas
+        ttft = srv.ttft_s
         if mem.running < users:
-            waves = math.ceil(users / mem.running)
-            wait = (waves - 1) * ((ttft or 0.0) + d.output * spd.step_s)
+            wait = srv.queue_s
     reasons = list(mem.reasons)
     if d.replicas > 1:
         reasons.append(f"{d.replicas} replicas, each with its own copy, serve {plural(users, 'user')} each")
-    if spd is not None and per_user is not None:
+    if srv is not None and spd is not None:
         reasons.append(
-            f"decode {per_user:.1f} tokens/s per user ({mem.running} running, step {spd.step_s * 1000:.1f} ms, "
-            f"{spd.bound}-bound)"
-            + (f"; first token after {ttft:.2f} s for a {d.prompt_tokens:,}-token prompt" if ttft else "")
+            f"decode {srv.decode_tokens_per_s_per_user:.1f} tokens/s per user ({srv.running} running, step "
+            f"{srv.step_s * 1000:.1f} ms with the prompts chunked in, {spd.bound}-bound); first token after "
+            f"{srv.ttft_s:.2f} s for a {d.prompt_tokens:,}-token prompt; {srv.output_tokens_per_s * d.replicas:,.0f} "
+            f"output tokens/s in all"
         )
-    if wait is not None:
+    if srv is not None and wait is not None:
         reasons.append(
-            f"if all {users} ask at once, the last wait {wait:.1f} s for a place "
+            f"{users - srv.running} of {users} users wait {wait:.1f} s for a place before each request "
             f"({d.output:,} output tokens per request)"
         )
     host = (mem.host_weight_bytes + mem.host_kv_bytes) / GIB
@@ -514,6 +533,7 @@ def _assess(d: Deployment) -> Assessment:
         kv_pool_bytes=mem.pool_bytes,
         offloaded_bytes=mem.host_weight_bytes + mem.host_kv_bytes,
         speed=spd,
+        serving=srv,
         decode_tokens_per_s_per_user=per_user,
         aggregate_tokens_per_s=aggregate,
         ttft_s=ttft,
@@ -523,6 +543,14 @@ def _assess(d: Deployment) -> Assessment:
         misses=(),
     )
     return replace(a, users_at_once=min(d.users, a.users_at_once), misses=_misses(a))
+
+
+def _load(d: Deployment, e: Estimate, users: int, running: int) -> Load:
+    """The deployment's users as a closed loop on one replica. transformers' generate() takes the
+    whole batch at once: every prompt in one forward, then the batch decodes together."""
+    if d.engine.partition("@")[0] == "transformers":
+        return Load(running, d.prompt_tokens, d.output, running, running * d.prompt_tokens, "burst")
+    return Load(users, d.prompt_tokens, d.output, running, e.plan.prefill_tokens, d.arrival)
 
 
 def _misses(a: Assessment) -> tuple[Miss, ...]:

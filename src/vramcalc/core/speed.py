@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from vramcalc.core.engines.common import version_at_least
@@ -34,6 +35,12 @@ DECODE_OVERHEAD_PER_LAYER_S = {
     "tgi": 0.00008,
     "transformers": 0.00100,
 }
+# Source: per-layer cost of a step run eagerly (vLLM --enforce-eager, SGLang --disable-cuda-graph):
+# every kernel launched from Python, about 10 launches per decoder layer at ~10 us each (PyTorch
+# eager launch latency). Placeholder until fitted (scripts/fit_speed.py).
+EAGER_OVERHEAD_PER_LAYER_S = {"vllm": 0.00010, "sglang": 0.00010}
+# Source: fixed cost per step outside the layers (scheduler, sampler, output processing).
+STEP_OVERHEAD_S: dict[str, float] = {}
 # Source: transformers' DynamicCache grows by torch.cat every step, so each step reads the old
 # cache, writes the new one and reads it again in attention (transformers/cache_utils.py); paged
 # engines read each sequence's KV once per step.
@@ -41,7 +48,7 @@ KV_PASSES_PER_STEP = {"transformers": 3}
 
 # Source: prefill is compute-bound; 0.5-0.7 x dense peak on NVIDIA datacenter parts for PyTorch
 # engines (shared/reference/gpus.yaml estimation_hints; MAMF 0.80 on H100 for the best GEMM shape).
-# llama.cpp and Ollama take the GGUF kernel paths below instead (gguf_prefill_s).
+# llama.cpp and Ollama take the GGUF kernel paths below instead (gguf_prefill_gemm_s).
 PREFILL_COMPUTE_EFFICIENCY = 0.55
 
 # Which kernel multiplies a GGUF weight matrix during prompt processing (ggml-cuda).
@@ -180,43 +187,185 @@ def prefill_kernel(e: Estimate, gpu: GpuSpec, ggml_type: str) -> PrefillKernel |
     return PrefillKernel("dequantize+cublas-f16", fp16, True)
 
 
-def gguf_prefill_s(e: Estimate, gpu: GpuSpec, prompt: int, gpus_per_replica: int) -> float | None:
-    """Prompt time on llama.cpp's GPU kernels, seconds, summed over the decoder matrices:
-    2 x params x prompt / min(eff x kernel peak, TFLOPS-per-watt x TDP) (for MoE, the routed
-    experts' FLOPs x k/E), attention FLOPs on the 16-bit path, and on the dequantize path
-    ceil(prompt / ubatch) writes of an F16 copy (stored bytes read + 2 B per weight written) at the
-    decode bandwidth. The output matrix runs for the last token only (llama-bench and servers ask
-    for one row of logits), so it only adds its read; the whole prompt reads the weights at least
-    once. None when a kernel has no tensor figure."""
+def _gguf_rate(gpu: GpuSpec, kernel: PrefillKernel) -> float:
+    """FLOP/s a prompt GEMM reaches on `kernel`: min(eff x kernel peak, TFLOPS-per-watt x TDP)."""
+    achieved = GGUF_PREFILL_GEMM_EFFICIENCY * kernel.peak_tflops
+    cap = GGUF_PREFILL_TFLOPS_PER_WATT * gpu.tdp_w if gpu.tdp_w else None
+    return (min(achieved, cap) if cap else achieved) * 1e12
+
+
+def gguf_prefill_gemm_s(e: Estimate, gpu: GpuSpec, prompt: int) -> float | None:
+    """Prompt GEMM time on llama.cpp's GPU kernels, seconds, summed over the decoder matrices:
+    2 x params x prompt / rate (for MoE, the routed experts' FLOPs x k/E), and attention FLOPs on
+    the 16-bit path. The output matrix runs for the last token only (llama-bench and servers ask
+    for one row of logits). None when a kernel has no tensor figure."""
     m = e.model
     tensors = tensor_inventory(m)
     types = stored_tensor_types(e.weight_format, m, tensors)
-    sizes = tensor_bytes(e.weight_format, m, tensors)
     routed = m.moe.experts_per_token / m.moe.num_experts if m.moe else 1.0
-    cap = GGUF_PREFILL_TFLOPS_PER_WATT * gpu.tdp_w if gpu.tdp_w else None
-
-    def rate(kernel: PrefillKernel) -> float:
-        achieved = GGUF_PREFILL_GEMM_EFFICIENCY * kernel.peak_tflops
-        return (min(achieved, cap) if cap else achieved) * 1e12
-
     attention = prefill_kernel(e, gpu, "F16")
     if attention is None:
         return None
-    gemm_s = prompt * attention_flops_per_token(m, prompt) / 2 / rate(attention)
-    dequant_bytes = 0
-    for t, ggml_type, size in zip(tensors, types, sizes, strict=True):
+    gemm_s = prompt * attention_flops_per_token(m, prompt) / 2 / _gguf_rate(gpu, attention)
+    for t, ggml_type in zip(tensors, types, strict=True):
         if t.role not in DECODER_MATRIX_ROLES:
             continue
         kernel = prefill_kernel(e, gpu, ggml_type)
         if kernel is None:
             return None
         share = routed if t.role in EXPERT_ROLES else 1.0
-        gemm_s += 2.0 * t.params * share * prompt / rate(kernel)
-        if kernel.dequantizes:
+        gemm_s += 2.0 * t.params * share * prompt / _gguf_rate(gpu, kernel)
+    return gemm_s
+
+
+def gguf_dequantize_s(e: Estimate, gpu: GpuSpec, prompt: int) -> float:
+    """On the dequantize + cuBLAS path, ceil(prompt / ubatch) writes of an F16 copy of each
+    quantized matrix (stored bytes read + 2 B per weight written) at the decode bandwidth."""
+    m = e.model
+    tensors = tensor_inventory(m)
+    types = stored_tensor_types(e.weight_format, m, tensors)
+    sizes = tensor_bytes(e.weight_format, m, tensors)
+    dequant_bytes = 0
+    for t, ggml_type, size in zip(tensors, types, sizes, strict=True):
+        kernel = prefill_kernel(e, gpu, ggml_type)
+        if t.role in DECODER_MATRIX_ROLES and kernel is not None and kernel.dequantizes:
             dequant_bytes += size + 2 * t.params
     bandwidth = gpu.memory_bandwidth_gbs * GB * DECODE_BANDWIDTH_EFFICIENCY[e.plan.engine]
     ubatches = -(-prompt // max(1, e.plan.prefill_tokens))
-    return max(gemm_s / gpus_per_replica, e.weights_bytes / bandwidth) + ubatches * dequant_bytes / bandwidth
+    return ubatches * dequant_bytes / bandwidth
+
+
+@dataclass(frozen=True, slots=True)
+class Stepper:
+    """The cost of one forward step of one replica as a function of what runs in it: `seqs`
+    decoding sequences and `prefill_tokens` prompt tokens chunked into the same step (continuous
+    batching with chunked prefill, as vLLM V1, SGLang, TGI and llama-server schedule)."""
+
+    e: Estimate
+    gpu: GpuSpec
+    gpus_per_replica: int
+    bandwidth_bytes_per_s: float
+    weights_on_gpu_bytes: int
+    kv_per_sequence_bytes: float
+    host_kv_share: float
+    offloaded_bytes: int
+    host_bytes_per_s: float
+    peak_tflops: float | None
+    overhead_s: float
+
+    def kv_read_bytes(self, seqs: float) -> float:
+        passes = KV_PASSES_PER_STEP.get(self.e.plan.engine, 1)
+        return self.kv_per_sequence_bytes * seqs * (1 - self.host_kv_share) * passes
+
+    def memory_s(self, seqs: float, prefill_tokens: float = 0.0) -> float:
+        """Bytes the step reads from GPU memory / achieved bandwidth: the weights once (for MoE,
+        the experts the step's tokens touch) + every running sequence's KV."""
+        tokens = max(1, math.ceil(seqs + prefill_tokens))
+        weights = active_weight_bytes(self.e.model, self.weights_on_gpu_bytes, tokens)
+        return (weights + self.kv_read_bytes(seqs)) / self.bandwidth_bytes_per_s
+
+    def decode_compute_s(self, seqs: float) -> float:
+        """2 x active params x seqs + attention FLOPs at the context, at decode efficiency."""
+        if not self.peak_tflops:
+            return 0.0
+        m = self.e.model
+        context = max(1, int(self.e.workload.fill * self.e.workload.ctx_tokens))
+        flops = seqs * (2.0 * param_counts(m).active + attention_flops_per_token(m, context))
+        return flops / self.gpus_per_replica / (self.peak_tflops * 1e12 * DECODE_COMPUTE_EFFICIENCY)
+
+    def prefill_compute_s(self, prompt_tokens: int) -> float:
+        """GEMM and attention time of one `prompt_tokens` prompt, without the weight-read floor."""
+        if self.e.plan.engine in GGUF_ENGINES:
+            gguf = gguf_prefill_gemm_s(self.e, self.gpu, prompt_tokens)
+            return (gguf or 0.0) / self.gpus_per_replica
+        if not self.peak_tflops:
+            return 0.0
+        m = self.e.model
+        flops = 2.0 * param_counts(m).active * prompt_tokens
+        flops += prompt_tokens * attention_flops_per_token(m, prompt_tokens) / 2
+        return flops / self.gpus_per_replica / (self.peak_tflops * 1e12 * PREFILL_COMPUTE_EFFICIENCY)
+
+    def offload_s(self, seqs: float) -> float:
+        if not (self.offloaded_bytes or self.host_kv_share):
+            return 0.0
+        m = self.e.model
+        read = float(active_weight_bytes(m, self.offloaded_bytes, max(1, math.ceil(seqs))))
+        read += self.kv_per_sequence_bytes * seqs * self.host_kv_share
+        return read / self.host_bytes_per_s
+
+    def step_s(self, seqs: float, prefill_tokens: float = 0.0, prompt_tokens: int | None = None) -> float:
+        """One step: max(memory, decode compute + the prefill chunk's compute) + the engine's fixed
+        cost + host reads + tensor-parallel all-reduces. A chunk of `prefill_tokens` from prompts
+        of `prompt_tokens` costs that share of one such prompt's compute."""
+        compute = self.decode_compute_s(seqs)
+        if prefill_tokens > 0:
+            prompt = prompt_tokens or max(1, int(prefill_tokens))
+            compute += self.prefill_compute_s(prompt) * prefill_tokens / prompt
+        tokens = max(1, math.ceil(seqs + prefill_tokens))
+        link = all_reduce_s(self.e.model, self.gpu, tokens, self.gpus_per_replica)
+        return (
+            max(self.memory_s(seqs, prefill_tokens), compute) + self.overhead_s + self.offload_s(seqs) + link
+        )
+
+    def prefill_s(self, prompt_tokens: int) -> float | None:
+        """One prompt alone (the first token of an idle server): its compute, at least one read of
+        the weights, plus the dequantize copies of the old llama.cpp path, the all-reduces and one
+        PCIe copy of offloaded weights. None without a tensor figure for the GPU."""
+        gguf = self.e.plan.engine in GGUF_ENGINES
+        if gguf and prefill_kernel(self.e, self.gpu, "F16") is None:
+            return None
+        if not gguf and not self.peak_tflops:
+            return None
+        floor = self.e.weights_bytes / self.bandwidth_bytes_per_s
+        t = max(self.prefill_compute_s(prompt_tokens), floor)
+        if gguf:
+            t += gguf_dequantize_s(self.e, self.gpu, prompt_tokens)
+        t += all_reduce_s(self.e.model, self.gpu, prompt_tokens, self.gpus_per_replica)
+        return t + self.offloaded_bytes / (PCIE_BANDWIDTH_GBS * GB)
+
+
+def step_overhead_s(e: Estimate) -> float:
+    """The engine's fixed cost of a step: per-layer launch cost (CUDA graphs, or eager kernels
+    with --enforce-eager) x layers + a per-step cost (scheduler, sampler, detokenizer)."""
+    engine = e.plan.engine
+    s = e.plan.settings
+    eager = bool(s.get("enforce_eager", False) or s.get("disable_cuda_graph", False))
+    per_layer = (EAGER_OVERHEAD_PER_LAYER_S if eager else DECODE_OVERHEAD_PER_LAYER_S).get(engine, 0.0)
+    return e.model.num_hidden_layers * per_layer + STEP_OVERHEAD_S.get(engine, 0.0)
+
+
+def stepper(
+    e: Estimate,
+    gpu: GpuSpec,
+    *,
+    gpus_per_replica: int = 1,
+    offloaded_bytes: int = 0,
+    offload_over_pcie: bool = False,
+    host_kv_bytes: int = 0,
+    host_bandwidth_gbs: float = HOST_MEMORY_BANDWIDTH_GBS,
+) -> Stepper:
+    """The step cost of `e` on `gpu`. Offloaded weights (and `host_kv_bytes` of the layers computed
+    there) are read each step from host memory at `host_bandwidth_gbs` (llama.cpp CPU layers) or
+    over PCIe (transformers device_map offload)."""
+    eff_bw = DECODE_BANDWIDTH_EFFICIENCY.get(e.plan.engine, 0.7)
+    # The estimate's weights already leave out what the engine keeps in host memory (vLLM
+    # --cpu-offload-gb); other offloaded bytes (llama.cpp CPU layers) come off the GPU part here.
+    moved = max(0, offloaded_bytes - e.plan.offload_weight_bytes)
+    host = PCIE_BANDWIDTH_GBS if offload_over_pcie else host_bandwidth_gbs
+    return Stepper(
+        e=e,
+        gpu=gpu,
+        gpus_per_replica=gpus_per_replica,
+        bandwidth_bytes_per_s=gpu.memory_bandwidth_gbs * GB * eff_bw,
+        weights_on_gpu_bytes=max(0, e.weights_bytes - moved // gpus_per_replica),
+        # Each running sequence reads its own KV; slots allocated up front hold one sequence each.
+        kv_per_sequence_bytes=e.kv.bytes / max(1, e.plan.slots or e.workload.users),
+        host_kv_share=min(1.0, host_kv_bytes / e.kv.bytes) if e.kv.bytes else 0.0,
+        offloaded_bytes=offloaded_bytes,
+        host_bytes_per_s=host * GB,
+        peak_tflops=peak_tflops(gpu, e.weight_format.name),
+        overhead_s=step_overhead_s(e),
+    )
 
 
 def speed(
@@ -231,60 +380,26 @@ def speed(
     host_kv_bytes: int = 0,
     host_bandwidth_gbs: float = HOST_MEMORY_BANDWIDTH_GBS,
 ) -> Speed:
-    """Per-user decode tokens/s and TTFT for one replica serving `users` sequences.
+    """Per-user decode tokens/s of `users` sequences decoding together (no prefill in the step),
+    and one prompt's TTFT on an idle server (Stepper.step_s / Stepper.prefill_s)."""
+    st = stepper(
+        e,
+        gpu,
+        gpus_per_replica=gpus_per_replica,
+        offloaded_bytes=offloaded_bytes,
+        offload_over_pcie=offload_over_pcie,
+        host_kv_bytes=host_kv_bytes,
+        host_bandwidth_gbs=host_bandwidth_gbs,
+    )
+    return speed_of(st, users, prompt_tokens or e.workload.ctx_tokens)
 
-    step = max(bytes / (bandwidth x eff_bw), FLOPs / (peak x eff_flops)): bytes = active weights +
-    every sequence's KV (per GPU, split over the replica's GPUs), FLOPs = 2 x active params x users
-    + attention. TTFT = (2 x active params x prompt + attention) / (peak x eff_prefill), at least one
-    read of the weights; llama.cpp/Ollama price each GGUF tensor type on its ggml-cuda kernel
-    (gguf_prefill_s). Offloaded weights (and `host_kv_bytes` of the layers computed there) are
-    read each token from host memory at `host_bandwidth_gbs` (llama.cpp CPU layers) or over PCIe
-    (transformers device_map offload); a prompt copies the offloaded weights over PCIe once
-    (ggml-backend offloads large-batch ops of host layers to the GPU). Tensor parallelism adds its
-    all-reduces over the GPU link (all_reduce_s) to the step and to the prefill.
-    """
-    m, w = e.model, e.workload
-    ctx = w.ctx_tokens
-    context = max(1, int(w.fill * ctx))
-    eff_bw = DECODE_BANDWIDTH_EFFICIENCY.get(e.plan.engine, 0.7)
-    bandwidth = gpu.memory_bandwidth_gbs * GB * eff_bw
-    # The estimate's weights already leave out what the engine keeps in host memory (vLLM
-    # --cpu-offload-gb); other offloaded bytes (llama.cpp CPU layers) come off the GPU part here.
-    moved = max(0, offloaded_bytes - e.plan.offload_weight_bytes)
-    on_gpu_weights = max(0, e.weights_bytes - moved // gpus_per_replica)
-    weight_read = active_weight_bytes(m, on_gpu_weights, users)
-    # Each running sequence reads its own KV; slots allocated up front hold one sequence each.
-    per_sequence_kv = e.kv.bytes / max(1, e.plan.slots or w.users)
-    host_kv_share = min(1.0, host_kv_bytes / e.kv.bytes) if e.kv.bytes else 0.0
-    kv_users = per_sequence_kv * users
-    kv_read = int(kv_users * (1 - host_kv_share)) * KV_PASSES_PER_STEP.get(e.plan.engine, 1)
-    mem_s = (weight_read + kv_read) / bandwidth
-    active = param_counts(m).active
-    flops = (2.0 * active * users + users * attention_flops_per_token(m, context)) / gpus_per_replica
-    peak = peak_tflops(gpu, e.weight_format.name)
-    compute_s = flops / (peak * 1e12 * DECODE_COMPUTE_EFFICIENCY) if peak else 0.0
-    offload_s = 0.0
-    if offloaded_bytes or host_kv_bytes:
-        host = PCIE_BANDWIDTH_GBS if offload_over_pcie else host_bandwidth_gbs
-        host_read = active_weight_bytes(m, offloaded_bytes, users) + kv_users * host_kv_share
-        offload_s = host_read / (host * GB)
-    overhead_s = m.num_hidden_layers * DECODE_OVERHEAD_PER_LAYER_S.get(e.plan.engine, 0.0)
-    link_s = all_reduce_s(m, gpu, users, gpus_per_replica)
-    step = max(mem_s, compute_s) + overhead_s + offload_s + link_s
-    bound = "compute" if compute_s > mem_s else "memory"
-    prompt = prompt_tokens or ctx
-    ttft: float | None = None
-    gguf_s = gguf_prefill_s(e, gpu, prompt, gpus_per_replica) if e.plan.engine in GGUF_ENGINES else None
-    if gguf_s is not None:
-        ttft = gguf_s + offloaded_bytes / (PCIE_BANDWIDTH_GBS * GB)
-    elif peak and e.plan.engine not in GGUF_ENGINES:
-        prefill_flops = 2.0 * active * prompt + prompt * attention_flops_per_token(m, prompt) / 2
-        ttft = max(
-            prefill_flops / gpus_per_replica / (peak * 1e12 * PREFILL_COMPUTE_EFFICIENCY),
-            e.weights_bytes / bandwidth,
-        ) + offloaded_bytes / (PCIE_BANDWIDTH_GBS * GB)
-    if ttft is not None:
-        ttft += all_reduce_s(m, gpu, prompt, gpus_per_replica)
-    no_offload = max(mem_s, compute_s) + overhead_s + link_s
-    penalty = (1 / no_offload - 1 / step) if offload_s and no_offload > 0 else 0.0
-    return Speed(users, step, 1 / step, users / step, ttft, bound, offloaded_bytes, penalty)
+
+def speed_of(st: Stepper, users: int, prompt_tokens: int) -> Speed:
+    """`speed` on a Stepper already built."""
+    step = st.step_s(users)
+    bound = "compute" if st.decode_compute_s(users) > st.memory_s(users) else "memory"
+    offload = st.offload_s(users)
+    no_offload = step - offload
+    penalty = (1 / no_offload - 1 / step) if offload and no_offload > 0 else 0.0
+    ttft = st.prefill_s(prompt_tokens)
+    return Speed(users, step, 1 / step, users / step, ttft, bound, st.offloaded_bytes, penalty)

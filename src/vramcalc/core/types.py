@@ -29,6 +29,7 @@ class EngineSettings:
     tp: int = 1
     prompt_tokens: int | None = None
     cpu_offload_gb: float | None = None  # vLLM --cpu-offload-gb (GiB of weights kept in host memory)
+    enforce_eager: bool | None = None  # vLLM --enforce-eager / SGLang --disable-cuda-graph
 
     def given(self) -> dict[str, object]:
         """The settings the user set explicitly (tp counts when it is not 1)."""
@@ -40,6 +41,7 @@ class EngineSettings:
             "flash_attn",
             "prompt_tokens",
             "cpu_offload_gb",
+            "enforce_eager",
         )
         out: dict[str, object] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
         if self.tp != 1:

@@ -47,11 +47,28 @@ def assessment_dict(a: Assessment) -> dict[str, Any]:
         "aggregate_tokens_per_s": _round(a.aggregate_tokens_per_s, 1),
         "ttft_s": _round(a.ttft_s, 3),
         "wait_s": _round(a.wait_s, 2),
+        "serving": serving_dict(a),
         "prompt_tokens": d.prompt_tokens,
         "output_tokens": d.output,
         "regime": a.regime,
         "reasons": list(a.reasons),
         "misses": [miss_dict(m) for m in a.misses],
+    }
+
+
+def serving_dict(a: Assessment) -> dict[str, Any] | None:
+    """What a serving benchmark would print for one replica at this load (core.serving)."""
+    srv = a.serving
+    if srv is None:
+        return None
+    return {
+        "running": srv.running,
+        "median_tpot_s": _round(srv.tpot_s, 5),
+        "median_ttft_s": _round(srv.ttft_s, 4),
+        "queue_s": _round(srv.queue_s, 3),
+        "median_e2e_s": _round(srv.e2e_s, 3),
+        "request_per_s": _round(srv.request_per_s, 3),
+        "output_tokens_per_s": _round(srv.output_tokens_per_s, 1),
     }
 
 

@@ -36,7 +36,10 @@ SETTING_FLAGS = {
     "tp": "--tp",
     "prompt_tokens": "--prompt-tokens",
     "cpu_offload_gb": "--cpu-offload-gb",
+    "enforce_eager": "--enforce-eager",
 }
+# Settings of the workload, not of an engine: every engine takes them.
+WORKLOAD_SETTINGS = frozenset({"prompt_tokens"})
 
 
 def get_engine(name: str) -> Engine:
@@ -89,7 +92,7 @@ def check_kv_dtype(engine: Engine, kv_dtype: str) -> None:
 def check_settings(engine: Engine, settings: EngineSettings, model: ModelSpec) -> None:
     """Refuse a setting the engine does not have (naming the ones it does) or values it rejects."""
     for key in settings.given():
-        if key not in engine.settings:
+        if key not in engine.settings and key not in WORKLOAD_SETTINGS:
             have = ", ".join(SETTING_FLAGS[k] for k in SETTING_FLAGS if k in engine.settings) or "none"
             raise SpecError(
                 f"{engine.name} has no {SETTING_FLAGS[key]} setting ({engine.name} takes: {have})"

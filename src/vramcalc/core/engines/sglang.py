@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 NAME = "sglang"
 # 0.4.6: fixed mem_fraction_static table; 0.5.23: fraction from a reserve by GPU tier.
 VERSIONS = ("0.4.6", "0.5.23")
-SETTINGS = frozenset({"gpu_util", "max_num_seqs", "max_num_batched_tokens", "tp"})
+SETTINGS = frozenset({"gpu_util", "max_num_seqs", "max_num_batched_tokens", "tp", "enforce_eager"})
 
 # Source: sglang/srt/configs/model_config.py is_hybrid_swa_model (gpt-oss, Llama-4, ...; not
 # Gemma-2/3) and arg_groups/fields/schedule.py swa_full_tokens_ratio 0.8.
@@ -126,6 +126,7 @@ def plan(
             "cuda_graph_max_bs": max_bs,
             "context_len": workload.ctx_tokens,
             "tp_size": settings.tp,
+            "disable_cuda_graph": bool(settings.enforce_eager),
         },
     )
 

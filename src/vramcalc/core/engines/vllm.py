@@ -27,7 +27,9 @@ NAME = "vllm"
 # (PR #17996). 0.19: NCCL outside the budget, graphs still outside. 0.33: CUDA-graph estimate
 # inside the budget (default since 0.21), async scheduling doubles in-flight tokens, >=160 GiB tier.
 VERSIONS = ("0.6", "0.9.0", "0.9.1", "0.19", "0.33")
-SETTINGS = frozenset({"gpu_util", "max_num_seqs", "max_num_batched_tokens", "tp", "cpu_offload_gb"})
+SETTINGS = frozenset(
+    {"gpu_util", "max_num_seqs", "max_num_batched_tokens", "tp", "cpu_offload_gb", "enforce_eager"}
+)
 
 # Source: vllm/config/cache.py CacheConfig (gpu_memory_utilization 0.9, block_size 16).
 DEFAULT_GPU_UTIL = 0.9
@@ -96,6 +98,7 @@ def _resolved(
         "max_model_len": max_len,
         "tensor_parallel_size": s.tp,
         "block_size": BLOCK_TOKENS,
+        "enforce_eager": bool(s.enforce_eager),
     }
 
 

@@ -1,0 +1,189 @@
+"""Serving under load: what a benchmark prints for N users sending prompts to one replica."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+from vramcalc.core.speed import Stepper
+from vramcalc.errors import SpecError
+
+Arrival = Literal["closed", "burst"]
+
+# Source: time a request spends in the server outside the GPU steps before its first token (HTTP,
+# tokenization, scheduling, detokenizing the first token), by engine. Placeholder until fitted
+# (scripts/fit_speed.py) on the TTFT of one-user serving records.
+REQUEST_OVERHEAD_S = {"vllm": 0.008, "sglang": 0.008, "tgi": 0.008, "llama.cpp": 0.002, "ollama": 0.01}
+# The closed-loop fixed point converges geometrically; 60 rounds reach 1e-9 relative change on every
+# load tried (the prefill share of a step is below 1 whenever the engine keeps up).
+FIXED_POINT_ROUNDS = 60
+# A burst is simulated step by step: at most this many requests (benchmarks send 10-1,000).
+MAX_BURST_REQUESTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """N users of one replica, each request `prompt_tokens` in and `output_tokens` out.
+
+    closed: each user sends the next request as soon as the last one ends (`--max-concurrency N`
+    runs, a team of planners' users); burst: all N requests arrive at once (a benchmark with
+    --num-prompts N at an infinite request rate). At most `running_cap` run at once (the KV pool,
+    max_num_seqs or slots); the rest wait for a place. The engine packs up to `step_tokens` tokens
+    into one step: every running sequence's next token first, then prompt chunks (chunked prefill).
+    """
+
+    users: int
+    prompt_tokens: int
+    output_tokens: int
+    running_cap: int
+    step_tokens: int
+    arrival: Arrival = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """The figures a serving benchmark prints, for one replica (times in seconds)."""
+
+    users: int
+    running: int  # sequences decoding at once in steady state
+    step_s: float  # a decode step with the prompt chunks that ride in it
+    tpot_s: float  # median time per output token after the first (vLLM bench's TPOT)
+    ttft_s: float  # median time to first token, queueing for a place included
+    queue_s: float  # the part of ttft_s spent waiting for a place
+    e2e_s: float  # median request latency
+    request_per_s: float
+    output_tokens_per_s: float  # output token throughput
+
+    @property
+    def decode_tokens_per_s_per_user(self) -> float:
+        """What a user reads once the stream starts: 1 / TPOT."""
+        return 1.0 / self.tpot_s
+
+
+def check_load(load: Load) -> None:
+    """Refuse a load that cannot be served, naming the field."""
+    if load.users < 1:
+        raise SpecError(f"--users must be a positive integer, got {load.users}")
+    if load.prompt_tokens < 1:
+        raise SpecError(f"--prompt-tokens must be at least 1, got {load.prompt_tokens}")
+    if load.output_tokens < 1:
+        raise SpecError(f"--output-tokens must be at least 1, got {load.output_tokens}")
+    if load.step_tokens < 1:
+        raise SpecError(f"the engine's step holds at least one token, got {load.step_tokens}")
+    if load.running_cap < 1:
+        raise SpecError("no sequence runs at once: the deployment serves nobody")
+    if load.arrival == "burst" and load.users > MAX_BURST_REQUESTS:
+        raise SpecError(
+            f"a burst is simulated for at most {MAX_BURST_REQUESTS:,} requests, got {load.users:,}"
+        )
+
+
+def serve(st: Stepper, load: Load, overhead_s: float | None = None) -> Serving:
+    """Serve `load` on the step cost `st` (closed_loop or burst)."""
+    check_load(load)
+    extra = REQUEST_OVERHEAD_S.get(st.e.plan.engine, 0.0) if overhead_s is None else overhead_s
+    if load.arrival == "burst":
+        return _burst(st, load, extra)
+    return _closed(st, load, extra)
+
+
+def _closed(st: Stepper, load: Load, extra_s: float) -> Serving:
+    """Closed loop in steady state, R = min(users, cap) requests running.
+
+    A request's prompt is cut into k = ceil(P / (T - (R - 1))) chunks that ride in steps next to
+    the other R - 1 sequences' decodes; it waits on average half a step (when others run) for the
+    step under way to end. TTFT = extra + wait + k x step(R - 1, P / k). Then O - 1 decode steps,
+    each carrying the prefill tokens that arrive meanwhile, q = X x P x s (X = requests/s):
+    s = step(R, q). Latency L = TTFT + (O - 1) x s and X = R / L (Little's law), solved as a fixed
+    point. Users beyond R wait for a place: N = X x (W + L), so W = (N - R) / R x L.
+    """
+    n, p, o = load.users, load.prompt_tokens, load.output_tokens
+    r = min(n, load.running_cap)
+    room = max(1, load.step_tokens - (r - 1))
+    chunks = math.ceil(p / room)
+    first_step = st.step_s(r - 1, p / chunks, p)
+    wait = 0.5 * first_step * (r - 1) / r
+    ttft = extra_s + wait + chunks * first_step
+    s = st.step_s(r)
+    for _ in range(FIXED_POINT_ROUNDS):
+        latency = ttft + (o - 1) * s
+        q = r * p * s / latency  # prompt tokens arriving per step
+        nxt = st.step_s(r, min(q, float(load.step_tokens)), p)
+        if abs(nxt - s) <= 1e-12 + 1e-9 * s:
+            s = nxt
+            break
+        s = nxt
+    latency = ttft + (o - 1) * s
+    x = r / latency
+    queue = (n - r) / r * latency
+    tpot = s if o > 1 else first_step
+    return Serving(n, r, s, tpot, ttft + queue, queue, queue + latency, x, x * o)
+
+
+def _burst(st: Stepper, load: Load, extra_s: float) -> Serving:
+    """All N requests at t = 0, simulated step by step as the engine schedules them: each step
+    first decodes every running sequence that has its first token, then fills the rest of the
+    step's token budget with prompt chunks in arrival order, admitting a request while fewer than
+    `running_cap` hold a place. A request's first token comes with the step that ends its prompt;
+    it ends O - 1 steps later. Figures are medians over the requests (TPOT per request =
+    (end - first token) / (O - 1)); throughput = N x O / the last end."""
+    n, p, o = load.users, load.prompt_tokens, load.output_tokens
+    cap, budget = load.running_cap, load.step_tokens
+    first = [0.0] * n
+    end = [0.0] * n
+    next_up = 0  # next request to admit
+    filling: deque[list[int]] = deque()  # [request, prompt tokens left], admitted, not yet prefilled
+    ends: deque[tuple[int, int]] = deque()  # (request, step of its last token), in order of ending
+    held = 0
+    t = 0.0
+    step = 0
+    while next_up < n or filling or ends:
+        while held < cap and next_up < n:
+            filling.append([next_up, p])
+            next_up += 1
+            held += 1
+        decoding = len(ends)
+        room = max(0, budget - decoding)
+        chunk = 0
+        done: list[int] = []
+        for item in filling:
+            if room <= 0:
+                break
+            take = min(room, item[1])
+            item[1] -= take
+            room -= take
+            chunk += take
+            if item[1] == 0:
+                done.append(item[0])
+        t += st.step_s(decoding, chunk, p)
+        step += 1
+        while filling and filling[0][1] == 0:
+            filling.popleft()
+        while ends and ends[0][1] <= step:
+            req, _ = ends.popleft()
+            end[req] = t + extra_s
+            held -= 1
+        for req in done:
+            first[req] = t + extra_s
+            if o == 1:
+                end[req] = t + extra_s
+                held -= 1
+            else:
+                ends.append((req, step + o - 1))
+    makespan = max(end)
+    tpots = [(end[i] - first[i]) / (o - 1) for i in range(n)] if o > 1 else [0.0]
+    running = min(n, cap)
+    return Serving(
+        n,
+        running,
+        st.step_s(running),
+        statistics.median(tpots) if o > 1 else st.step_s(running),
+        statistics.median(first),
+        0.0,
+        statistics.median(end),
+        n / makespan,
+        n * o / makespan,
+    )
