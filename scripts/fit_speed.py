@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests import speed_benchmarks as sb
 from tests.speed_records import points as old_points
 from tests.speed_records import records as old_records
+
 from vramcalc.core import assess as assess_mod
 from vramcalc.core import serving, speed
 
@@ -82,7 +83,9 @@ def all_observations() -> list[sb.Observation]:
         kind = "prompt_tokens_per_s" if p.label == "prompt tok/s" else "decode_tokens_per_s"
         users = int(p.label.rsplit(" ", 1)[-1]) if p.label.startswith("tok/s/user at") else 1
         obs.append(
-            sb.Observation(p.record, _old_source(p.record), p.engine, "", kind, users, p.measured, p.ours, p.xfail)
+            sb.Observation(
+                p.record, _old_source(p.record), p.engine, "", kind, users, p.measured, p.ours, p.xfail
+            )
         )
     return obs
 

@@ -9,7 +9,6 @@ the odd ones test them.
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass
 from functools import cache
@@ -19,25 +18,12 @@ import yaml
 
 from tests.conftest import ROOT
 from vramcalc.catalog import Catalog
-from vramcalc.core.assess import Assessment, Deployment, assess
+from vramcalc.core.assess import Deployment
+from vramcalc.core.benchmark import check_run
 from vramcalc.core.engines.base import EngineSettings
+from vramcalc.readings import BenchmarkRun
 
 FILES = ("tests/calibration/serving.yaml", "tests/calibration/single_user.yaml")
-
-# figure key in `measured` -> (label, how it converts to ours' unit)
-FIGURES = (
-    "decode_tokens_per_s",
-    "prompt_tokens_per_s",
-    "median_tpot_ms",
-    "median_itl_ms",
-    "median_ttft_ms",
-    "output_tokens_per_s",
-    "request_per_s",
-    "batch_decode_tokens_per_s",
-    "decode_tokens_per_s_per_user",
-)
-DECODE_FIGURES = frozenset({"decode_tokens_per_s", "median_tpot_ms", "median_itl_ms", "decode_tokens_per_s_per_user"})
-LOAD_FIGURES = frozenset({"output_tokens_per_s", "request_per_s", "batch_decode_tokens_per_s"})
 
 # Records the model does not cover, and why (kept in the tables, left out of the summaries).
 XFAIL: dict[str, str] = {}
@@ -64,7 +50,7 @@ class Observation:
         """decode (one user), prefill, load (2+ users: decode, throughput) or ttft."""
         if self.figure == "prompt_tokens_per_s":
             return "prefill"
-        if self.figure == "median_ttft_ms":
+        if self.figure == "median_ttft_s":
             return "ttft"
         if self.concurrency > 1:
             return "load"
@@ -107,93 +93,72 @@ def _kv(r: dict[str, Any]) -> str:
     return "fp8" if kv.startswith("fp8") else "auto"
 
 
-def deployment(r: dict[str, Any]) -> Deployment:
-    """The benchmark's setup as a Deployment: context = prompt + output (at least 64), each
-    sequence half way through its output on average, closed loop unless every prompt was sent at
-    once (num_prompts <= concurrency at an unbounded rate), which is a burst."""
+def _ms(m: dict[str, Any], key: str) -> float | None:
+    return None if m.get(key) is None else float(m[key]) / 1000
+
+
+def run_of(r: dict[str, Any]) -> BenchmarkRun:
+    """The record as the reader would give it (vramcalc.readings): its load and printed figures.
+    A batched-bench S_TG (B sequences decoding together) is B x the per-sequence decode rate."""
+    m = r.get("measured") or {}
+    single = r.get("mode") == "single"
+    users = 1 if single else r.get("concurrency")
+    decode = m.get("decode_tokens_per_s") or m.get("decode_tokens_per_s_per_user")
+    if decode is None and m.get("batch_decode_tokens_per_s") and users:
+        decode = float(m["batch_decode_tokens_per_s"]) / int(users)
+    return BenchmarkRun(
+        label=str(r["id"]),
+        concurrency=None if users is None else int(users),
+        request_rate_per_s=r.get("request_rate"),
+        prompt_tokens=int(r.get("prompt_tokens") or 0) or None,
+        output_tokens=int(r.get("output_tokens") or 0) or None,
+        completed=1 if single else r.get("num_prompts"),
+        output_tokens_per_s=m.get("output_tokens_per_s"),
+        request_per_s=m.get("request_per_s"),
+        median_ttft_s=_ms(m, "median_ttft_ms"),
+        median_tpot_s=_ms(m, "median_tpot_ms"),
+        median_itl_s=None if m.get("median_tpot_ms") else _ms(m, "median_itl_ms"),
+        decode_tokens_per_s=None if decode is None else float(decode),
+        prompt_tokens_per_s=m.get("prompt_tokens_per_s") or m.get("batch_prompt_tokens_per_s"),
+        flash_attn=r.get("flash_attn"),
+    )
+
+
+def base_deployment(r: dict[str, Any]) -> Deployment:
+    """Model, GPU, engine, format and settings of the record (the load comes from its run)."""
     cat = _catalog()
-    prompt = max(1, int(r.get("prompt_tokens") or 1))
-    output = max(1, int(r.get("output_tokens") or 1))
-    ctx = max(64, prompt + output + 1)
-    users = int(r.get("concurrency") or 1)
-    burst = r.get("mode") == "closed_loop" and r.get("num_prompts") and int(r["num_prompts"]) <= users
-    batch = r.get("mode") == "batch"
     tp = int(r.get("tensor_parallel") or 1)
     return Deployment(
         model=cat.models.get(r["catalog_model"]),
         gpu=cat.gpus.get(r["gpu"]),
-        users=users,
-        ctx_tokens=ctx,
+        users=1,
         count=tp,
         layout="tensor-parallel" if tp > 1 else "single",
         engine=r["engine"],
         quant=r["quant"],
         kv_dtype=_kv(r),
-        fill=min(1.0, (prompt + output / 2) / ctx),
-        output_tokens=output,
         settings=EngineSettings(
-            prompt_tokens=prompt,
-            flash_attn=r.get("flash_attn") if r["engine"] in ("llama.cpp", "ollama") else None,
             enforce_eager=r.get("enforce_eager") if r["engine"] in ("vllm", "sglang") else None,
-            max_num_seqs=users if batch and r["engine"] in ("llama.cpp", "ollama") else None,
+            max_num_seqs=int(r["concurrency"])
+            if r.get("mode") == "batch" and r["engine"] in ("llama.cpp", "ollama")
+            else None,
         ),
-        allow_long_ctx=True,
-        arrival="burst" if burst or batch else "closed",
     )
-
-
-def _ours(r: dict[str, Any], a: Assessment, figure: str) -> float | None:
-    """Our value of `figure` in the record's unit. One-user llama-bench/Ollama figures have no
-    server around them: decode = the step alone, prompt = the prefill alone."""
-    spd, srv = a.speed, a.serving
-    if spd is None or srv is None:
-        return None
-    prompt = int(r.get("prompt_tokens") or 1)
-    single = r.get("mode") == "single" or int(r.get("concurrency") or 1) == 1
-    if figure == "prompt_tokens_per_s":
-        return prompt / spd.ttft_s if spd.ttft_s else None
-    if figure in ("decode_tokens_per_s", "decode_tokens_per_s_per_user"):
-        return spd.per_user_tokens_per_s if single else srv.decode_tokens_per_s_per_user
-    if figure in ("median_tpot_ms", "median_itl_ms"):
-        return srv.tpot_s * 1000
-    if figure == "median_ttft_ms":
-        return srv.ttft_s * 1000
-    if figure == "output_tokens_per_s":
-        return srv.output_tokens_per_s
-    if figure == "request_per_s":
-        return srv.request_per_s
-    if figure == "batch_decode_tokens_per_s":
-        return srv.running / spd.step_s
-    return None
 
 
 def observations() -> list[Observation]:
     out: list[Observation] = []
     for r in records():
-        if r.get("mode") == "request_rate":
-            continue  # Poisson arrivals: not modelled (closed loop and bursts only)
-        a = assess(deployment(r))
-        for figure in FIGURES:
-            value = (r.get("measured") or {}).get(figure)
-            if value is None:
-                continue
-            ours = _ours(r, a, figure)
-            if ours is None or not math.isfinite(ours):
-                continue
-            key = f"{r['id']}:{figure}"
+        checked = check_run(run_of(r), base_deployment(r))
+        for f in checked.figures:
+            key = f"{r['id']}:{f.figure}"
+            users = 1 if r.get("mode") == "single" else int(r.get("concurrency") or 1)
             out.append(
                 Observation(
-                    r["id"],
-                    source_key(r),
-                    r["engine"],
-                    r["gpu"],
-                    figure,
-                    int(r.get("concurrency") or 1),
-                    float(value),
-                    ours,
+                    r["id"], source_key(r), r["engine"], r["gpu"], f.figure, users, f.measured, f.ours,
                     XFAIL.get(key, XFAIL.get(r["id"], "")),
                 )
-            )
+            )  # fmt: skip
     return out
 
 

@@ -24,15 +24,18 @@ def _gemma(users: int, **kw: object) -> Deployment:
 
 
 def test_twelve_and_thirteen_users_queue_and_slow_down_smoothly() -> None:
-    """vLLM holds 2 of them either way (pool 3.36 GiB / 1.44 GiB per user): per-user speed is the
-    2-sequence batch's tokens/s shared by 12, then 13 users: 2 / step / 12 > 2 / step / 13."""
+    """vLLM holds 2 of them either way (pool 3.36 GiB / 1.44 GiB per user): the two running stream
+    at the same speed (one TPOT); the others wait for a place, W = (N - 2) / 2 x latency
+    (core.serving), so 13 users wait 11/10 as long as 12, and the first token comes later."""
     twelve, thirteen = assess(_gemma(12)), assess(_gemma(13))
     assert (twelve.verdict, thirteen.verdict) == ("queues", "queues")
     assert twelve.users_at_once == thirteen.users_at_once == 2
     assert twelve.speed is not None and thirteen.speed is not None
     assert twelve.speed.step_s == thirteen.speed.step_s
-    assert twelve.decode_tokens_per_s_per_user == pytest.approx(2 / twelve.speed.step_s / 12)
-    assert thirteen.decode_tokens_per_s_per_user == pytest.approx(2 / twelve.speed.step_s / 13)
+    assert twelve.decode_tokens_per_s_per_user == pytest.approx(thirteen.decode_tokens_per_s_per_user)
+    assert twelve.wait_s is not None and thirteen.wait_s is not None
+    assert thirteen.wait_s == pytest.approx(twelve.wait_s * 11 / 10, rel=1e-9)
+    assert (thirteen.ttft_s or 0) > (twelve.ttft_s or 0)
     assert twelve.offloaded_bytes == thirteen.offloaded_bytes == 0
 
 

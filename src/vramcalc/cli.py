@@ -781,6 +781,78 @@ def calibrate(
         _emit(render.calibration_table(report), output)
 
 
+@app.command(cls=_Command)
+def bench(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="vLLM bench serve --save-result JSON, SGLang bench_serving JSONL or printout, "
+            "llama-bench -o json|jsonl|md, or ollama run --verbose text."
+        ),
+    ],
+    model: Annotated[
+        str, typer.Option(metavar="MODEL", help="The model the benchmark ran (catalog id, file).")
+    ],
+    gpu: Annotated[str, typer.Option(metavar="GPU", help="Catalog GPU id the benchmark ran on.")],
+    engine: Annotated[
+        str | None,
+        typer.Option(metavar="NAME[@VERSION]", help="Engine (default: the benchmark tool's engine)."),
+    ] = None,
+    bits: Annotated[int | None, typer.Option(metavar="BITS", help="Weight width the server ran.")] = None,
+    quant: Annotated[
+        str | None,
+        typer.Option(metavar="FORMAT", help="Exact weight format (llama-bench: read from the file)."),
+    ] = None,
+    kv_dtype: Annotated[str, typer.Option("--kv-dtype", metavar="DTYPE", help="KV cache dtype.")] = "auto",
+    tp: Annotated[int, typer.Option(metavar="N", help="Tensor-parallel GPUs.")] = 1,
+    enforce_eager: Annotated[
+        bool | None, typer.Option("--enforce-eager", help="The server ran without CUDA graphs.")
+    ] = None,
+    fmt: Annotated[str | None, _format_opt(CATALOG_FORMATS)] = None,
+    json_out: JsonOpt = False,
+    output: OutputOpt = None,
+    catalog: CatalogOpt = None,
+    online: OnlineOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Compare a benchmark's printed speed figures with ours at the same load, run by run."""
+    from vramcalc import render
+    from vramcalc.core.assess import Deployment, LayoutKind
+    from vramcalc.core.benchmark import check_runs
+    from vramcalc.core.engines.base import EngineSettings
+    from vramcalc.readings import read_benchmark
+
+    fmt_name = _pick_format(fmt, json_out, CATALOG_FORMATS)
+    reading = read_benchmark(file)
+    cat = _catalog(catalog)
+    resolved = _resolve(model, cat, online)
+    tool_engine = {"vllm bench serve": "vllm", "sglang bench_serving": "sglang", "llama-bench": "llama.cpp",
+                   "ollama --verbose": "ollama"}  # fmt: skip
+    chosen = engine or tool_engine.get(reading.tool, resolved.default_engine)
+    if bits is not None and quant is not None:
+        raise SpecError("give --bits or --quant, not both")
+    file_quant = next((r.quant for r in reading.runs if r.quant), None)
+    layout: LayoutKind = "tensor-parallel" if tp > 1 else "single"
+    base = Deployment(
+        model=resolved.spec,
+        gpu=cat.gpus.get(gpu),
+        users=1,
+        count=tp,
+        layout=layout,
+        engine=chosen,
+        bits=bits if quant is None and file_quant is None else None,
+        quant=quant or (None if bits is not None else file_quant),
+        kv_dtype=kv_dtype,
+        settings=EngineSettings(enforce_eager=enforce_eager),
+        stored=resolved.stored,
+    )
+    checks = check_runs(reading.runs, base)
+    if fmt_name == "json":
+        _emit(render.to_json(render.bench_dict(reading.tool, str(file), checks)), output)
+    else:
+        _emit(render.bench_table(reading.tool, str(file), checks), output)
+
+
 def _write_atomically(path: Path, text: str) -> None:
     """Write to a temporary file next to `path`, then rename: a reader never sees half a report."""
     import contextlib

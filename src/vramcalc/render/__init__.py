@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from vramcalc.render.calibrate import calibration_dict, calibration_headline, calibration_table
+from vramcalc.render.calibrate import (
+    bench_dict,
+    bench_table,
+    calibration_dict,
+    calibration_headline,
+    calibration_table,
+)
 from vramcalc.render.catalog import (
     detail_table,
     gpu_detail,
@@ -45,6 +51,8 @@ from vramcalc.render.recommend import (
 )
 
 __all__ = [
+    "bench_dict",
+    "bench_table",
     "BAR_WIDTH",
     "calibration_dict",
     "calibration_headline",

@@ -10,6 +10,7 @@ from vramcalc.render.common import Fit
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from vramcalc.core.benchmark import RunCheck
     from vramcalc.core.calibrate import CalibrationReport, CalibrationRow
 
 
@@ -151,3 +152,70 @@ def calibration_dict(report: CalibrationReport) -> dict[str, Any]:
         "assumptions": list(report.assumptions),
         "notes": list(report.notes),
     }
+
+
+def bench_dict(tool: str, path: str, checks: tuple[RunCheck, ...]) -> dict[str, Any]:
+    """`bench --json`: every run, its load as assessed, and each figure theirs vs ours."""
+    runs = []
+    for c in checks:
+        d = c.deployment
+        runs.append(
+            {
+                "run": c.run,
+                "users": d.users if d else None,
+                "prompt_tokens": d.prompt_tokens if d else None,
+                "output_tokens": d.output if d else None,
+                "arrival": d.arrival if d else None,
+                "figures": [
+                    {
+                        "figure": f.figure,
+                        "unit": f.unit,
+                        "measured": f.measured,
+                        "ours": round(f.ours, 6),
+                        "rel_error": round(f.rel_error, 4),
+                    }
+                    for f in c.figures
+                ],
+                "note": c.note or None,
+            }
+        )
+    return {"schema_version": SCHEMA_VERSION, "tool": tool, "file": path, "runs": runs}
+
+
+_BENCH_FIGURES = {
+    "decode_tokens_per_s": "decode, one sequence",
+    "prompt_tokens_per_s": "prompt processing",
+    "median_tpot_s": "median TPOT",
+    "median_itl_s": "median ITL",
+    "median_ttft_s": "median TTFT",
+    "output_tokens_per_s": "output throughput",
+    "request_per_s": "request throughput",
+}
+
+
+def bench_table(tool: str, path: str, checks: tuple[RunCheck, ...]) -> RenderableType:
+    """Run, figure, measured, ours, error; notes for runs not compared."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"{tool}: {path} against vramcalc's speed model", title_justify="left")
+    for col in ("run", "load", "figure", "measured", "ours", "error"):
+        table.add_column(col, justify="right" if col in ("measured", "ours", "error") else "left")
+    notes: list[str] = []
+    for c in checks:
+        d = c.deployment
+        load = "" if d is None else f"{d.users} x {d.prompt_tokens:,}/{d.output:,} ({d.arrival})"
+        for f in c.figures:
+            unit = " s" if f.unit == "s" else ""
+            table.add_row(
+                Text(c.run),
+                load,
+                _BENCH_FIGURES.get(f.figure, f.figure),
+                f"{f.measured:,.4g}{unit}",
+                f"{f.ours:,.4g}{unit}",
+                f"{f.rel_error:+.1%}",
+            )
+        if c.note:
+            notes.append(f"{c.run}: {c.note}")
+    return Group(table, *(Text(n) for n in notes))

@@ -1,0 +1,168 @@
+"""Serving under load (core/serving.py): hand-computed closed loops and bursts, and properties."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vramcalc.catalog import Catalog
+from vramcalc.core.assess import Deployment, assess
+from vramcalc.core.serving import Load, serve
+from vramcalc.errors import SpecError
+
+
+@dataclass
+class LinearStep:
+    """A step that costs `base` + `per_seq` x seqs + `per_token` x prompt tokens (seconds)."""
+
+    base: float
+    per_seq: float
+    per_token: float
+    e: object = field(default_factory=lambda: SimpleNamespace(plan=SimpleNamespace(engine="test")))
+
+    def step_s(self, seqs: float, prefill_tokens: float = 0.0, prompt_tokens: int | None = None) -> float:
+        return self.base + self.per_seq * seqs + self.per_token * prefill_tokens
+
+
+def test_one_user_closed_loop_by_hand() -> None:
+    """One user, 100-token prompts, 11 output tokens, step = 10 ms + 1 ms/seq + 0.1 ms/prompt token,
+    no request overhead.
+
+    TTFT: R = 1, room = 1000 - 0 = 1000 >= 100, one chunk; no one else runs, so no wait:
+    step(0, 100) = 0.010 + 0.0100 = 0.020 s.
+    Decode: latency L = 0.020 + 10 s; prompt tokens per step q = 1 x 100 x s / L.
+    Fixed point s = 0.011 + 0.0001 x 100 s / (0.020 + 10 s): s = 0.011 + 0.01 s / (0.02 + 10 s).
+    With s = 0.0113: 0.01 x 0.0113 / 0.133 = 0.000849... -> 0.011849; iterate to s* where
+    s = 0.011 + 0.01 s / (0.02 + 10 s): 10 s^2 + 0.02 s = 0.00022 + 0.11 s + 0.0002 s... solved
+    numerically below with the same equation, and output/s = 11 / (0.02 + 10 s).
+    """
+    srv = serve(LinearStep(0.010, 0.001, 0.0001), Load(1, 100, 11, 8, 1000), overhead_s=0.0)  # type: ignore[arg-type]
+    s = 0.011
+    for _ in range(200):
+        s = 0.011 + 0.0001 * 100 * s / (0.020 + 10 * s)
+    assert srv.ttft_s == pytest.approx(0.020, rel=1e-12)
+    assert srv.tpot_s == pytest.approx(s, rel=1e-9)
+    assert srv.output_tokens_per_s == pytest.approx(11 / (0.020 + 10 * s), rel=1e-9)
+    assert srv.queue_s == 0.0
+
+
+def test_queue_past_the_running_cap_by_hand() -> None:
+    """4 users, 2 run at once (cap), prompts 10 tokens, 3 output tokens, constant 5 ms steps
+    (per_seq = per_token = 0), 2 ms request overhead.
+
+    TTFT in the engine: one chunk; half a step's wait when one other runs: 0.5 x 0.005 x 1/2 =
+    0.00125; + 0.005 + 0.002 = 0.00825 s. L = 0.00825 + 2 x 0.005 = 0.01825 s; X = 2 / L.
+    Queue W = (4 - 2) / 2 x L = 0.01825 s; TTFT seen = 0.00825 + 0.01825 = 0.0265 s;
+    output = X x 3 = 6 / 0.01825 = 328.767 tokens/s.
+    """
+    srv = serve(LinearStep(0.005, 0.0, 0.0), Load(4, 10, 3, 2, 100), overhead_s=0.002)  # type: ignore[arg-type]
+    assert srv.running == 2
+    assert srv.queue_s == pytest.approx(0.01825, rel=1e-12)
+    assert srv.ttft_s == pytest.approx(0.0265, rel=1e-12)
+    assert srv.output_tokens_per_s == pytest.approx(6 / 0.01825, rel=1e-12)
+    assert srv.request_per_s == pytest.approx(2 / 0.01825, rel=1e-12)
+
+
+def test_burst_by_hand() -> None:
+    """3 requests at once, 4-token prompts, 2 output tokens, budget 5 tokens a step, cap 3,
+    step = 1 s + 1 s per prompt token (per_seq 0), no overhead.
+
+    Step 1: no one decodes; prompts A (4) + 1 of B -> 5 tokens: 6 s; A's first token at 6.
+    Step 2: A decodes (1), room 4: 3 of B + 1 of C: 5 s, t = 11; B first at 11; A ends (its
+    last token is step 1 + 2 - 1 = 2) at 11.
+    Step 3: B decodes, room 4: 3 of C: 4 s, t = 15; C first at 15; B ends at 15.
+    Step 4: C decodes, nothing to prefill: 1 s, t = 16; C ends at 16.
+    Medians: TTFT 11; TPOT (end - first) / 1: A 5, B 4, C 1 -> 4; output 3 x 2 / 16.
+    """
+    srv = serve(LinearStep(1.0, 0.0, 1.0), Load(3, 4, 2, 3, 5, "burst"), overhead_s=0.0)  # type: ignore[arg-type]
+    assert srv.ttft_s == pytest.approx(11.0)
+    assert srv.tpot_s == pytest.approx(4.0)
+    assert srv.e2e_s == pytest.approx(15.0)
+    assert srv.output_tokens_per_s == pytest.approx(6 / 16)
+
+
+def test_burst_waits_for_places() -> None:
+    """A burst of 4 with room for 2: the last two start only when the first two end, so their
+    first token comes after two whole requests' time; with constant 1 s steps, prompts of 1 token,
+    2 outputs, budget 10: step 1 prefills A and B (t=1), step 2 decodes them and they end (t=2),
+    step 3 prefills C and D (t=3), step 4 ends them (t=4). Median TTFT = (1 + 3) / 2 = 2."""
+    srv = serve(LinearStep(1.0, 0.0, 0.0), Load(4, 1, 2, 2, 10, "burst"), overhead_s=0.0)  # type: ignore[arg-type]
+    assert srv.ttft_s == pytest.approx(2.0)
+    assert srv.output_tokens_per_s == pytest.approx(8 / 4)
+
+
+@pytest.mark.parametrize(
+    ("load", "match"),
+    [
+        (Load(0, 10, 10, 1, 10), "--users"),
+        (Load(1, 0, 10, 1, 10), "--prompt-tokens"),
+        (Load(1, 10, 0, 1, 10), "--output-tokens"),
+        (Load(1, 10, 10, 0, 10), "serves nobody"),
+        (Load(20_000, 10, 10, 1, 10, "burst"), "at most 10,000"),
+    ],
+)
+def test_bad_loads_are_refused(load: Load, match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        serve(LinearStep(1.0, 0.0, 0.0), load)  # type: ignore[arg-type]
+
+
+CATALOG = Catalog()
+GEMMA = CATALOG.models.get("gemma-2-9b")
+L40S = CATALOG.gpus.get("l40s")
+
+
+@settings(max_examples=25, deadline=None)
+@given(users=st.integers(1, 40))
+def test_per_user_speed_never_rises_with_users(users: int) -> None:
+    """One more user never makes anyone's stream faster, and the TTFT never shorter."""
+    d = Deployment(GEMMA, L40S, users, 4096, quant="fp8")
+    one, more = assess(d), assess(Deployment(GEMMA, L40S, users + 1, 4096, quant="fp8"))
+    assert one.serving is not None and more.serving is not None
+    assert more.serving.decode_tokens_per_s_per_user <= one.serving.decode_tokens_per_s_per_user * (1 + 1e-9)
+    assert more.serving.ttft_s >= one.serving.ttft_s * (1 - 1e-9)
+
+
+def test_throughput_grows_until_the_compute_crossover() -> None:
+    """Aggregate output throughput does not fall as users rise while the step is memory-bound."""
+    last = 0.0
+    for users in (1, 2, 4, 8, 16, 32):
+        a = assess(Deployment(GEMMA, L40S, users, 4096, quant="fp8"))
+        assert a.serving is not None and a.speed is not None
+        if a.speed.bound == "compute":
+            break
+        assert a.serving.output_tokens_per_s >= last
+        last = a.serving.output_tokens_per_s
+
+
+@settings(max_examples=20, deadline=None)
+@given(prompt=st.integers(1, 3000))
+def test_ttft_never_falls_with_a_longer_prompt(prompt: int) -> None:
+    def ttft(p: int) -> float:
+        a = assess(Deployment(GEMMA, L40S, 4, 4096, quant="fp8", output_tokens=256,
+                              settings=_prompt(p)))  # fmt: skip
+        assert a.ttft_s is not None
+        return a.ttft_s
+
+    assert ttft(prompt + 500) >= ttft(prompt) * (1 - 1e-9)
+
+
+def _prompt(p: int):  # type: ignore[no-untyped-def]
+    from vramcalc.core.engines.base import EngineSettings
+
+    return EngineSettings(prompt_tokens=p)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "output", "match"),
+    [
+        (4096, None, "--prompt-tokens must be at least 1 and below --ctx 4,096"),
+        (4000, 200, r"--prompt-tokens 4,000 \+ --output-tokens 200 = 4,200 is above --ctx 4,096"),
+    ],
+)
+def test_prompt_and_output_must_fit_the_context(prompt: int, output: int | None, match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        assess(Deployment(GEMMA, L40S, 1, 4096, quant="fp8", output_tokens=output, settings=_prompt(prompt)))
