@@ -531,7 +531,7 @@ def test_too_big_a_file_is_not_read(tmp_path: Path) -> None:
     path = tmp_path / "huge.json"
     with path.open("wb") as f:
         f.truncate(MAX_BENCHMARK_BYTES + 1)  # sparse: no disk used
-    _refused(path, r"huge\.json: 67,108,865 bytes is too large for a benchmark output \(limit 64 MiB\)")
+    _refused(path, r"huge\.json: 33,554,433 bytes is too large for a benchmark output \(limit 32 MiB\)")
 
 
 def test_missing_file_and_directory(tmp_path: Path) -> None:

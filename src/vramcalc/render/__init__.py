@@ -51,9 +51,9 @@ from vramcalc.render.recommend import (
 )
 
 __all__ = [
+    "BAR_WIDTH",
     "bench_dict",
     "bench_table",
-    "BAR_WIDTH",
     "calibration_dict",
     "calibration_headline",
     "calibration_table",
