@@ -19,10 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests import speed_benchmarks as sb
-from tests.speed_records import points as old_points
-from tests.speed_records import records as old_records
 
-from vramcalc.core import assess as assess_mod
 from vramcalc.core import serving, speed
 
 GGUF = ("llama.cpp", "ollama")
@@ -54,8 +51,14 @@ PARAMS: list[tuple[str, Callable[[], float], Callable[[float], None], tuple[floa
      _set_group(speed.DECODE_OVERHEAD_PER_LAYER_S, GGUF), (1e-6, 5e-4)),
     ("DECODE_OVERHEAD_PER_LAYER_S[paged]", lambda: speed.DECODE_OVERHEAD_PER_LAYER_S["vllm"],
      _set_group(speed.DECODE_OVERHEAD_PER_LAYER_S, PAGED), (1e-6, 5e-4)),
-    ("PREFILL_COMPUTE_EFFICIENCY", lambda: speed.PREFILL_COMPUTE_EFFICIENCY,
-     _set_module(speed, "PREFILL_COMPUTE_EFFICIENCY"), (0.15, 0.9)),
+    ("PREFILL_COMPUTE_EFFICIENCY[paged]", lambda: speed.PREFILL_COMPUTE_EFFICIENCY["vllm"],
+     _set_group(speed.PREFILL_COMPUTE_EFFICIENCY, PAGED), (0.15, 0.9)),
+    ("DECODE_BANDWIDTH_EFFICIENCY[transformers]", lambda: speed.DECODE_BANDWIDTH_EFFICIENCY["transformers"],
+     _set_group(speed.DECODE_BANDWIDTH_EFFICIENCY, ("transformers",)), (0.3, 0.98)),
+    ("DECODE_OVERHEAD_PER_LAYER_S[transformers]", lambda: speed.DECODE_OVERHEAD_PER_LAYER_S["transformers"],
+     _set_group(speed.DECODE_OVERHEAD_PER_LAYER_S, ("transformers",)), (1e-5, 3e-3)),
+    ("PREFILL_COMPUTE_EFFICIENCY[transformers]", lambda: speed.PREFILL_COMPUTE_EFFICIENCY["transformers"],
+     _set_group(speed.PREFILL_COMPUTE_EFFICIENCY, ("transformers",)), (0.05, 0.9)),
     ("DECODE_COMPUTE_EFFICIENCY", lambda: speed.DECODE_COMPUTE_EFFICIENCY,
      _set_module(speed, "DECODE_COMPUTE_EFFICIENCY"), (0.1, 0.9)),
     ("REQUEST_OVERHEAD_S[paged]", lambda: serving.REQUEST_OVERHEAD_S["vllm"],
@@ -64,41 +67,19 @@ PARAMS: list[tuple[str, Callable[[], float], Callable[[float], None], tuple[floa
 STEPS = (0.5, 0.7, 0.85, 0.93, 1.07, 1.15, 1.4, 2.0)
 
 
-def _old_source(rid: str) -> str:
-    key = rid.split("@")[0]
-    for r in old_records():
-        if r["id"] == key:
-            return sb.source_key(r)
-    return key
-
-
-def all_observations() -> list[sb.Observation]:
-    """The new benchmark files and tests/calibration/throughput.yaml (one-user decode, prefill,
-    and its few loaded points), as one list."""
-    assess_mod._assess_memo.cache_clear()
-    obs = sb.observations()
-    for p in old_points():
-        if p.lower_bound:
-            continue
-        kind = "prompt_tokens_per_s" if p.label == "prompt tok/s" else "decode_tokens_per_s"
-        users = int(p.label.rsplit(" ", 1)[-1]) if p.label.startswith("tok/s/user at") else 1
-        obs.append(
-            sb.Observation(
-                p.record, _old_source(p.record), p.engine, "", kind, users, p.measured, p.ours, p.xfail
-            )
-        )
-    return obs
-
-
-def split(obs: list[sb.Observation]) -> tuple[list[sb.Observation], list[sb.Observation]]:
-    keys = sorted({o.source for o in obs})
-    fit = set(keys[0::2])
-    return [o for o in obs if o.source in fit], [o for o in obs if o.source not in fit]
+all_observations = sb.all_observations
+split = sb.halves_of
 
 
 def loss(obs: list[sb.Observation]) -> float:
-    errs = [abs(math.log(o.ours / o.measured)) for o in obs if not o.xfail and o.ours > 0]
-    return sum(errs) / len(errs) if errs else 0.0
+    """Mean |log(ours / measured)| per (engine, kind) group, then the mean of the groups: a source
+    with 48 rows weighs no more than a group of 3."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for o in obs:
+        if not o.xfail and o.ours > 0:
+            groups.setdefault((o.engine, o.kind), []).append(abs(math.log(o.ours / o.measured)))
+    means = [sum(v) / len(v) for v in groups.values()]
+    return sum(means) / len(means) if means else 0.0
 
 
 def fit() -> None:

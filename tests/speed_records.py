@@ -57,6 +57,7 @@ def _catalog() -> Catalog:
     return Catalog()
 
 
+@cache
 def records() -> list[dict[str, Any]]:
     data: list[dict[str, Any]] = yaml.safe_load(THROUGHPUT.read_text())["records"]
     return data

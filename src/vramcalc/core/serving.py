@@ -14,9 +14,10 @@ from vramcalc.errors import SpecError
 Arrival = Literal["closed", "burst"]
 
 # Source: time a request spends in the server outside the GPU steps before its first token (HTTP,
-# tokenization, scheduling, detokenizing the first token), by engine. Placeholder until fitted
-# (scripts/fit_speed.py) on the TTFT of one-user serving records.
-REQUEST_OVERHEAD_S = {"vllm": 0.008, "sglang": 0.008, "tgi": 0.008, "llama.cpp": 0.002, "ollama": 0.01}
+# tokenization, scheduling, detokenizing the first token), by engine.
+# Fitted by scripts/fit_speed.py on the fit half (by source) of the published benchmarks
+# (2026-12-02); llama.cpp/Ollama keep a 2 / 10 ms guess (their one-user records print no TTFT).
+REQUEST_OVERHEAD_S = {"vllm": 0.0183, "sglang": 0.0183, "tgi": 0.0183, "llama.cpp": 0.002, "ollama": 0.01}
 # The closed-loop fixed point converges geometrically; 60 rounds reach 1e-9 relative change on every
 # load tried (the prefill share of a step is below 1 whenever the engine keeps up).
 FIXED_POINT_ROUNDS = 60

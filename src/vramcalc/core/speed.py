@@ -14,32 +14,35 @@ from vramcalc.specs import GpuSpec, ModelSpec
 from vramcalc.units import GB
 
 # Source: fraction of peak DRAM bandwidth a decode step's weight and KV reads achieve, by engine
-# family, fitted together with the per-layer overhead below on tests/calibration/throughput.yaml
-# (llama.cpp 17 decode figures, vLLM/SGLang/TGI 10, transformers 48; scripts/engine_accuracy.py).
+# family, fitted together with the per-layer overhead below by scripts/fit_speed.py on the fit half
+# (split by source) of tests/calibration/throughput.yaml, serving.yaml and single_user.yaml
+# (2026-12-02). vLLM's 0.98 sits at the search's upper bound: CUDA-graph decode of one model reads
+# its weights near the peak; what it misses lies in the per-layer cost.
 DECODE_BANDWIDTH_EFFICIENCY = {
-    "llama.cpp": 0.75,
-    "ollama": 0.75,
-    "vllm": 0.80,
-    "sglang": 0.80,
-    "tgi": 0.80,
-    "transformers": 0.75,
+    "llama.cpp": 0.746,
+    "ollama": 0.746,
+    "vllm": 0.98,
+    "sglang": 0.98,
+    "tgi": 0.98,
+    "transformers": 0.802,
 }
 # Source: fixed cost per layer per decode step (kernel launches, Python and scheduling), by engine
-# family; calibrated with the bandwidth efficiencies above on tests/calibration/throughput.yaml.
+# family; fitted with the bandwidth efficiencies above (scripts/fit_speed.py, fit half).
 # It is why small quantized models on fast GPUs stay far below the bandwidth roofline.
 DECODE_OVERHEAD_PER_LAYER_S = {
-    "llama.cpp": 0.00010,
-    "ollama": 0.00010,
-    "vllm": 0.00008,
-    "sglang": 0.00008,
-    "tgi": 0.00008,
-    "transformers": 0.00100,
+    "llama.cpp": 0.0000395,
+    "ollama": 0.0000395,
+    "vllm": 0.0000856,
+    "sglang": 0.0000856,
+    "tgi": 0.0000856,
+    "transformers": 0.00093,
 }
 # Source: per-layer cost of a step run eagerly (vLLM --enforce-eager, SGLang --disable-cuda-graph):
 # every kernel launched from Python, about 10 launches per decoder layer at ~10 us each (PyTorch
-# eager launch latency). Placeholder until fitted (scripts/fit_speed.py).
+# eager launch latency); no published eager run in tests/calibration to fit it on.
 EAGER_OVERHEAD_PER_LAYER_S = {"vllm": 0.00010, "sglang": 0.00010}
-# Source: fixed cost per step outside the layers (scheduler, sampler, output processing).
+# Source: fixed cost per step outside the layers (scheduler, sampler, output processing): none
+# apart from the per-layer cost; the fit found no better split (scripts/fit_speed.py).
 STEP_OVERHEAD_S: dict[str, float] = {}
 # Source: transformers' DynamicCache grows by torch.cat every step, so each step reads the old
 # cache, writes the new one and reads it again in attention (transformers/cache_utils.py); paged
@@ -49,7 +52,11 @@ KV_PASSES_PER_STEP = {"transformers": 3}
 # Source: prefill is compute-bound; 0.5-0.7 x dense peak on NVIDIA datacenter parts for PyTorch
 # engines (shared/reference/gpus.yaml estimation_hints; MAMF 0.80 on H100 for the best GEMM shape).
 # llama.cpp and Ollama take the GGUF kernel paths below instead (gguf_prefill_gemm_s).
-PREFILL_COMPUTE_EFFICIENCY = 0.55
+# Source: fitted by scripts/fit_speed.py (coordinate descent on the fit half of the published
+# benchmarks, split by source: tests/calibration/throughput.yaml, serving.yaml, single_user.yaml;
+# the test half never seen), 2026-12-02.
+# transformers' prefill runs eager/SDPA kernels without fusion: far below the serving engines.
+PREFILL_COMPUTE_EFFICIENCY = {"vllm": 0.25, "sglang": 0.25, "tgi": 0.25, "transformers": 0.069}
 
 # Which kernel multiplies a GGUF weight matrix during prompt processing (ggml-cuda).
 # Source: ggml-org/llama.cpp ggml/src/ggml-cuda/ggml-cuda.cu ggml_cuda_op_mul_mat_cublas: F16
@@ -82,7 +89,12 @@ SIXTEEN_BIT_GGML = frozenset({"F16", "BF16", "F32"})
 GGUF_PREFILL_GEMM_EFFICIENCY = 0.44
 GGUF_PREFILL_TFLOPS_PER_WATT = 0.387
 # Source: decode FLOPs at large batches run at a lower share of peak than big prefill GEMMs.
-DECODE_COMPUTE_EFFICIENCY = 0.45
+# Source: fitted by scripts/fit_speed.py (coordinate descent on the fit half of the published
+# benchmarks, split by source: tests/calibration/throughput.yaml, serving.yaml, single_user.yaml;
+# the test half never seen), 2026-12-02.
+# It sits at the search's lower bound: large decode batches (and MoE expert GEMMs of a few tokens
+# each) run far below peak; the figure absorbs what the model does not split out.
+DECODE_COMPUTE_EFFICIENCY = 0.10
 
 # Source: PCIe 4.0 x16 = 31.5 GB/s per direction (PCI-SIG); ~25 GB/s achieved by pinned copies.
 PCIE_BANDWIDTH_GBS = 25.0
@@ -108,13 +120,15 @@ DEFAULT_LINK_GBS = 31.5
 
 def all_reduce_s(m: ModelSpec, gpu: GpuSpec, tokens: int, gpus: int) -> float:
     """Time one forward of `tokens` tokens spends in tensor-parallel all-reduces over the link:
-    layers x 2 x (latency + 2 (n - 1) / n x tokens x hidden x 2 B / link bandwidth); 0 for one GPU."""
+    layers x 2 x ((n - 1) x latency + 2 (n - 1) / n x tokens x hidden x 2 B / link bandwidth); 0 for
+    one GPU. A ring all-reduce takes 2 (n - 1) steps, each paying the link latency (NCCL ring
+    algorithm); the latency constants were measured with 2 GPUs (n - 1 = 1)."""
     if gpus <= 1:
         return 0.0
     link = gpu.link_gbs or DEFAULT_LINK_GBS
     latency = ALL_REDUCE_LATENCY_NVLINK_S if link >= NVLINK_CLASS_GBS else ALL_REDUCE_LATENCY_PCIE_S
     payload = 2 * (gpus - 1) / gpus * tokens * m.hidden_size * 2
-    return m.num_hidden_layers * ALL_REDUCES_PER_LAYER * (latency + payload / (link * GB))
+    return m.num_hidden_layers * ALL_REDUCES_PER_LAYER * ((gpus - 1) * latency + payload / (link * GB))
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +297,7 @@ class Stepper:
         m = self.e.model
         flops = 2.0 * param_counts(m).active * prompt_tokens
         flops += prompt_tokens * attention_flops_per_token(m, prompt_tokens) / 2
-        return flops / self.gpus_per_replica / (self.peak_tflops * 1e12 * PREFILL_COMPUTE_EFFICIENCY)
+        return flops / self.gpus_per_replica / (self.peak_tflops * 1e12 * PREFILL_COMPUTE_EFFICIENCY.get(self.e.plan.engine, 0.25))
 
     def offload_s(self, seqs: float) -> float:
         if not (self.offloaded_bytes or self.host_kv_share):

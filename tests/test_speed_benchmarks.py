@@ -1,0 +1,62 @@
+"""Published speed benchmarks against the assessment, split by source (tests/speed_benchmarks.py).
+
+The constants in core/speed.py and core/serving.py were fitted on the fit half by
+scripts/fit_speed.py; these tests hold both halves to the figures measured on 2026-12-02 (a small
+margin above them), so a change that makes either half worse fails. `python scripts/fit_speed.py`
+prints every row, xfails included.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import speed_benchmarks as sb
+
+FIT, TEST = sb.halves_of(sb.all_observations())
+
+
+def test_records_carry_source_quote_and_catalog_ids() -> None:
+    """Every record names its source and quotes it; 60+ records, 8+ GPUs, 4+ engines, batch 1 and
+    concurrency 2-256 (the issue's floor)."""
+    records = sb.records()
+    assert len(records) >= 60
+    for r in records:
+        assert r["source"] and r["quote"], r["id"]
+    assert len({r["gpu"] for r in records}) >= 8
+    assert len({r["engine"] for r in records}) >= 4
+    loads = [int(r["concurrency"]) for r in records if r.get("concurrency") and r.get("mode") != "single"]
+    assert min(loads) >= 2 and max(loads) <= 256 and len(loads) >= 20
+    assert len({r["id"] for r in records}) == len(records)
+
+
+def test_the_halves_share_no_source() -> None:
+    fit, test = ({o.source for o in half} for half in (FIT, TEST))
+    assert len(fit) >= 5 and len(test) >= 5 and not fit & test
+
+
+@pytest.mark.parametrize(
+    ("half", "kind", "median", "worst"),
+    [
+        ("fit", "decode", 0.13, 0.45),
+        ("fit", "load", 0.06, 0.35),
+        ("fit", "ttft", 0.16, 0.65),
+        ("test", "decode", 0.16, 0.95),
+        ("test", "prefill", 0.08, 1.9),
+        ("test", "load", 0.60, 2.2),
+        ("test", "ttft", 0.25, 0.65),
+    ],
+)
+def test_accuracy_holds(half: str, kind: str, median: float, worst: float) -> None:
+    """Median and worst |error| per kind of figure, xfails left out (measured 2026-12-02: fit
+    decode 11.8% / 43.0%, load 5.1% / 31.8%, ttft 14.4% / 63.1%; test decode 15.0% / 93.7%,
+    prefill 7.1% / 185.5%, load 55.5% / 216.5%, ttft 22.5% / 60.8%)."""
+    obs = sb.with_figure(FIT if half == "fit" else TEST, kind)
+    got_median, got_worst, n = sb.summary(obs)
+    assert n >= 5
+    assert got_median <= median and got_worst <= worst
+
+
+def test_xfails_name_records_that_exist() -> None:
+    ids = {r["id"] for r in sb.records()}
+    for key in sb.XFAIL:
+        assert key.split(":")[0] in ids, key
