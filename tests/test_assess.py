@@ -187,26 +187,27 @@ def test_ten_users_queue_on_a_4090_by_hand() -> None:
     """Gemma-2-27B awq-int4 on vLLM (the default engine), one RTX 4090, 10 users x 4,096 tokens,
     512 output tokens (the default): the pool holds 2 of the 10 (see test_check), 8 wait.
 
-    Step (memory-bound): (weights 15,895,135,232 + 2 running x 1,543,503,872 KV) / (1,008 GB/s x 0.80)
-    + 46 layers x 80 us = 18,982,142,976 / 806.4e9 + 0.00368 = 0.0235393638 + 0.00368
-    = 0.0272193638 s.
-    Per user: 2 / 0.0272193638 / 10 = 7.3477103 tokens/s (all ten share the batch).
-    Wait: ceil(10 / 2) - 1 = 4 waves ahead of the last, each TTFT + 512 x step:
-    4 x (2.2012380 + 512 x 0.0272193638) = 4 x (2.2012380 + 13.9363143) = 64.5502090 s.
+    Step (memory-bound): (weights 15,895,135,232 + 2 running x 1,543,503,872 KV) / (1,008 GB/s x 0.98)
+    + 46 layers x 85.6 us = 0.0192158072 + 0.0039376 = 0.0231534072 s; the prompt tokens that
+    ride in a step add compute, not bytes, so the step stays memory-bound at that figure.
+    Per user: 1 / step = 43.190188 tokens/s (the two running stream at the batch's speed).
+    Closed loop (core.serving): latency L = TTFT in the engine + 511 x step; the 8 beyond the
+    running 2 wait W = (10 - 2) / 2 x L = 4 L = 57.371122 s; TTFT seen = engine TTFT + W.
     """
     a = assess(Deployment(CATALOG.models.get("gemma-2-27b"), CATALOG.gpus.get("rtx-4090"), 10, 4096, bits=4))
     assert (a.verdict, a.users_at_once, a.deployment.output) == ("queues", 2, 512)
-    assert a.speed is not None and a.ttft_s is not None
+    assert a.speed is not None and a.serving is not None and a.ttft_s is not None and a.wait_s is not None
     step = a.speed.step_s
     assert step == pytest.approx(
-        (15_895_135_232 + 2 * 1_543_503_872) / (1008e9 * 0.80) + 46 * 80e-6, rel=1e-9
+        (15_895_135_232 + 2 * 1_543_503_872) / (1008e9 * 0.98) + 46 * 85.6e-6, rel=1e-9
     )
-    assert step == pytest.approx(0.0272193638, rel=1e-9)
-    assert a.ttft_s == pytest.approx(2.2012380, rel=1e-7)
-    assert a.decode_tokens_per_s_per_user == pytest.approx(2 / step / 10, rel=1e-9)
-    assert a.decode_tokens_per_s_per_user == pytest.approx(7.3477103, rel=1e-7)
-    assert a.wait_s == pytest.approx((math.ceil(10 / 2) - 1) * (a.ttft_s + 512 * step), rel=1e-9)
-    assert a.wait_s == pytest.approx(64.5502090, rel=1e-7)
+    assert step == pytest.approx(0.0231534072, rel=1e-9)
+    assert a.serving.tpot_s == pytest.approx(step, rel=1e-9)
+    assert a.decode_tokens_per_s_per_user == pytest.approx(43.190188, rel=1e-7)
+    engine_ttft = a.ttft_s - a.wait_s
+    assert a.wait_s == pytest.approx(4 * (engine_ttft + 511 * step), rel=1e-9)
+    assert a.wait_s == pytest.approx(57.371122, rel=1e-7)
+    assert a.aggregate_tokens_per_s == pytest.approx(2 * 512 / (engine_ttft + 511 * step), rel=1e-9)
     assert [m.kind for m in a.misses] == ["queue"]
 
 
@@ -222,9 +223,9 @@ def test_seventy_b_offloads_on_a_4090_by_hand() -> None:
     Weights 41,921,527,808 - model buffer on the GPU 22,038,740,992 = 19,882,786,816 B;
     KV 2,684,354,560 - KV buffer on the GPU 1,442,840,576 = 1,241,513,984 B;
     offloaded = 19,882,786,816 + 1,241,513,984 = 21,124,300,800 B.
-    Step: GPU part (22,038,740,992 + 1,442,840,576) / (1,008 GB/s x 0.75) + 80 layers x 100 us
-    = 0.0310602931 + 0.008 = 0.0390602931 s; host part 21,124,300,800 / 50e9 = 0.4224860160 s;
-    step 0.4615463091 s, decode 1 / step = 2.1666298 tokens/s.
+    Step: GPU part (22,038,740,992 + 1,442,840,576) / (1,008 GB/s x 0.746) + 80 layers x 39.5 us
+    = 0.0312268362 + 0.00316 = 0.0343868362 s; host part 21,124,300,800 / 50e9 = 0.4224860160 s;
+    step 0.4568728522 s, decode 1 / step = 2.1887928 tokens/s.
     """
     a = assess(LLAMA_70B_ON_4090)
     e, view = a.scenario.estimate, a.scenario.view
@@ -241,9 +242,10 @@ def test_seventy_b_offloads_on_a_4090_by_hand() -> None:
     )
     assert a.offloaded_bytes == 21_124_300_800
     assert a.speed is not None
-    gpu_part = (22_038_740_992 + 1_442_840_576) / (1008e9 * 0.75) + 80 * 100e-6
+    gpu_part = (22_038_740_992 + 1_442_840_576) / (1008e9 * 0.746) + 80 * 39.5e-6
     assert a.speed.step_s == pytest.approx(gpu_part + 21_124_300_800 / 50e9, rel=1e-9)
-    assert a.decode_tokens_per_s_per_user == pytest.approx(2.1666298, rel=1e-7)
+    assert a.decode_tokens_per_s_per_user == pytest.approx(1 / a.speed.step_s, rel=1e-9)
+    assert a.decode_tokens_per_s_per_user == pytest.approx(2.1887928, rel=1e-7)
     assert [m.kind for m in a.misses] == ["offload"]
 
 
