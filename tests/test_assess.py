@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -192,7 +191,7 @@ def test_ten_users_queue_on_a_4090_by_hand() -> None:
     ride in a step add compute, not bytes, so the step stays memory-bound at that figure.
     Per user: 1 / step = 43.190188 tokens/s (the two running stream at the batch's speed).
     Closed loop (core.serving): latency L = TTFT in the engine + 511 x step; the 8 beyond the
-    running 2 wait W = (10 - 2) / 2 x L = 4 L = 57.371122 s; TTFT seen = engine TTFT + W.
+    running 2 wait W = (10 - 2) / 2 x L = 4 L = 57.350223 s; TTFT seen = engine TTFT + W.
     """
     a = assess(Deployment(CATALOG.models.get("gemma-2-27b"), CATALOG.gpus.get("rtx-4090"), 10, 4096, bits=4))
     assert (a.verdict, a.users_at_once, a.deployment.output) == ("queues", 2, 512)
@@ -206,7 +205,7 @@ def test_ten_users_queue_on_a_4090_by_hand() -> None:
     assert a.decode_tokens_per_s_per_user == pytest.approx(43.190188, rel=1e-7)
     engine_ttft = a.ttft_s - a.wait_s
     assert a.wait_s == pytest.approx(4 * (engine_ttft + 511 * step), rel=1e-9)
-    assert a.wait_s == pytest.approx(57.371122, rel=1e-7)
+    assert a.wait_s == pytest.approx(57.350223, rel=1e-7)
     assert a.aggregate_tokens_per_s == pytest.approx(2 * 512 / (engine_ttft + 511 * step), rel=1e-9)
     assert [m.kind for m in a.misses] == ["queue"]
 

@@ -167,7 +167,7 @@ def test_every_fix_passes_and_is_the_smallest(run_cli: Run, tmp_path: Path, plan
     [r] = _check(plan)
     assert r.fixes
     kinds = {k for f in r.fixes for k, _ in f.fields}
-    assert {"users", "ctx", "gpu_count"} <= kinds
+    assert {"users", "gpu_count"} <= kinds
     for i, fix in enumerate(r.fixes):
         fixed = _apply(plan, fix.plan_fields, tmp_path / f"fix{i}.yaml")
         assert run_cli("check", str(fixed)).exit_code == 0, fix.change
@@ -205,15 +205,16 @@ def test_ten_users_on_a_4090_fixes() -> None:
 
 
 def test_ttft_goal_miss_and_fix() -> None:
-    """A 3,584-token prompt (4,096 ctx less 512 output tokens) takes 2.20 s on one 4090; a 1 s goal
-    needs a shorter context or 4-way tensor parallelism."""
+    """A 3,584-token prompt (4,096 ctx less 512 output tokens) takes 2.51 s on one 4090 (chunked
+    prefill next to the other users' decodes, plus the request overhead); a 1 s goal needs a
+    shorter context or 4-way tensor parallelism."""
     results = _check(FIXTURES / "valid/two-deployments.yaml")
     chat, long_prompts = results
     assert chat.passed and not long_prompts.passed
     [miss] = long_prompts.misses
-    assert miss.kind == "ttft" and miss.limit == 1.0 and miss.value == pytest.approx(2.20, abs=0.01)
+    assert miss.kind == "ttft" and miss.limit == 1.0 and miss.value == pytest.approx(2.51, abs=0.01)
     assert long_prompts.most_users == 0  # the first token does not come sooner with fewer users
-    assert [f.change for f in long_prompts.fixes] == ["ctx: 2048", "gpu_count: 4, layout: tensor-parallel"]
+    assert [f.change for f in long_prompts.fixes] == ["ctx: 1792", "gpu_count: 4, layout: tensor-parallel"]
 
 
 # --- every example through the CLI, in every format --------------------------------------------------------
@@ -642,7 +643,7 @@ def test_emit_refuses_a_plan_that_does_not_pass(run_cli: Run) -> None:
     assert r.exit_code == 1 and r.stdout == ""
     assert r.stderr == (
         "vramcalc: error: gemma-27b-4090-10-users does not pass its check: vllm runs 2 of 10 users at "
-        "once; the rest wait up to 64.6 s; fix the plan (vramcalc check shows the changes that pass) "
+        "once; the rest wait up to 57.4 s; fix the plan (vramcalc check shows the changes that pass) "
         "or pass --force\n"
     )
     forced = run_cli("plan", "emit", plan, "--force")

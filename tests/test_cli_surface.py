@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "estimate": (("estimate", "gemma-2-27b", "--users", "3"), ("table", "json", "markdown", "csv")),
     "recommend": (("recommend", "llama-3.1-8b", "--users", "2"), ("table", "json", "markdown")),
     "calibrate": (("calibrate", LOG), ("table", "json")),
+    "bench": (
+        ("bench", "tests/fixtures/bench/llama-bench.json", "--model", "llama-3.1-8b", "--gpu", "rtx-4090"),
+        ("table", "json"),
+    ),
     "check": (("check", PLAN), ("text", "json", "junit", "github", "markdown")),
     "models list": (("models", "list"), ("table", "json")),
     "models show": (("models", "show", "gemma-2-27b"), ("table", "json")),

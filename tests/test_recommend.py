@@ -80,7 +80,7 @@ def test_reference_scenario_one_24gb_card() -> None:
         (10, "gpus", ("radeon-pro-w7900", 1, "single")),
         (20, "gpus", ("rtx-pro-6000-blackwell", 1, "single")),
         # speed: the fastest per-user decode the catalog offers within 8 GPUs
-        (10, "speed", ("b200", 8, "tensor-parallel")),
+        (10, "speed", ("b200", 8, "replicas")),
     ],
 )
 def test_guide_scenarios_per_objective(users: int, objective: str, pick: tuple[str, int, str]) -> None:
@@ -100,14 +100,14 @@ def test_guide_scenarios_per_objective(users: int, objective: str, pick: tuple[s
 
 
 def test_make_my_4090_work() -> None:
-    """--gpu rtx-4090 for 10 users: the fix search's levers on one card come first (llama.cpp with
+    """--gpu rtx-4090 for 10 users: the fix search's levers on one card come first (Ollama with
     Q4_K_M and a q4_0 KV cache fits: $1,599, or $0 when the card is owned), then 2 cards in TP."""
     from vramcalc.core.recommend import Filters
 
     r = recommend(Request(GEMMA, 10), GPUS, filters=Filters(gpus=("rtx-4090",)))
     c = r.choice
     assert c is not None and c.count == 1
-    assert c.changes == {"engine": "llama.cpp", "quant": "Q4_K_M", "bits": None, "kv_dtype": "q4_0"}
+    assert c.changes == {"engine": "ollama", "quant": "Q4_K_M", "bits": None, "kv_dtype": "q4_0"}
     assert c.cost_usd == 1599 and c.assessment.verdict == "fits"
     owned = recommend(Request(GEMMA, 10), GPUS, filters=Filters(gpus=("rtx-4090",), have=(("rtx-4090", 1),)))
     assert owned.choice is not None and owned.choice.cost_usd == 0
@@ -253,7 +253,7 @@ def test_users_range_shows_how_the_pick_changes(run_cli: Run) -> None:
     assert picks == [
         (10, "radeon-pro-w7900"),
         (12, "radeon-pro-w7900"),
-        (15, "radeon-pro-w7900"),
+        (15, "rtx-a6000"),
         (18, "rtx-pro-6000-blackwell"),
         (20, "rtx-pro-6000-blackwell"),
     ]
