@@ -439,8 +439,10 @@ def recommend(
         f"no offload), the workload stays under {1 - req.headroom:.0%} of usable memory, and each user gets "
         f"at least {req.min_tokens_per_s:g} tokens/s",
         "usd_per_user: the cards' list price over the most users they serve",
-        "speed: decode step = max(weights + KV bytes / (bandwidth x efficiency), FLOPs / (peak x efficiency)); "
-        "TTFT for one prompt of the context less the output tokens",
+        "speed: the users as a closed loop (each sends the next request when the last ends); a step = "
+        "max(weights + KV bytes / (bandwidth x efficiency), FLOPs of the batch and its prompt chunks / "
+        "(peak x efficiency)); tokens/s per user = 1 / step; TTFT = the prompt's chunked prefill plus "
+        "any wait for a place (core/serving.py)",
     ]
     if f.have:
         notes.append(
