@@ -199,7 +199,7 @@ def validate(d: Deployment) -> None:
     if d.bits is not None and d.quant is not None:
         raise SpecError("give --bits or --quant, not both")
     if d.count < 1:
-        raise SpecError(f"gpu_count must be a positive integer, got {d.count}")
+        raise SpecError(f"--tp / gpu_count must be a positive integer, got {d.count}")
     if d.output_tokens is not None and not 1 <= d.output_tokens < d.ctx_tokens:
         raise SpecError(
             f"--output-tokens must be at least 1 and below --ctx {d.ctx_tokens:,} (the context holds "
