@@ -100,12 +100,8 @@ def records() -> list[dict[str, Any]]:
     return out
 
 
-def sources() -> list[str]:
-    """Distinct sources, sorted; one source = the text of `source` up to its first comma."""
-    return sorted({source_key(r) for r in records()})
-
-
 def source_key(r: dict[str, Any]) -> str:
+    """One source = the text of `source` up to its first comma or parenthesis (a repo, a page)."""
     return str(r["source"]).split(",")[0].split(" (")[0].strip()
 
 
