@@ -152,6 +152,11 @@ class VisionSpec(_Spec):
 class ModelSpec(_Spec):
     """Architecture of one decoder-only language model, as its config.json states it."""
 
+    def __hash__(self) -> int:
+        # Equal specs have equal ids, so the id alone keeps the hash contract; the cached arithmetic
+        # (core's @cache functions take specs as keys) then hashes one string, not every field.
+        return hash(self.id)
+
     id: str = Field(
         pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=128, description="Catalog id (file name stem)."
     )
@@ -215,6 +220,11 @@ class ModelSpec(_Spec):
 
 class GpuSpec(_Spec):
     """One accelerator: capacity, bandwidth and compute, as the vendor and real tools report them."""
+
+    def __hash__(self) -> int:
+        # Equal specs have equal ids, so the id alone keeps the hash contract; the cached arithmetic
+        # (core's @cache functions take specs as keys) then hashes one string, not every field.
+        return hash(self.id)
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=128)
     name: str

@@ -8,7 +8,7 @@ from functools import cache
 
 from vramcalc import limits as lim
 from vramcalc.core.activations import ActivationUse, activation_bytes
-from vramcalc.core.formats import WeightFormat, kv_bytes, tensor_bytes
+from vramcalc.core.formats import WeightFormat, kv_bytes, model_tensor_bytes
 from vramcalc.core.kv import KvUse, kv_bytes_per_token, kv_cache_bytes, kv_layers
 from vramcalc.core.tensors import ParamCounts, param_counts, tensor_inventory
 from vramcalc.core.types import EnginePlan
@@ -108,7 +108,7 @@ def weight_bytes(m: ModelSpec, fmt: WeightFormat, tp: int = 1) -> WeightUse:
     src/models/gemma2.cpp TENSOR_DUPLICATED; engines.md section 2.5).
     """
     tensors = tensor_inventory(m)
-    sizes = tensor_bytes(fmt, m, tensors)
+    sizes = model_tensor_bytes(fmt, m)
     checkpoint = sum(sizes)
     if not fmt.is_gguf:
         gpu = sum(_per_gpu(m, t.role, t.rows, size, tp) for t, size in zip(tensors, sizes, strict=True))

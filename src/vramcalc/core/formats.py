@@ -7,9 +7,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cache
 from typing import Literal
 
-from vramcalc.core.tensors import DECODER_MATRIX_ROLES, EXPERT_ROLES, Tensor
+from vramcalc.core.tensors import DECODER_MATRIX_ROLES, EXPERT_ROLES, Tensor, tensor_inventory
 from vramcalc.errors import UnknownFormatError
 from vramcalc.specs import ModelSpec
 
@@ -336,6 +337,18 @@ def stored_tensor_types(fmt: WeightFormat, m: ModelSpec, tensors: Sequence[Tenso
         return types
     dense = DENSE_FORMATS[name]
     return [name if _dense_converts(dense, t) else "16-bit" for t in tensors]
+
+
+@cache
+def model_tensor_types(fmt: WeightFormat, m: ModelSpec) -> tuple[str, ...]:
+    """stored_tensor_types of the model's own tensor inventory, once per (format, model)."""
+    return tuple(stored_tensor_types(fmt, m, tensor_inventory(m)))
+
+
+@cache
+def model_tensor_bytes(fmt: WeightFormat, m: ModelSpec) -> tuple[int, ...]:
+    """tensor_bytes of the model's own tensor inventory, once per (format, model)."""
+    return tuple(tensor_bytes(fmt, m, tensor_inventory(m)))
 
 
 def _dense_converts(dense: DenseFormat, t: Tensor) -> bool:

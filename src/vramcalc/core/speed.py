@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 
 from vramcalc.core.engines.common import version_at_least
 from vramcalc.core.estimate import Estimate
-from vramcalc.core.formats import stored_tensor_types, tensor_bytes
-from vramcalc.core.kv import kv_layers, tokens_kept
+from vramcalc.core.formats import WeightFormat, model_tensor_bytes, model_tensor_types
+from vramcalc.core.kv import kv_layer_groups, tokens_kept
 from vramcalc.core.tensors import DECODER_MATRIX_ROLES, EXPERT_ROLES, param_counts, tensor_inventory
 from vramcalc.specs import GpuSpec, ModelSpec
 from vramcalc.units import GB
@@ -161,9 +162,12 @@ def active_weight_bytes(m: ModelSpec, weights_bytes: int, concurrent_tokens: int
 
 
 def attention_flops_per_token(m: ModelSpec, context_tokens: int) -> float:
-    """Q.K and A.V for one new token against its cache: 4 x heads x head_dim x kept tokens per layer."""
+    """Q.K and A.V for one new token against its cache: 4 x heads x head_dim x kept tokens per layer
+    (summed once per group of identical layers)."""
     width = m.num_attention_heads * (m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim if m.mla else m.head_dim)
-    return sum(4.0 * width * tokens_kept(layer.window_tokens, context_tokens) for layer in kv_layers(m))
+    return sum(
+        4.0 * width * n * tokens_kept(layer.window_tokens, context_tokens) for layer, n in kv_layer_groups(m)
+    )
 
 
 def peak_tflops(gpu: GpuSpec, weight_format: str) -> float | None:
@@ -184,6 +188,12 @@ class PrefillKernel:
 
 
 def prefill_kernel(e: Estimate, gpu: GpuSpec, ggml_type: str) -> PrefillKernel | None:
+    """The kernel for `ggml_type` weights of `e`'s engine and version on `gpu` (_kernel)."""
+    return _kernel(e.plan.engine, e.plan.version, gpu, ggml_type)
+
+
+@cache
+def _kernel(engine: str, version: str, gpu: GpuSpec, ggml_type: str) -> PrefillKernel | None:
     """ggml-cuda's path for `ggml_type` weights at a prompt-sized batch: F16 in cuBLAS with FP16
     accumulate (the FP16-accumulate rate, twice the FP32-accumulate one on GeForce cards); quantized
     types in the int8 MMQ kernels (int8 tensor rate) since MMQ_DEFAULT_SINCE, before that
@@ -195,7 +205,7 @@ def prefill_kernel(e: Estimate, gpu: GpuSpec, ggml_type: str) -> PrefillKernel |
         return PrefillKernel("cublas-bf16", gpu.bf16_dense_tflops, False)  # CUBLAS_COMPUTE_32F
     if ggml_type in SIXTEEN_BIT_GGML:
         return PrefillKernel("cublas-f16", fp16, False)
-    mmq = e.plan.engine != "llama.cpp" or version_at_least(e.plan.version, MMQ_DEFAULT_SINCE)
+    mmq = engine != "llama.cpp" or version_at_least(version, MMQ_DEFAULT_SINCE)
     if mmq and gpu.int8_dense_tops:
         return PrefillKernel("mmq-int8", gpu.int8_dense_tops, False)
     return PrefillKernel("dequantize+cublas-f16", fp16, True)
@@ -213,40 +223,54 @@ def gguf_prefill_gemm_s(e: Estimate, gpu: GpuSpec, prompt: int) -> float | None:
     2 x params x prompt / rate (for MoE, the routed experts' FLOPs x k/E), and attention FLOPs on
     the 16-bit path. The output matrix runs for the last token only (llama-bench and servers ask
     for one row of logits). None when a kernel has no tensor figure."""
-    m = e.model
-    tensors = tensor_inventory(m)
-    types = stored_tensor_types(e.weight_format, m, tensors)
-    routed = m.moe.experts_per_token / m.moe.num_experts if m.moe else 1.0
     attention = prefill_kernel(e, gpu, "F16")
-    if attention is None:
+    per_token_s = _gguf_matrix_s_per_token(e.model, e.weight_format, gpu, e.plan.engine, e.plan.version)
+    if attention is None or per_token_s is None:
         return None
-    gemm_s = prompt * attention_flops_per_token(m, prompt) / 2 / _gguf_rate(gpu, attention)
-    for t, ggml_type in zip(tensors, types, strict=True):
+    attention_s = prompt * attention_flops_per_token(e.model, prompt) / 2 / _gguf_rate(gpu, attention)
+    return attention_s + prompt * per_token_s
+
+
+@cache
+def _gguf_matrix_s_per_token(
+    m: ModelSpec, fmt: WeightFormat, gpu: GpuSpec, engine: str, version: str
+) -> float | None:
+    """Seconds per prompt token of the decoder matrices' GEMMs, each on its type's kernel (linear in
+    the prompt, so the per-tensor walk runs once per model, format, GPU and engine version)."""
+    routed = m.moe.experts_per_token / m.moe.num_experts if m.moe else 1.0
+    total_s = 0.0
+    for t, ggml_type in zip(tensor_inventory(m), model_tensor_types(fmt, m), strict=True):
         if t.role not in DECODER_MATRIX_ROLES:
             continue
-        kernel = prefill_kernel(e, gpu, ggml_type)
+        kernel = _kernel(engine, version, gpu, ggml_type)
         if kernel is None:
             return None
         share = routed if t.role in EXPERT_ROLES else 1.0
-        gemm_s += 2.0 * t.params * share * prompt / _gguf_rate(gpu, kernel)
-    return gemm_s
+        total_s += 2.0 * t.params * share / _gguf_rate(gpu, kernel)
+    return total_s
 
 
 def gguf_dequantize_s(e: Estimate, gpu: GpuSpec, prompt: int) -> float:
     """On the dequantize + cuBLAS path, ceil(prompt / ubatch) writes of an F16 copy of each
     quantized matrix (stored bytes read + 2 B per weight written) at the decode bandwidth."""
-    m = e.model
-    tensors = tensor_inventory(m)
-    types = stored_tensor_types(e.weight_format, m, tensors)
-    sizes = tensor_bytes(e.weight_format, m, tensors)
-    dequant_bytes = 0
-    for t, ggml_type, size in zip(tensors, types, sizes, strict=True):
-        kernel = prefill_kernel(e, gpu, ggml_type)
-        if t.role in DECODER_MATRIX_ROLES and kernel is not None and kernel.dequantizes:
-            dequant_bytes += size + 2 * t.params
+    dequant_bytes = _dequantized_bytes(e.model, e.weight_format, gpu, e.plan.engine, e.plan.version)
     bandwidth = gpu.memory_bandwidth_gbs * GB * DECODE_BANDWIDTH_EFFICIENCY[e.plan.engine]
     ubatches = -(-prompt // max(1, e.plan.prefill_tokens))
     return ubatches * dequant_bytes / bandwidth
+
+
+@cache
+def _dequantized_bytes(m: ModelSpec, fmt: WeightFormat, gpu: GpuSpec, engine: str, version: str) -> int:
+    """Bytes one ubatch moves to write F16 copies of the matrices whose kernel dequantizes."""
+    total = 0
+    tensors = tensor_inventory(m)
+    for t, ggml_type, size in zip(
+        tensors, model_tensor_types(fmt, m), model_tensor_bytes(fmt, m), strict=True
+    ):
+        kernel = _kernel(engine, version, gpu, ggml_type)
+        if t.role in DECODER_MATRIX_ROLES and kernel is not None and kernel.dequantizes:
+            total += size + 2 * t.params
+    return total
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import TYPE_CHECKING
 
 from vramcalc.units import GIB, MIB
@@ -33,6 +34,7 @@ def cuda_total_bytes(gpu: GpuSpec) -> int:
     return int(gpu.memory_gb_marketed * GIB)
 
 
+@cache
 def parse_version(text: str) -> tuple[int, ...] | None:
     """'0.19.1' -> (0, 19, 1); None when it is not dotted numbers."""
     if not re.fullmatch(r"[0-9]{1,6}(\.[0-9]{1,6}){0,3}", text):

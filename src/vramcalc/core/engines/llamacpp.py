@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from vramcalc.core.engines.base import Engine, EngineFigure, EnginePlan, EngineSettings, EngineView
 from vramcalc.core.engines.common import CUDA_CONTEXT_BYTES, version_at_least
 from vramcalc.core.estimate import usable_gpu_bytes
-from vramcalc.core.formats import tensor_bytes
+from vramcalc.core.formats import model_tensor_bytes
 from vramcalc.core.kv import kv_layers
 from vramcalc.core.tensors import tensor_inventory
 from vramcalc.errors import SpecError
@@ -322,7 +322,7 @@ def layer_split(e: Estimate) -> LayerSplit:
     KV from the one kv_cache_bytes result, which is the same for every layer of a kind)."""
     m = e.model
     tensors = tensor_inventory(m)
-    sizes = tensor_bytes(e.weight_format, m, tensors)
+    sizes = model_tensor_bytes(e.weight_format, m)
     weights = [0] * m.num_hidden_layers
     output = 0
     for t, size in zip(tensors, sizes, strict=True):

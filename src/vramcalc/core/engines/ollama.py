@@ -39,7 +39,7 @@ from vramcalc.core.engines.llamacpp import (
 )
 from vramcalc.core.estimate import estimate as estimate_memory
 from vramcalc.core.estimate import usable_gpu_bytes, weight_bytes
-from vramcalc.core.formats import tensor_bytes
+from vramcalc.core.formats import model_tensor_bytes
 from vramcalc.core.kv import kv_layers
 from vramcalc.core.tensors import tensor_inventory
 from vramcalc.errors import SpecError
@@ -421,7 +421,7 @@ def memory_estimate(e: Estimate, version: str, free_bytes: int) -> MemoryEstimat
     tensors = tensor_inventory(m)
     final_norm = sum(
         s
-        for t, s in zip(tensors, tensor_bytes(e.weight_format, m, tensors), strict=True)
+        for t, s in zip(tensors, model_tensor_bytes(e.weight_format, m), strict=True)
         if t.layer is None and t.role == "norm"
     )
     output = split.output_bytes + final_norm
