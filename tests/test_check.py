@@ -693,3 +693,41 @@ def test_walking_a_directory_skips_yaml_that_is_not_a_plan(run_cli: Run) -> None
     )
     named = run_cli("check", "examples/github-workflow.yml")
     assert named.exit_code == 2 and "unknown key 'name'" in named.stderr
+
+
+def test_check_reads_each_plan_file_once(
+    run_cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`check` reads each plan file once per run: the mapping, the skip test for walked files and
+    every deployment's line number come from one read and one parse (it used to read a file three
+    times and parse it four; a 1,000-deployment file composed once per deployment was quadratic).
+    Counted for a named file with 40 deployments (the 4th of each 4 fails: 10 users on a 4090, so
+    the fix search runs and error lines are looked up) and for a directory holding a plan and a
+    YAML file that is not one (skipped after its one read)."""
+    from vramcalc import files
+
+    one = "  - name: d{i}\n    model: gemma-2-27b\n    bits: 4\n    gpu: rtx-4090\n    ctx: 4096\n    users: {users}\n"
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    plan = plans / "many.yaml"
+    plan.write_text(
+        "deployments:\n" + "".join(one.format(i=i, users=10 if i % 4 == 3 else 1) for i in range(40))
+    )
+    other = plans / "workflow.yaml"
+    other.write_text("on: push\njobs: {}\n")
+    reads: list[Path] = []
+    real = files.read_text
+
+    def counting(path: Path, *args: object, **kwargs: object) -> str:
+        reads.append(Path(path))
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(files, "read_text", counting)
+    result = run_cli("check", str(plan), "--format", "github")
+    assert result.exit_code == 1, result.stderr
+    assert result.stdout.count("::error file=") == 10  # the line lookups happened
+    assert reads.count(plan) == 1
+    reads.clear()
+    assert run_cli("check", str(plans)).exit_code == 1
+    assert reads.count(plan) == 1
+    assert reads.count(other) == 1

@@ -28,6 +28,9 @@ MAX_YAML_DEPTH = 20
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+# A composed YAML document (node tree), for line numbers; opaque outside this module.
+YamlNode = yaml.Node
+
 SpecT = TypeVar("SpecT", ModelSpec, GpuSpec)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -45,19 +48,22 @@ def builtin_root() -> Path:
 
 
 def _line_of(path: Path, loc: Sequence[int | str]) -> int | None:
-    """1-based line of the YAML node at `loc` (best effort). The file is composed once per run
-    and its node tree reused for every later position (a plan with 10,000 deployments asks
-    10,000 times)."""
+    """1-based line of the YAML node at `loc` in the file at `path` (best effort; for error
+    messages: the file is composed again, once per run, keyed by its size and mtime)."""
     try:
         stat = path.stat()
     except OSError:
         return None
-    node = _composed(str(path), stat.st_size, stat.st_mtime_ns)
+    return line_in(_composed(str(path), stat.st_size, stat.st_mtime_ns), loc)
+
+
+def line_in(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
+    """1-based line of the node at `loc` under `node` (the nearest enclosing one when `loc` goes
+    past what the document holds)."""
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == part), None)
-            key = next((k for k, v in node.value if k.value == part), None)
+            key, match = next(((k, v) for k, v in node.value if k.value == part), (None, None))
             if match is None:
                 return line
             line, node = (key.start_mark.line + 1 if key else line), match
@@ -109,12 +115,29 @@ def read_yaml_mapping(
     what: str = "catalog entry",
     expected: str = "spec fields",
 ) -> dict[str, object]:
-    """Parse one YAML file safely into a mapping: the size is checked before reading, aliases and
-    nesting are counted before anything is built, and no tag may construct an object."""
+    """Parse one YAML file safely into a mapping (read_yaml_document without its node tree)."""
+    return read_yaml_document(path, max_bytes=max_bytes, what=what, expected=expected)[0]
+
+
+def read_yaml_document(
+    path: Path,
+    *,
+    max_bytes: int = MAX_CATALOG_FILE_BYTES,
+    what: str = "catalog entry",
+    expected: str = "spec fields",
+) -> tuple[dict[str, object], yaml.Node]:
+    """Parse one YAML file safely into a mapping and the node tree it was built from (for line
+    numbers): the file is read once, its size checked before reading, aliases and nesting
+    counted from the event stream before anything is built, and no tag may construct an object."""
     text = files.read_text(path, max_bytes, what, CatalogError)
     try:
         _check_structure(text, path)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except ValueError as exc:  # an integer past Python's 4,300-digit conversion limit
         raise CatalogError(f"{path}: a number too long to be a spec value ({str(exc)[:60]})") from exc
     except yaml.constructor.ConstructorError as exc:
@@ -129,9 +152,10 @@ def read_yaml_mapping(
         raise CatalogError(f"{path}:{line}: malformed YAML ({problem})") from exc
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
-        where = str(path) if data is None else f"{path}:{_line_of(path, ()) or 1}"
+        where = str(path) if data is None else f"{path}:{line_in(node, ()) or 1}"
         raise CatalogError(f"{where}: expected a mapping of {expected}, the file is {kind}")
-    return data
+    assert node is not None  # a mapping came from a node
+    return data, node
 
 
 def validate_spec(cls: type[ModelT], data: dict[str, object], path: Path) -> ModelT:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import re
@@ -1082,25 +1083,37 @@ def _internal_error(exc: BaseException) -> NoReturn:
     _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)")
 
 
-_built: tuple[typer.Typer, Any] | None = None
+_built: dict[tuple[int, str | None], Any] = {}
 
 
-def _command() -> Any:
-    """The click command tree of `app` with its numbers guarded, built once per process (building
-    it takes ~20 ms; a test suite calls main() thousands of times)."""
-    global _built
-    if _built is None or _built[0] is not app:
-        command = typer.main.get_command(app)
+def _command(args: list[str] | None = None) -> Any:
+    """The click command tree with its numbers guarded, holding only the invoked command when the
+    first word names one (typer builds every parameter of every command it is given: ~20 ms for
+    the whole tree on each run); the whole tree for `--help`, no command or an unknown word (its
+    "no such command" lists them all). Built once per process and name."""
+    words = [a for a in (sys.argv[1:] if args is None else args) if not a.startswith("-")]
+    name = words[0] if words else None
+    commands = [c for c in app.registered_commands if (c.name or c.callback.__name__) == name]  # type: ignore[union-attr]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not (commands or groups):
+        name = None
+    key = (id(app), name)
+    if key not in _built:
+        tree = app
+        if name is not None:
+            tree = copy.copy(app)
+            tree.registered_commands, tree.registered_groups = commands, groups
+        command = typer.main.get_command(tree)
         _guard_numbers(command)
-        _built = (app, command)
-    return _built[1]
+        _built[key] = command
+    return _built[key]
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the one boundary where errors become a line on stderr and exit 2."""
     stdout = sys.stdout
     try:
-        command = _command()
+        command = _command(argv)
         sys.stdout = _Stdout(stdout)
         try:
             code = command.main(args=argv, prog_name="vramcalc", standalone_mode=False)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from vramcalc import files
 from vramcalc import limits as lim
-from vramcalc.catalog import Catalog, _line_of, read_yaml_mapping, validate_spec
+from vramcalc.catalog import Catalog, YamlNode, line_in, read_yaml_document, validate_spec
 from vramcalc.core.assess import Request
 from vramcalc.core.check import Planned
 from vramcalc.core.engines import resolve_engine
@@ -361,10 +361,14 @@ def plan_paths(args: Sequence[str]) -> list[Path]:
 
 def read_plan(path: Path) -> Plan:
     """One plan file, validated; errors name the file, line and field."""
-    data = read_yaml_mapping(
+    return validate_spec(Plan, _read(path)[0], path)
+
+
+def _read(path: Path) -> tuple[dict[str, object], YamlNode]:
+    """A plan file's mapping and node tree, from one read of the file."""
+    return read_yaml_document(
         path, max_bytes=MAX_PLAN_FILE_BYTES, what="plan file", expected="plan fields (deployments: [...])"
     )
-    return validate_spec(Plan, data, path)
 
 
 def resolve_model(catalog: Catalog, name: str, plan_dir: Path) -> ResolvedModel:
@@ -383,11 +387,11 @@ def default_name(d: Deployment) -> str:
     return d.name or (f"{d.model} on {d.gpu}" if d.gpu_count == 1 else f"{d.model} on {d.gpu_count}x {d.gpu}")
 
 
-def _planned(path: Path, index: int, d: Deployment, catalog: Catalog) -> Planned:
-    line = _line_of(path, ("deployments", index))
+def _planned(path: Path, index: int, d: Deployment, catalog: Catalog, node: YamlNode) -> Planned:
+    line = line_in(node, ("deployments", index))
 
     def where(field: str) -> str:
-        return f"{path}:{_line_of(path, ('deployments', index, field)) or line}: deployments.{index}.{field}"
+        return f"{path}:{line_in(node, ('deployments', index, field)) or line}: deployments.{index}.{field}"
 
     try:
         resolved = resolve_model(catalog, d.model, path.parent)
@@ -470,18 +474,6 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog) -> Planned
     )
 
 
-def _not_a_plan(path: Path) -> bool:
-    """A YAML file found by walking a directory or a glob that has no top-level `deployments`
-    (a workflow, a catalog entry): not a plan, so it is skipped rather than refused."""
-    try:
-        data = read_yaml_mapping(
-            path, max_bytes=MAX_PLAN_FILE_BYTES, what="plan file", expected="plan fields (deployments: [...])"
-        )
-    except VramcalcError:
-        return False  # let read_plan report it as the plan error it is
-    return "deployments" not in data
-
-
 def load_plans(args: Iterable[str], catalog: Catalog, skipped: list[str] | None = None) -> list[Planned]:
     """Every deployment in the files that `args` name, resolved against the catalog. All problems
     are collected, one line each, and raised together: nothing is checked when any input is bad.
@@ -491,12 +483,15 @@ def load_plans(args: Iterable[str], catalog: Catalog, skipped: list[str] | None 
     arg_list = list(args)
     named = {Path(a) for a in arg_list}
     for path in plan_paths(arg_list):
-        if path not in named and _not_a_plan(path):
-            if skipped is not None:
-                skipped.append(f"skipped {path}: not a plan (no top-level deployments)")
-            continue
         try:
-            plan = read_plan(path)
+            data, node = _read(path)  # one read and one parse of each file
+            if path not in named and "deployments" not in data:
+                # Found by walking a directory or a glob, with no top-level `deployments` (a
+                # workflow, a catalog entry): not a plan, so it is skipped rather than refused.
+                if skipped is not None:
+                    skipped.append(f"skipped {path}: not a plan (no top-level deployments)")
+                continue
+            plan = validate_spec(Plan, data, path)
         except PlanError as exc:
             errors += exc.messages
             continue
@@ -505,7 +500,7 @@ def load_plans(args: Iterable[str], catalog: Catalog, skipped: list[str] | None 
             continue
         for i, d in enumerate(plan.deployments):
             try:
-                planned.append(_planned(path, i, d, catalog))
+                planned.append(_planned(path, i, d, catalog, node))
             except PlanError as exc:
                 errors += exc.messages
     if errors:
