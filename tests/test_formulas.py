@@ -312,6 +312,7 @@ def test_kv_arithmetic_runs_once_per_layer_kind(monkeypatch: pytest.MonkeyPatch)
         return real(dtype, elements)
 
     monkeypatch.setattr(kv, "kv_bytes", counting)
+    kv.kv_cache_bytes.cache_clear()  # memoised: count the arithmetic, not a remembered answer
     cat = Catalog()
     llama = cat.models.get("llama-3.1-70b")
     use = kv.kv_cache_bytes(llama, "bf16", 4096, 10)

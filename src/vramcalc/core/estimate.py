@@ -69,10 +69,20 @@ class Estimate:
     copies_bytes: int
     total_bytes: int
     terms: tuple[Term, ...]
-    by_users: tuple[UsersRow, ...]
     gpu: GpuFit | None
     assumptions: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def by_users(self) -> tuple[UsersRow, ...]:
+        """Memory at 1, 2, 4, ... and the asked number of users: everything but the KV cache stays,
+        the KV cache is that many users' (computed when a table asks, not on every estimate)."""
+        fixed = self.total_bytes - self.kv.bytes
+        rows = []
+        for u in users_selection(self.workload.users):
+            kv = workload_kv(self.model, self.workload, self.kv_dtype, self.plan, u).bytes
+            rows.append(UsersRow(u, kv, fixed + kv))
+        return tuple(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,19 +270,13 @@ def estimate(
     per_process = weights + act.bytes + p.reserve_bytes
     copies = (w.workers - 1) * per_process
 
-    def kv_for(users: int) -> KvUse:
-        return workload_kv(m, w, kv_dtype, p, users)
-
-    kv = kv_for(w.users)
+    kv = workload_kv(m, w, kv_dtype, p, w.users)
     total = per_process + copies + kv.bytes
 
     gpu_fit = None
     if gpu is not None:
         usable, basis = usable_gpu_bytes(gpu)
         gpu_fit = GpuFit(gpu, usable, basis)
-    rows = [
-        UsersRow(u, kv_for(u).bytes, per_process + copies + kv_for(u).bytes) for u in users_selection(w.users)
-    ]
 
     terms = _terms(m, w, p, weight_format, kv_dtype, wu, weights, per_token, tokens, prefix, kv, act, copies)
     return Estimate(
@@ -293,7 +297,6 @@ def estimate(
         copies_bytes=copies,
         total_bytes=total,
         terms=terms,
-        by_users=tuple(rows),
         gpu=gpu_fit,
         assumptions=tuple(_assumptions(m, w, p, weight_format, kv_dtype, gpu_fit)),
         warnings=tuple(warnings),

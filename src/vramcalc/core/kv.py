@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Literal
 
 from vramcalc.core.formats import kv_bytes
@@ -110,6 +110,7 @@ class KvUse:
     local_bytes: int
 
 
+@lru_cache(maxsize=4096)
 def kv_cache_bytes(
     m: ModelSpec,
     dtype: str,
