@@ -459,7 +459,9 @@ def assess(d: Deployment) -> Assessment:
     return _assess_memo(d)
 
 
-@functools.lru_cache(maxsize=16_384)
+# Reuse is within one deployment's fix search and across recommend's options and counts (a few
+# thousand assessments); a check of 10,000 deployments must not keep every one alive.
+@functools.lru_cache(maxsize=4096)
 def _assess_memo(d: Deployment) -> Assessment:
     return _assess(d)
 

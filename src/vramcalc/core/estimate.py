@@ -68,10 +68,18 @@ class Estimate:
     reserve_bytes: int
     copies_bytes: int
     total_bytes: int
-    terms: tuple[Term, ...]
+    weight_use: WeightUse
+    kv_tokens: int  # tokens each sequence holds as the engine stores them
+    kv_prefix_tokens: int  # shared-prefix tokens held once (0 without prefix caching)
     gpu: GpuFit | None
     assumptions: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def terms(self) -> tuple[Term, ...]:
+        """Each part of the total with its formula and source, written out when shown (an
+        assessment inside a fix search or recommend never shows it)."""
+        return _terms(self)
 
     @property
     def by_users(self) -> tuple[UsersRow, ...]:
@@ -278,7 +286,6 @@ def estimate(
         usable, basis = usable_gpu_bytes(gpu)
         gpu_fit = GpuFit(gpu, usable, basis)
 
-    terms = _terms(m, w, p, weight_format, kv_dtype, wu, weights, per_token, tokens, prefix, kv, act, copies)
     return Estimate(
         model=m,
         params=params,
@@ -296,7 +303,9 @@ def estimate(
         reserve_bytes=p.reserve_bytes,
         copies_bytes=copies,
         total_bytes=total,
-        terms=terms,
+        weight_use=wu,
+        kv_tokens=tokens,
+        kv_prefix_tokens=prefix,
         gpu=gpu_fit,
         assumptions=tuple(_assumptions(m, w, p, weight_format, kv_dtype, gpu_fit)),
         warnings=tuple(warnings),
@@ -333,22 +342,18 @@ def _kv_formula(m: ModelSpec, kv_dtype: str, tokens: int, users: int, prefix: in
     return "; ".join(parts)
 
 
-def _terms(
-    m: ModelSpec,
-    w: Workload,
-    p: EnginePlan,
-    fmt: WeightFormat,
-    kv_dtype: str,
-    wu: WeightUse,
-    weights_bytes: int,
-    per_token: int,
-    tokens: int,
-    prefix: int,
-    kv: KvUse,
-    act: ActivationUse,
-    copies: int,
-) -> tuple[Term, ...]:
-    params = param_counts(m)
+def _terms(e: Estimate) -> tuple[Term, ...]:
+    m, w, p, fmt, kv_dtype = e.model, e.workload, e.plan, e.weight_format, e.kv_dtype
+    wu, weights_bytes, per_token, kv, act, copies = (
+        e.weight_use,
+        e.weights_bytes,
+        e.kv_bytes_per_token,
+        e.kv,
+        e.activations,
+        e.copies_bytes,
+    )
+    tokens, prefix = e.kv_tokens, e.kv_prefix_tokens
+    params = e.params
     host = (
         f"; token_embd {wu.host_bytes:,} B stays in host memory"
         if wu.host_bytes and not m.tie_word_embeddings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from vramcalc.core.engines.common import version_at_least
 from vramcalc.core.estimate import Estimate
@@ -161,6 +161,7 @@ def active_weight_bytes(m: ModelSpec, weights_bytes: int, concurrent_tokens: int
     return int(weights_bytes - expert_bytes + expert_bytes * touched)
 
 
+@lru_cache(maxsize=4096)
 def attention_flops_per_token(m: ModelSpec, context_tokens: int) -> float:
     """Q.K and A.V for one new token against its cache: 4 x heads x head_dim x kept tokens per layer
     (summed once per group of identical layers)."""
