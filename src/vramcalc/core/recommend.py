@@ -227,8 +227,10 @@ def max_users(fits: Callable[[int], bool], guess: int) -> int:
     return low
 
 
-def _guess(one: Assessment, two: Assessment) -> int:
-    """Users per replica at which memory (or the engine's KV pool) runs out, from two points."""
+def _guess(one: Assessment, two: Assessment, min_tokens_per_s: float = 0.0) -> int:
+    """Users per replica at which memory (or the engine's KV pool) runs out, or the speed per user
+    falls under `min_tokens_per_s`, from two points. A step costs a + b x users (weights once,
+    each sequence's KV), so 1 / speed is linear in users too."""
     slope = two.demand_bytes - one.demand_bytes
     guesses = [float(MAX_USERS_SEARCHED)]
     if slope > 0:
@@ -236,6 +238,10 @@ def _guess(one: Assessment, two: Assessment) -> int:
     kv_slope = two.kv_bytes - one.kv_bytes
     if one.kv_pool_bytes is not None and kv_slope > 0:
         guesses.append((one.kv_pool_bytes - one.kv_bytes) / kv_slope + 1)
+    s1, s2 = one.decode_tokens_per_s_per_user, two.decode_tokens_per_s_per_user
+    if min_tokens_per_s > 0 and s1 and s2 and s2 < s1:
+        step_slope = 1 / s2 - 1 / s1
+        guesses.append((1 / min_tokens_per_s - 1 / s1) / step_slope + 1)
     return max(1, int(min(guesses)))
 
 
@@ -256,7 +262,19 @@ def _capacity(d: Deployment) -> int:
             cache[users_per_replica] = assess(replace(d, users=users_per_replica * d.replicas))
         return cache[users_per_replica]
 
-    return max_users(lambda u: at(u).passes, _guess(at(1), at(2))) * d.replicas
+    guess = _guess(at(1), at(2), d.min_tokens_per_s)
+    over = at(guess)
+    floor = d.min_tokens_per_s
+    if guess > 2 and not over.passes and floor > 0 and any(m.kind == "speed" for m in over.misses):
+        # 1 / speed grows faster than linearly (prompt chunks share the steps): interpolate again
+        # between 2 users and the guess, which brackets the floor (secant step, one assessment).
+        t2, tg = (
+            1 / (at(2).decode_tokens_per_s_per_user or math.inf),
+            1 / (over.decode_tokens_per_s_per_user or math.inf),
+        )
+        if tg > t2:
+            guess = 2 + int((1 / floor - t2) * (guess - 2) / (tg - t2))
+    return max_users(lambda u: at(u).passes, guess) * d.replicas
 
 
 def filters_from(
