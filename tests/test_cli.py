@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -277,3 +278,32 @@ def test_python_dash_m(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["model"]["id"] == "qwen3-8b"
+
+
+def test_progress_bar_only_for_a_person_at_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """check and recommend show a transient progress bar on stderr only when stdout and stderr are
+    both terminals and the format is one a person reads; piped, redirected (-o keeps stdout a
+    terminal, so it shows) and machine formats (json, junit, github, csv) never get one. Short
+    runs (under PROGRESS_AT_LEAST items) pass their items through untouched."""
+    import io
+
+    from vramcalc import cli
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert cli._tracker("text") is None  # pytest captures: not a terminal
+    monkeypatch.setattr(sys, "stdout", Tty())
+    monkeypatch.setattr(sys, "stderr", Tty())
+    for machine in ("json", "junit", "github", "csv"):
+        assert cli._tracker(machine) is None
+    track = cli._tracker("text")
+    assert track is not None
+    short = list(range(cli.PROGRESS_AT_LEAST - 1))
+    assert track(short, "checking") is short
+    long = list(range(cli.PROGRESS_AT_LEAST))
+    tracked = track(long, "checking")
+    assert tracked is not long and list(tracked) == long
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # piped: stdout is no terminal
+    assert cli._tracker("table") is None

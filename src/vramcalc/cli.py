@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import traceback
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -205,6 +206,36 @@ def _print(renderable: object) -> None:
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 120  # piped or redirected: keep tables whole instead of 80-column wrapping
     console.print(renderable)
+
+
+# Items below which a run ends before a progress bar helps (check: deployments; recommend: cards).
+PROGRESS_AT_LEAST = 50
+
+
+def _isatty(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except (OSError, ValueError):
+        return False
+
+
+def _tracker(fmt_name: str) -> Callable[[Sequence[Any], str], Iterable[Any]] | None:
+    """A transient progress bar on stderr for long work, only when a person watches a terminal
+    (stdout and stderr both ttys) and asked for a human format; None when piped or redirected,
+    and for JSON, CSV, JUnit and GitHub output, which a program reads."""
+    if fmt_name not in ("text", "table", "markdown") or not (_isatty(sys.stdout) and _isatty(sys.stderr)):
+        return None
+
+    def track(items: Sequence[Any], what: str) -> Iterable[Any]:
+        if len(items) < PROGRESS_AT_LEAST:
+            return items
+        from rich.console import Console
+        from rich.progress import track as rich_track
+
+        return rich_track(items, description=what, transient=True, console=Console(stderr=True))
+
+    return track
 
 
 def _show_version(value: bool) -> None:
@@ -595,7 +626,12 @@ def recommend(
         allow_long_ctx=allow_long_ctx,
     )
     results = recommend_counts(
-        req, list(cat.gpus.all().values()), counts, objective=optimize, filters=filters
+        req,
+        list(cat.gpus.all().values()),
+        counts,
+        objective=optimize,
+        filters=filters,
+        track=_tracker(fmt_name),
     )
     if fmt_name == "json":
         _emit(render.to_json(render.recommendations_dict(results, defaulted, per_tier)), output)
@@ -900,7 +936,9 @@ def check(
 
     fmt_name = _pick_format(fmt, json_out, CHECK_FORMATS)
     skipped: list[str] = []
-    results = check_all(plans.load_plans(paths, _catalog(catalog), skipped))
+    planned = plans.load_plans(paths, _catalog(catalog), skipped)
+    track = _tracker(fmt_name)
+    results = check_all(track(planned, "checking deployments") if track else planned)
     for note in skipped:
         sys.stderr.write(f"vramcalc: {note}\n")
     if fmt_name == "markdown":

@@ -51,6 +51,9 @@ MAX_USERS_SEARCHED = 100_000
 RANGE_POINTS = 5
 
 Objective = Literal["cost", "speed", "gpus"]
+# Wraps the cards recommend walks, for a caller that shows progress (the CLI's bar at a terminal):
+# (items, what is being done) -> the same items, in order.
+Tracker = Callable[[Sequence[GpuSpec], str], Iterable[GpuSpec]]
 OBJECTIVES: tuple[Objective, ...] = ("cost", "speed", "gpus")
 _OBJECTIVE_WORDS = {
     "cost": "the lowest price (of what is not owned yet), then fewer GPUs, then speed",
@@ -387,6 +390,7 @@ def recommend(
     *,
     objective: Objective = "cost",
     filters: Filters | None = None,
+    track: Tracker | None = None,
 ) -> Recommendation:
     """Assess every candidate card x count x layout (for a single named card also the fix search's
     levers); the choice is the best serving option by the objective."""
@@ -408,7 +412,8 @@ def recommend(
                         "--form-factor, --max-price or --gpu")  # fmt: skip
     notes: list[str] = []
     options: list[Option] = []
-    for gpu in pool:
+    what = f"assessing {len(pool)} cards for {req.users} users"
+    for gpu in track(pool, what) if track else pool:
         why = _honest(gpu, req)
         if why:
             notes.append(why)
@@ -478,9 +483,12 @@ def recommend_counts(
     *,
     objective: str = "cost",
     filters: Filters | None = None,
+    track: Tracker | None = None,
 ) -> tuple[Recommendation, ...]:
     """One recommendation per user count (`--users 10-20`)."""
     goal = next((o for o in OBJECTIVES if o == objective), None)
     if goal is None:
         raise SpecError(f"unknown --optimize {objective!r}; choose {', '.join(OBJECTIVES)}")
-    return tuple(recommend(replace(req, users=n), gpus, objective=goal, filters=filters) for n in counts)
+    return tuple(
+        recommend(replace(req, users=n), gpus, objective=goal, filters=filters, track=track) for n in counts
+    )
