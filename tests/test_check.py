@@ -731,3 +731,17 @@ def test_check_reads_each_plan_file_once(
     assert run_cli("check", str(plans)).exit_code == 1
     assert reads.count(plan) == 1
     assert reads.count(other) == 1
+
+
+def test_check_json_is_the_document_written_one_deployment_at_a_time() -> None:
+    """`check --format json` writes check_dict's document deployment by deployment (so 10,000
+    deployments' dicts never exist at once): the text must equal dumping the whole document, for
+    every example plan together (passing and failing, fixes included) and for one plan alone."""
+    from vramcalc.render import check_dict, check_json, to_json
+
+    results = check_all(load_plans([str(EXAMPLES)], Catalog()))
+    assert len(results) == len(EXPECTED_EXIT) and any(r.fixes for r in results)
+    text = "".join(check_json(results))
+    assert text == to_json(check_dict(results))
+    assert "".join(check_json(results[:1])) == to_json(check_dict(results[:1]))
+    assert json.loads(text)["summary"]["failed"] == 1

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -178,14 +178,21 @@ def _text(renderable: object) -> str:
 
 
 def _emit(result: object, output: Path | None, note: str = "") -> None:
-    """The result (text, or a rich renderable) to stdout, or written atomically to --output FILE."""
+    """The result (text, text in pieces, or a rich renderable) to stdout, or written atomically
+    to --output FILE."""
     if output is None:
         if isinstance(result, str):
             _out(result)
+        elif isinstance(result, Iterator):
+            for piece in result:
+                _out(piece)
         else:
             _print(result)
         return
-    _write_atomically(output, result if isinstance(result, str) else _text(result))
+    if isinstance(result, str | Iterator):
+        _write_atomically(output, result)
+    else:
+        _write_atomically(output, _text(result))
     sys.stderr.write(f"vramcalc: wrote {output}{': ' + note if note else ''}\n")
 
 
@@ -890,7 +897,7 @@ def bench(
         _emit(render.bench_table(reading.tool, str(file), checks), output)
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, text: str | Iterator[str]) -> None:
     """Write to a temporary file next to `path`, then rename: a reader never sees half a report."""
     import contextlib
     import tempfile
@@ -904,7 +911,7 @@ def _write_atomically(path: Path, text: str) -> None:
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a report gets the usual mode, as `>` would
         with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
-            f.write(text)
+            f.writelines([text] if isinstance(text, str) else text)
         Path(tmp).replace(path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -941,15 +948,17 @@ def check(
     results = check_all(track(planned, "checking deployments") if track else planned)
     for note in skipped:
         sys.stderr.write(f"vramcalc: {note}\n")
+    report: str | Iterator[str]
     if fmt_name == "markdown":
         report = render.check_markdown(results, [users_curve(r.planned) for r in results])
     else:
-        report = {
+        writers: dict[str, Callable[[list[Any]], str | Iterator[str]]] = {
             "text": render.check_text,
-            "json": lambda rs: render.to_json(render.check_dict(rs)),
+            "json": render.check_json,
             "junit": render.check_junit,
             "github": render.check_github,
-        }[fmt_name](results)
+        }
+        report = writers[fmt_name](results)
     _emit(report, output, render.check_summary(results))
     if not all(r.passed for r in results):
         raise typer.Exit(1)

@@ -72,8 +72,14 @@ class Estimate:
     kv_tokens: int  # tokens each sequence holds as the engine stores them
     kv_prefix_tokens: int  # shared-prefix tokens held once (0 without prefix caching)
     gpu: GpuFit | None
-    assumptions: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def assumptions(self) -> tuple[str, ...]:
+        """What the figures assume, in words (written when shown, like the terms)."""
+        return tuple(
+            _assumptions(self.model, self.workload, self.plan, self.weight_format, self.kv_dtype, self.gpu)
+        )
 
     @property
     def terms(self) -> tuple[Term, ...]:
@@ -136,6 +142,7 @@ def weight_bytes(m: ModelSpec, fmt: WeightFormat, tp: int = 1) -> WeightUse:
     return WeightUse(gpu, checkpoint, embd)
 
 
+@cache
 def usable_gpu_bytes(gpu: GpuSpec) -> tuple[int, str]:
     """Memory to size against: the measured total when the catalog has one.
 
@@ -307,7 +314,6 @@ def estimate(
         kv_tokens=tokens,
         kv_prefix_tokens=prefix,
         gpu=gpu_fit,
-        assumptions=tuple(_assumptions(m, w, p, weight_format, kv_dtype, gpu_fit)),
         warnings=tuple(warnings),
     )
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from vramcalc.render.check import (
         check_dict,
         check_github,
+        check_json,
         check_junit,
         check_lines,
         check_markdown,
@@ -65,6 +66,7 @@ _WHERE = {
     "calibration_table": "vramcalc.render.calibrate",
     "check_dict": "vramcalc.render.check",
     "check_github": "vramcalc.render.check",
+    "check_json": "vramcalc.render.check",
     "check_junit": "vramcalc.render.check",
     "check_lines": "vramcalc.render.check",
     "check_markdown": "vramcalc.render.check",
@@ -116,6 +118,7 @@ __all__ = [
     "calibration_table",
     "check_dict",
     "check_github",
+    "check_json",
     "check_junit",
     "check_lines",
     "check_markdown",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import textwrap
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from vramcalc.core.estimate import SCHEMA_VERSION
 from vramcalc.render.assessment import assessment_dict, miss_dict
-from vramcalc.render.common import _md_cell, md_code, plain, users_chart, xml_text
+from vramcalc.render.common import _md_cell, md_code, plain, to_json, users_chart, xml_text
 from vramcalc.units import gib, plural
 
 if TYPE_CHECKING:
@@ -109,62 +112,78 @@ def check_summary(results: list[CheckResult]) -> str:
     )
 
 
-def check_text(results: list[CheckResult]) -> str:
-    out: list[str] = []
+def check_text(results: list[CheckResult]) -> Iterator[str]:
+    """The text report, one deployment's lines at a time."""
     for r in results:
-        out.append(f"{'PASS' if r.passed else 'FAIL'} {plain(r.planned.name)} ({plain(_where(r))})")
-        out += [f"     {line}" for line in [check_setup(r), *check_lines(r)]]
-    out.append(check_summary(results))
-    return "\n".join(out) + "\n"
+        lines = [f"{'PASS' if r.passed else 'FAIL'} {plain(r.planned.name)} ({plain(_where(r))})"]
+        lines += [f"     {line}" for line in [check_setup(r), *check_lines(r)]]
+        yield "\n".join(lines) + "\n"
+    yield check_summary(results) + "\n"
 
 
 def check_dict(results: list[CheckResult]) -> dict[str, Any]:
     """The JSON document for `check --format json`; bytes are integers."""
-    docs = []
-    for r in results:
-        p, a, req = r.planned, r.assessment, r.planned.request
-        e = a.scenario.estimate
-        docs.append(
-            {
-                "name": p.name,
-                "file": p.source,
-                "line": p.line,
-                "passed": r.passed,
-                "model": e.model.id,
-                "weights_format": e.weight_format.name,
-                "kv_dtype": e.kv_dtype,
-                "engine": f"{e.plan.engine}@{e.plan.version}",
-                "gpu": p.gpu.id,
-                "gpu_count": p.count,
-                "layout": p.layout,
-                "users": req.users,
-                "users_per_replica": p.users_per_replica,
-                "ctx_tokens": req.ctx_tokens,
-                "headroom": req.headroom,
-                "most_users": r.most_users,
-                "goals": {
-                    "min_tokens_per_s": req.min_tokens_per_s or None,
-                    "max_ttft_s": req.max_ttft_s,
-                },
-                "assessment": assessment_dict(a),
-                "misses": [{**miss_dict(m), "text": miss_text(r, m)} for m in r.misses],
-                "fixes": [
-                    {
-                        "change": f.change,
-                        "fields": f.plan_fields,
-                        "detail": f.detail,
-                        "assessment": assessment_dict(f.assessment),
-                    }
-                    for f in r.fixes
-                ],
-            }
-        )
+    return {**_envelope(results), "deployments": [_deployment_doc(r) for r in results]}
+
+
+def check_json(results: list[CheckResult]) -> Iterator[str]:
+    """to_json(check_dict(results)) in pieces, one deployment at a time: the dicts of 10,000
+    deployments never exist at once (they took ~300 MB), nor does the whole text (~37 MB)."""
+    head = to_json({**_envelope(results), "deployments": []})
+    if not results:
+        yield head
+        return
+    yield head[: head.rindex("[]")] + "["
+    for i, r in enumerate(results):
+        doc = json.dumps(_deployment_doc(r), indent=2, ensure_ascii=False)
+        yield ("\n" if i == 0 else ",\n") + textwrap.indent(doc, "    ")
+    yield "\n  ]\n}\n"
+
+
+def _envelope(results: list[CheckResult]) -> dict[str, Any]:
     failed = sum(not r.passed for r in results)
     return {
         "schema_version": SCHEMA_VERSION,
         "passed": failed == 0,
         "summary": {"deployments": len(results), "passed": len(results) - failed, "failed": failed},
-        "deployments": docs,
+    }
+
+
+def _deployment_doc(r: CheckResult) -> dict[str, Any]:
+    p, a, req = r.planned, r.assessment, r.planned.request
+    e = a.scenario.estimate
+    return {
+        "name": p.name,
+        "file": p.source,
+        "line": p.line,
+        "passed": r.passed,
+        "model": e.model.id,
+        "weights_format": e.weight_format.name,
+        "kv_dtype": e.kv_dtype,
+        "engine": f"{e.plan.engine}@{e.plan.version}",
+        "gpu": p.gpu.id,
+        "gpu_count": p.count,
+        "layout": p.layout,
+        "users": req.users,
+        "users_per_replica": p.users_per_replica,
+        "ctx_tokens": req.ctx_tokens,
+        "headroom": req.headroom,
+        "most_users": r.most_users,
+        "goals": {
+            "min_tokens_per_s": req.min_tokens_per_s or None,
+            "max_ttft_s": req.max_ttft_s,
+        },
+        "assessment": assessment_dict(a),
+        "misses": [{**miss_dict(m), "text": miss_text(r, m)} for m in r.misses],
+        "fixes": [
+            {
+                "change": f.change,
+                "fields": f.plan_fields,
+                "detail": f.detail,
+                "assessment": assessment_dict(f.assessment),
+            }
+            for f in r.fixes
+        ],
     }
 
 
