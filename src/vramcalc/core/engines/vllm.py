@@ -13,7 +13,7 @@ from vramcalc.core.engines.common import (
     version_at_least,
 )
 from vramcalc.core.formats import kv_bytes
-from vramcalc.core.kv import kv_layers
+from vramcalc.core.kv import kv_layer_groups
 from vramcalc.units import GIB, MIB
 
 if TYPE_CHECKING:
@@ -202,20 +202,21 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     graphs = CUDA_GRAPH_BYTES if graphs_inside else 0
     pool = requested - e.weights_bytes - e.activations.bytes - non_torch - graphs
 
-    layers = kv_layers(m, p.tp)
-    page = BLOCK_TOKENS * kv_bytes(e.kv_dtype, layers[0].elements_per_token)
-    n_full = sum(1 for lay in layers if lay.window_tokens is None or not p.kv_frees_windows)
-    n_local = len(layers) - n_full
+    groups = kv_layer_groups(m, p.tp)
+    page = BLOCK_TOKENS * kv_bytes(e.kv_dtype, groups[0][0].elements_per_token)
+    n_layers = sum(n for _, n in groups)
+    n_full = sum(n for lay, n in groups if lay.window_tokens is None or not p.kv_frees_windows)
+    n_local = n_layers - n_full
     if n_local and n_full:
         small, large = min(n_full, n_local), max(n_full, n_local)
         group = large if large < 1.5 * small else small
         full_groups, local_groups = math.ceil(n_full / group), math.ceil(n_local / group)
     else:
-        group, full_groups, local_groups = len(layers), 1, 0
+        group, full_groups, local_groups = n_layers, 1, 0
     blocks = max(0, pool // (page * group))
     per_request = full_groups * math.ceil(max_len / BLOCK_TOKENS)
     if local_groups:
-        window = next(lay.window_tokens for lay in layers if lay.window_tokens is not None)
+        window = next(lay.window_tokens for lay, _ in groups if lay.window_tokens is not None)
         assert window is not None
         span = min(window - 1 + p.kv_window_extra_tokens, max_len)
         per_request += local_groups * (math.ceil(span / BLOCK_TOKENS) + 1)
