@@ -437,3 +437,42 @@ def test_properties(model_id: str, ctx: int, users: int, ubatch: int) -> None:
     assert fewer.estimate.kv.bytes <= full_size.estimate.kv.bytes
     assert fewer.view is not None
     assert fewer.view.value("total_bytes") < fewer.estimate.total_bytes  # type: ignore[operator]
+
+
+# --- vision models: a text GGUF, and --mmproj ---------------------------------------------------
+
+
+def test_text_gguf_has_no_vision_tower_and_mmproj_loads_it(catalog: Catalog, rtx4090: GpuSpec) -> None:
+    """llama.cpp's converter writes a vision model's text weights to the model GGUF and its vision
+    tower + projector to a separate F16 mmproj file, loaded only with --mmproj. Gemma-3-27B's tower
+    is 416,866,032 + 6,194,304 = 423,060,336 params: the mmproj file is 2 B x 423,060,336 =
+    846,120,672 B. Without --mmproj the weights (GPU and file) are the tensor list's bytes minus
+    that F16 tower; with it, exactly 846,120,672 B more. Ollama loads its vision model's projector
+    with it (its gemma3 ships it in the model), so its weights keep the tower."""
+    from vramcalc.core.formats import model_tensor_bytes, resolve_format
+
+    gemma3 = catalog.models.get("gemma-3-27b")
+    fmt = resolve_format("Q4_K_M")
+    listed = sum(model_tensor_bytes(fmt, gemma3))
+    text = _run(gemma3, rtx4090, 8192).estimate
+    with_mmproj = _run(gemma3, rtx4090, 8192, mmproj=True).estimate
+    assert text.checkpoint_bytes == listed - 846_120_672
+    assert with_mmproj.checkpoint_bytes - text.checkpoint_bytes == 846_120_672
+    assert with_mmproj.weights_bytes - text.weights_bytes == 846_120_672
+    assert any("separate mmproj file" in a for a in text.assumptions)
+    assert any(a.startswith("--mmproj") for a in with_mmproj.assumptions)
+    ollama = run_gguf(gemma3, rtx4090, 8192, 1, engine="ollama").estimate
+    assert ollama.checkpoint_bytes == listed
+    assert any("loads the model's vision projector" in a for a in ollama.assumptions)
+
+
+def test_mmproj_needs_a_vision_model_and_llama_cpp(run_cli: Callable[..., CliResult]) -> None:
+    """--mmproj on a text-only model, or with an engine that has no such flag: one line, exit 2."""
+    text_only = run_cli("estimate", "llama-3.1-8b", "--engine", "llama.cpp", "--mmproj")
+    assert text_only.exit_code == 2
+    assert "llama-3.1-8b has no vision tower" in text_only.stderr and len(text_only.stderr.splitlines()) == 1
+    vllm = run_cli("estimate", "gemma-3-27b", "--mmproj")
+    assert vllm.exit_code == 2 and "vllm has no --mmproj setting" in vllm.stderr
+    ok = run_cli("estimate", "gemma-3-27b", "--engine", "llama.cpp", "--mmproj", "--json")
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["engine"]["settings"]["mmproj"] is True

@@ -369,6 +369,14 @@ def estimate(
             "--enforce-eager", help="vLLM --enforce-eager / SGLang --disable-cuda-graph (slower steps)."
         ),
     ] = None,
+    mmproj: Annotated[
+        bool | None,
+        typer.Option(
+            "--mmproj",
+            help="llama.cpp: also load the vision projector (llama-server --mmproj FILE; a text GGUF has "
+            "no vision tower).",
+        ),
+    ] = None,
     allow_long_ctx: Annotated[
         bool, typer.Option("--allow-long-ctx", help="Allow --ctx above the model's max_position_embeddings.")
     ] = False,
@@ -417,6 +425,7 @@ def estimate(
         prompt_tokens,
         cpu_offload_gb,
         enforce_eager,
+        mmproj,
     )
     if bits is not None and quant is not None:
         raise SpecError("give --bits or --quant, not both")

@@ -86,6 +86,10 @@ class EngineOptions(_Strict):
         default=None,
         description="vLLM --enforce-eager / SGLang --disable-cuda-graph: no CUDA graphs, slower steps.",
     )
+    mmproj: bool | None = Field(
+        default=None,
+        description="llama.cpp --mmproj: load the vision projector file beside a text GGUF (vision models).",
+    )
 
 
 class Goals(_Strict):
@@ -461,6 +465,7 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog, node: Yaml
             prompt,
             s.cpu_offload_gb,
             s.enforce_eager,
+            s.mmproj,
         ),
     )
     return Planned(

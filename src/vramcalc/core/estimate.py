@@ -15,7 +15,7 @@ from vramcalc.core.types import EnginePlan
 from vramcalc.core.types import Workload as Workload  # re-exported: callers build workloads from here
 from vramcalc.errors import SpecError
 from vramcalc.specs import GpuSpec, ModelSpec
-from vramcalc.units import GIB, MIB, plural
+from vramcalc.units import GIB, MIB, gib, plural
 
 # 2: verdicts moved into the `assessment` object (core.assess); by_users rows carry verdict words.
 SCHEMA_VERSION = 2
@@ -142,6 +142,29 @@ def weight_bytes(m: ModelSpec, fmt: WeightFormat, tp: int = 1) -> WeightUse:
     return WeightUse(gpu, checkpoint, embd)
 
 
+def gguf_vision_bytes(m: ModelSpec, fmt: WeightFormat) -> tuple[int, int]:
+    """(bytes of the vision tower inside the computed GGUF tensor list, bytes of the F16 mmproj
+    file that llama.cpp loads with --mmproj): 0, 0 for a text-only model."""
+    if m.vision is None:
+        return 0, 0
+    tensors = tensor_inventory(m)
+    in_list = sum(s for t, s in zip(tensors, model_tensor_bytes(fmt, m), strict=True) if t.role == "vision")
+    # Source: llama.cpp convert_hf_to_gguf.py --mmproj writes the vision tower and projector in F16.
+    return in_list, 2 * (m.vision.params + m.vision.projector_params)
+
+
+def _vision_as_loaded(wu: WeightUse, m: ModelSpec, fmt: WeightFormat, gguf_vision: str | None) -> WeightUse:
+    """A text GGUF (llama.cpp) holds no vision tower: the computed one comes off; with --mmproj the
+    F16 projector file is loaded beside it. A measured file is taken as it is (its header says what
+    it holds); --mmproj adds the projector to it."""
+    if gguf_vision is None or not fmt.is_gguf or m.vision is None:
+        return wu
+    in_list, mmproj = gguf_vision_bytes(m, fmt)
+    drop = 0 if fmt.stored is not None else in_list
+    add = mmproj if gguf_vision == "mmproj" else 0
+    return WeightUse(wu.gpu_bytes - drop + add, wu.checkpoint_bytes - drop + add, wu.host_bytes)
+
+
 @cache
 def usable_gpu_bytes(gpu: GpuSpec) -> tuple[int, str]:
     """Memory to size against: the measured total when the catalog has one.
@@ -254,7 +277,7 @@ def estimate(
     m, w, p = model, workload, plan
     warnings = validate_workload(m, w)
     params = param_counts(m)
-    wu = weight_bytes(m, weight_format, p.tp)
+    wu = _vision_as_loaded(weight_bytes(m, weight_format, p.tp), m, weight_format, p.gguf_vision)
     weights = max(0, wu.gpu_bytes + p.extra_weight_bytes - p.offload_weight_bytes)
     per_token = kv_bytes_per_token(m, kv_dtype, p.tp)
     tokens = _tokens_held(w, p)
@@ -452,7 +475,18 @@ def _assumptions(
             "a tied output matrix is duplicated on the GPU"
         )
     if m.vision is not None:
-        out.append(f"vision tower ({m.vision.params + m.vision.projector_params:,} params) loaded in 16-bit")
+        vision = m.vision.params + m.vision.projector_params
+        if fmt.is_gguf and p.gguf_vision == "absent":
+            out.append(
+                f"text GGUF: the vision tower ({vision:,} params) lives in a separate mmproj file, not "
+                f"loaded (--mmproj loads it: +{gib(gguf_vision_bytes(m, fmt)[1]):.2f} GiB)"
+            )
+        elif fmt.is_gguf and p.gguf_vision == "mmproj":
+            out.append(f"--mmproj: the F16 vision projector file ({vision:,} params) loaded on the GPU")
+        elif fmt.is_gguf:
+            out.append(f"{p.engine} loads the model's vision projector with it ({vision:,} params, 16-bit)")
+        else:
+            out.append(f"vision tower ({vision:,} params) loaded in 16-bit")
     if w.fill < 1:
         out.append(f"each user fills {w.fill:.0%} of --ctx on average (typical, not worst case)")
     else:

@@ -30,6 +30,7 @@ class EngineSettings:
     prompt_tokens: int | None = None
     cpu_offload_gb: float | None = None  # vLLM --cpu-offload-gb (GiB of weights kept in host memory)
     enforce_eager: bool | None = None  # vLLM --enforce-eager / SGLang --disable-cuda-graph
+    mmproj: bool | None = None  # llama.cpp --mmproj: load the model's vision projector file
 
     def given(self) -> dict[str, object]:
         """The settings the user set explicitly (tp counts when it is not 1)."""
@@ -42,6 +43,7 @@ class EngineSettings:
             "prompt_tokens",
             "cpu_offload_gb",
             "enforce_eager",
+            "mmproj",
         )
         out: dict[str, object] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
         if self.tp != 1:
@@ -85,6 +87,10 @@ class EnginePlan:
     activation_dtype_bytes: int = 2  # 2 for PyTorch bf16 activations, 4 for llama.cpp's f32 graph
     extra_weight_bytes: int = 0  # per GPU, e.g. vLLM's rotary cos/sin cache
     offload_weight_bytes: int = 0  # per GPU, weights kept in host memory and streamed each step
+    # Where a GGUF engine finds a vision model's vision tower: None = in the model file and loaded
+    # (Ollama, and every PyTorch engine for its checkpoint); "absent" = a text GGUF without it
+    # (llama.cpp); "mmproj" = llama.cpp with --mmproj: the separate F16 projector file, loaded.
+    gguf_vision: str | None = None
     extra_weight_formula: str = ""  # how extra_weight_bytes was computed ("" when zero)
     assumptions: tuple[str, ...] = field(default=())
     settings: dict[str, int | float | bool | str] = field(default_factory=dict)  # resolved, for output

@@ -37,6 +37,7 @@ SETTING_FLAGS = {
     "prompt_tokens": "--prompt-tokens",
     "cpu_offload_gb": "--cpu-offload-gb",
     "enforce_eager": "--enforce-eager",
+    "mmproj": "--mmproj",
 }
 # Settings of the workload, not of an engine: every engine takes them.
 WORKLOAD_SETTINGS = frozenset({"prompt_tokens"})
@@ -117,6 +118,10 @@ def check_settings(engine: Engine, settings: EngineSettings, model: ModelSpec) -
         value = getattr(settings, key)
         if value is not None:
             check_count(SETTING_FLAGS[key], value, 1, most)
+    if settings.mmproj and model.vision is None:
+        raise SpecError(
+            f"--mmproj: {model.id} has no vision tower (no mmproj file exists for it); drop --mmproj"
+        )
     if model.num_attention_heads % settings.tp:
         raise SpecError(
             f"--tp {settings.tp} does not divide {model.id}'s {model.num_attention_heads} attention heads; "

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 NAME = "llama.cpp"
 VERSIONS = ("2025.04", "2025.05", "2025.06", "2025.12")
 # No --tp: llama.cpp splits layers over GPUs (--split-mode layer), it has no tensor parallelism to model.
-SETTINGS = frozenset({"ubatch", "flash_attn", "max_num_seqs"})
+SETTINGS = frozenset({"ubatch", "flash_attn", "max_num_seqs", "mmproj"})
 # Source: common/arg.cpp kv_cache_types (f16, bf16, q8_0, q4_0 in our names; engines.md section 2.2).
 KV_DTYPES = ("fp16", "bf16", "q8_0", "q4_0")
 QUANTIZED_KV = frozenset({"q8_0", "q4_0"})
@@ -151,6 +151,7 @@ def runner_plan(
     assumptions: list[str],
     settings: dict[str, int | float | bool | str],
     kv_source: str = "",
+    gguf_vision: str | None = None,
 ) -> EnginePlan:
     """The shared-formula parameters of one llama.cpp context (llama.cpp itself and Ollama's runners)."""
     windowed = m.layer_pattern.kind != "all_global"
@@ -219,6 +220,7 @@ def runner_plan(
         ),
         assumptions=tuple(out),
         settings=settings,
+        gguf_vision=gguf_vision,
     )
 
 
@@ -285,6 +287,8 @@ def plan(
         "swa_full": swa_extra is None,
         "fit": era.fit,
     }
+    if m.vision is not None:
+        resolved["mmproj"] = bool(settings.mmproj)
     return runner_plan(
         m,
         runner,
@@ -300,6 +304,10 @@ def plan(
         ),
         assumptions=notes,
         settings=resolved,
+        # Source: llama.cpp convert_hf_to_gguf.py writes a vision model's text weights to the model
+        # GGUF and its vision tower + projector to a separate mmproj GGUF (--mmproj), which
+        # llama-server loads only when given (tools/mtmd).
+        gguf_vision="mmproj" if settings.mmproj else "absent",
     )
 
 
