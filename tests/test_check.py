@@ -745,3 +745,22 @@ def test_check_json_is_the_document_written_one_deployment_at_a_time() -> None:
     assert text == to_json(check_dict(results))
     assert "".join(check_json(results[:1])) == to_json(check_dict(results[:1]))
     assert json.loads(text)["summary"]["failed"] == 1
+
+
+def test_plan_calibration_profile(run_cli: Run, tmp_path: Path) -> None:
+    """A deployment's `calibration:` (relative to the plan) applies a profile from
+    `calibrate LOG --save`: the check's assessment then uses the log's measured terms (the KV pool
+    of the V0 RTX 3090 log, 3.81 GiB, where the defaults give 3.78 GiB); a profile for another
+    GPU is refused with the plan's file, line and field."""
+    log = ROOT / "tests" / "fixtures" / "logs" / "vllm-v0-3090-llama31-8b-mml20k.log"
+    assert run_cli("calibrate", str(log), "--save", str(tmp_path / "p.yaml")).exit_code == 1
+    body = "deployments:\n  - model: llama-3.1-8b\n    engine: vllm@0.6\n    gpu: {gpu}\n    ctx: 20000\n    users: 1\n"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(body.format(gpu="rtx-3090") + "    calibration: p.yaml\n")
+    doc = json.loads(run_cli("check", str(plan), "--json").stdout)
+    pool = doc["deployments"][0]["assessment"]["kv_pool_bytes"]
+    assert abs(pool - 3.81 * GIB) <= 0.005 * GIB
+    plan.write_text(body.format(gpu="rtx-4090") + "    calibration: p.yaml\n")
+    wrong = run_cli("check", str(plan))
+    assert wrong.exit_code == 2
+    assert f"{plan}:7: deployments.0.calibration" in wrong.stderr and "field gpu" in wrong.stderr

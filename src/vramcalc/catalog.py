@@ -360,6 +360,11 @@ class Catalog:
         return cls(user_dirs, os.environ.get(ENV_CATALOG_PATH))
 
 
+def dump_yaml(data: dict[str, object]) -> str:
+    """Plain YAML text for a mapping of plain values (keys in the given order)."""
+    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110))
+
+
 def write_model_entry(path: Path, spec: ModelSpec, header: str, force: bool = False) -> None:
     """Write `spec` as a catalog entry at `path` (YAML, fields in spec order, defaults left out),
     atomically (a temporary file in the same directory, then a rename); refuse to overwrite an

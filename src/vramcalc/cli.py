@@ -9,6 +9,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -61,6 +62,15 @@ CatalogOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+CalibrationOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--calibration",
+        metavar="FILE",
+        help="A calibration profile (calibrate LOG --save FILE): its measured terms replace the engine's "
+        "defaults on its GPU.",
+    ),
+]
 OnlineOpt = Annotated[
     bool,
     typer.Option(
@@ -79,6 +89,15 @@ def _catalog(dirs: list[Path] | None) -> Catalog:
     from vramcalc.catalog import Catalog
 
     return Catalog.from_environment(dirs or [])
+
+
+def _measured(path: Path, *, engine: str, model: str, gpu: str | None = None) -> Any:
+    """The profile at `path`, checked against the engine and model (and GPU) it is used for."""
+    from vramcalc.profiles import check_matches, read_profile
+
+    measured = read_profile(path)
+    check_matches(measured, path, engine=engine, model=model, gpu=gpu)
+    return measured
 
 
 def _out(text: str) -> None:
@@ -397,6 +416,7 @@ def estimate(
             help="Host memory bandwidth GB/s for layers offloaded to the CPU (default 50: dual-channel DDR5).",
         ),
     ] = None,
+    calibration: CalibrationOpt = None,
     fmt: Annotated[str | None, _format_opt(ESTIMATE_FORMATS)] = None,
     json_out: JsonOpt = False,
     output: OutputOpt = None,
@@ -426,6 +446,14 @@ def estimate(
         cpu_offload_gb,
         enforce_eager,
         mmproj,
+        None
+        if calibration is None
+        else _measured(
+            calibration,
+            engine=engine or resolved.default_engine,
+            model=resolved.spec.id,
+            gpu=gpu_spec.id if gpu_spec else None,
+        ),
     )
     if bits is not None and quant is not None:
         raise SpecError("give --bits or --quant, not both")
@@ -586,6 +614,7 @@ def recommend(
     allow_long_ctx: Annotated[
         bool, typer.Option("--allow-long-ctx", help="Allow --ctx above the model's max_position_embeddings.")
     ] = False,
+    calibration: CalibrationOpt = None,
     fmt: Annotated[str | None, _format_opt(RECOMMEND_FORMATS)] = None,
     json_out: JsonOpt = False,
     output: OutputOpt = None,
@@ -596,6 +625,7 @@ def recommend(
     """Recommend GPUs that serve --users users, ranked by --optimize (cheapest first by default)."""
     from vramcalc import render
     from vramcalc.config import find_project_file, load_project_defaults
+    from vramcalc.core.engines.base import EngineSettings
     from vramcalc.core.recommend import Request, filters_from, parse_users, recommend_counts
     from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS
 
@@ -621,12 +651,17 @@ def recommend(
         owned.append((cat.gpus.get(gid).id, int(n)))
     filters = filters_from(named, vendor, form_factor, max_price, tuple(owned))
     resolved = _resolve(chosen_model or "gemma-2-27b", cat, online)
+    chosen_engine = pick(engine, "engine", resolved.default_engine)
+    measured = (
+        None if calibration is None else _measured(calibration, engine=chosen_engine, model=resolved.spec.id)
+    )
     req = Request(
         model=resolved.spec,
         stored=resolved.stored,
         users=counts[0],
         ctx_tokens=pick(ctx, "ctx", 4096),
-        engine=pick(engine, "engine", resolved.default_engine),
+        engine=chosen_engine,
+        settings=EngineSettings(measured=measured),
         # A concrete file is sized as it is stored unless a width or format is asked for.
         bits=None if quant_value else pick(bits, "bits", None if resolved.stored else 4),
         quant=quant_value,
@@ -788,6 +823,15 @@ def calibrate(
             "that do not name it.",
         ),
     ] = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save",
+            metavar="FILE",
+            help="Write what the log measured as a calibration profile (vLLM logs) for --calibration.",
+        ),
+    ] = None,
+    calibration: CalibrationOpt = None,
     fmt: Annotated[str | None, _format_opt(CATALOG_FORMATS)] = None,
     json_out: JsonOpt = False,
     output: OutputOpt = None,
@@ -795,7 +839,9 @@ def calibrate(
     online: OnlineOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Compare an engine's startup log with our estimate at the same settings, figure by figure."""
+    """Compare an engine's startup log with our estimate at the same settings, figure by figure.
+
+    Exit 0 when every figure we model agrees within the log's print rounding, 1 when one does not."""
     from vramcalc import render
     from vramcalc.core import calibrate as cal
     from vramcalc.core.scenario import run
@@ -817,6 +863,11 @@ def calibrate(
     cal.check_complete(facts, spec is not None, gpu_spec is not None, None if model else facts.model)
     assert spec is not None and gpu_spec is not None
     plan = cal.plan(facts, spec)
+    settings = plan.settings
+    if calibration is not None:
+        settings = replace(
+            settings, measured=_measured(calibration, engine=facts.engine, model=spec.id, gpu=gpu_spec.id)
+        )
     result = run(
         spec,
         plan.workload,
@@ -824,14 +875,22 @@ def calibrate(
         gpu=gpu_spec,
         quant=plan.quant,
         kv_dtype=plan.kv_dtype,
-        settings=plan.settings,
+        settings=settings,
         stored=resolved.stored if resolved else None,
     )
     report = cal.compare(facts, result, plan, notes=[gpu_note])
+    if save is not None:
+        from vramcalc.profiles import profile_text
+
+        text = profile_text(cal.measured_profile(report, result, logfile.name))
+        _write_atomically(save, text)
+        sys.stderr.write(f"vramcalc: wrote {save}: calibration profile for {spec.id} on {gpu_spec.id}\n")
     if fmt_name == "json":
         _emit(render.to_json(render.calibration_dict(report)), output)
     else:
         _emit(render.calibration_table(report), output)
+    if not all(r.agrees for r in report.rows if r.ours is not None):
+        raise typer.Exit(1)
 
 
 @app.command(cls=_Command)

@@ -188,6 +188,13 @@ class Deployment(_Strict):
         allow_inf_nan=False,
         description="Host memory bandwidth, GB/s, for layers llama.cpp/Ollama keep in RAM (default 50).",
     )
+    calibration: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="A calibration profile (`vramcalc calibrate LOG --save FILE`), relative to this plan: "
+        "its measured terms replace the engine's defaults (same engine, model and GPU).",
+    )
     gpu: str = Field(
         min_length=1, description="Catalog GPU id or alias (`vramcalc gpus list`), e.g. rtx-4090."
     )
@@ -427,6 +434,17 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog, node: Yaml
                 f"{where('output_tokens')}: {d.output_tokens:,} must be below ctx {d.ctx:,} (ctx holds prompt + output)"
             ]
         )
+    measured = None
+    if d.calibration is not None:
+        from vramcalc.profiles import check_matches, read_profile
+
+        measured_at = Path(d.calibration)
+        measured_at = measured_at if measured_at.is_absolute() else path.parent / measured_at
+        try:
+            measured = read_profile(measured_at)
+            check_matches(measured, measured_at, engine=d.engine, model=model.id, gpu=gpu.id)
+        except VramcalcError as exc:
+            raise PlanError([f"{where('calibration')}: {exc}"]) from exc
     s = d.settings
     if d.prompt_tokens is not None and s.prompt_tokens is not None:
         raise PlanError([f"{where('prompt_tokens')}: given twice (here and under settings); keep one"])
@@ -466,6 +484,7 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog, node: Yaml
             s.cpu_offload_gb,
             s.enforce_eager,
             s.mmproj,
+            measured,
         ),
     )
     return Planned(

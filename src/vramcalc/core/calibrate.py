@@ -13,6 +13,7 @@ from vramcalc.core.engines.base import Engine, EngineSettings
 from vramcalc.core.engines.common import parse_version
 from vramcalc.core.estimate import Workload
 from vramcalc.core.formats import KV_DTYPES, all_format_names, resolve_format, resolve_kv_dtype
+from vramcalc.core.types import Measured
 from vramcalc.errors import SpecError, UnknownFormatError
 from vramcalc.units import GIB, MIB
 
@@ -403,6 +404,9 @@ def _print_rounding(fig: LogFigure) -> float | None:
     return half / abs(float(fig.value)) if half else None
 
 
+_FROM_THE_POOL = frozenset({"num_gpu_blocks", "kv_capacity_tokens", "max_concurrency"})
+
+
 def _decimals(fig: LogFigure) -> int:
     numbers = re.findall(r"\d+\.(\d+)", fig.text)
     return max((len(n) for n in numbers), default=0)
@@ -416,6 +420,10 @@ def compare(
     view = scenario.view
     ours = {f.key: f for f in view.figures} if view is not None else {}
     order = {key: i for i, key in enumerate(ours)}
+    # Blocks, token capacity and concurrency are exact integers in the log, but they follow from
+    # the KV pool, which the log (and so a profile made from it) knows only to its printed digits.
+    pool = next((f for f in facts.figures if f.key == "kv_pool_bytes"), None)
+    pool_rounding = _print_rounding(pool) if pool is not None else None
     rows = []
     for fig in sorted(facts.figures, key=lambda f: order.get(f.key, len(order))):
         mine = ours.get(fig.key)
@@ -436,7 +444,11 @@ def compare(
                 shown_in="MiB" if "MiB" in fig.text else ("GiB" if fig.unit == "bytes" else ""),
                 decimals=_decimals(fig),
                 diff=diff,
-                print_rounding=_print_rounding(fig),
+                print_rounding=(
+                    max(_print_rounding(fig) or 0.0, pool_rounding or 0.0)
+                    if fig.key in _FROM_THE_POOL
+                    else _print_rounding(fig)
+                ),
                 line=fig.line,
             )
         )
@@ -466,4 +478,44 @@ def compare(
         rows=tuple(rows),
         assumptions=(*calib.assumptions, *e.plan.assumptions),
         notes=tuple(dict.fromkeys(all_notes)),
+    )
+
+
+def measured_profile(report: CalibrationReport, scenario: Scenario, source: str) -> Measured:
+    """What the log measured, as a calibration profile for later estimates (vLLM logs: the CUDA
+    total, weights loaded, the activation peak as a factor on our formula at the log's settings,
+    non-torch and CUDA-graph memory). A figure the log did not print stays None (the default)."""
+    if report.engine != "vllm":
+        raise SpecError(
+            f"--save: calibration profiles are written from vLLM logs; a {report.engine} log's buffers "
+            "are already reproduced from its settings (compare them with `vramcalc calibrate LOG`)"
+        )
+    theirs = {r.key: r.theirs for r in report.rows if not isinstance(r.theirs, bool)}
+    ours = {r.key: r.ours for r in report.rows if r.ours is not None and not isinstance(r.ours, bool)}
+    e = scenario.estimate
+    total = theirs.get("cuda_total_bytes")
+    util = float(e.plan.settings.get("gpu_memory_utilization", 0.0) or 0.0)
+    if total is None and "requested_bytes" in theirs and util:
+        total = round(float(theirs["requested_bytes"]) / util)
+    scale = None
+    if theirs.get("activation_peak_bytes") and ours.get("activation_peak_bytes"):
+        scale = float(theirs["activation_peak_bytes"]) / float(ours["activation_peak_bytes"])
+
+    def whole(key: str) -> int | None:
+        value = theirs.get(key)
+        return None if value is None else int(value)
+
+    return Measured(
+        source=source,
+        engine=report.engine,
+        version=e.plan.version,
+        model=e.model.id,
+        gpu=report.gpu_id,
+        weights_format=e.weight_format.name,
+        tp=e.plan.tp,
+        cuda_total_bytes=None if total is None else int(total),
+        weights_bytes_per_gpu=whole("weights_bytes_per_gpu"),
+        activation_scale=scale,
+        non_torch_bytes=whole("non_torch_bytes"),
+        cuda_graph_bytes=whole("cuda_graph_bytes"),
     )

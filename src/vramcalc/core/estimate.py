@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 from vramcalc import limits as lim
@@ -305,6 +305,8 @@ def estimate(
         dtype_bytes=p.activation_dtype_bytes,
         tp=p.tp,
     )
+    if p.activation_scale != 1.0:
+        act = replace(act, bytes=round(act.bytes * p.activation_scale))
     per_process = weights + act.bytes + p.reserve_bytes
     copies = (w.workers - 1) * per_process
 
@@ -431,8 +433,13 @@ def _terms(e: Estimate) -> tuple[Term, ...]:
         f"= {act.sampler_bytes:,} B"
     )
     combine = "sum" if act.sampler_adds else "max"
+    scaled = f" x {p.activation_scale:.4f} (calibration profile)" if p.activation_scale != 1.0 else ""
     activations = Term(
-        "activations", "Activations", act.bytes, f"{combine}({forward}; {sampler})", p.activation_source
+        "activations",
+        "Activations",
+        act.bytes,
+        f"{combine}({forward}; {sampler}){scaled}",
+        p.activation_source,
     )
     reserve_term = Term(
         "reserve", "CUDA + framework reserve", p.reserve_bytes, p.reserve_formula, p.reserve_source

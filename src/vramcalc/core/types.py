@@ -18,6 +18,28 @@ class Workload:
 
 
 @dataclass(frozen=True, slots=True)
+class Measured:
+    """What one startup log measured (`vramcalc calibrate LOG --save FILE`), used instead of the
+    engine profile's defaults for the same engine, model and GPU. Each figure is None when the log
+    did not print it. `activation_scale` = the log's activation peak / ours at the log's settings:
+    it scales both the forward and the sampler term, so what depends on settings (rows x vocab,
+    batched tokens) still follows them."""
+
+    source: str  # the log's file name
+    engine: str
+    version: str  # the engine profile the log was modelled with
+    model: str
+    gpu: str
+    weights_format: str
+    tp: int
+    cuda_total_bytes: int | None = None
+    weights_bytes_per_gpu: int | None = None
+    activation_scale: float | None = None
+    non_torch_bytes: int | None = None
+    cuda_graph_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EngineSettings:
     """Engine settings as the user gave them; None means the engine's own default."""
 
@@ -31,6 +53,7 @@ class EngineSettings:
     cpu_offload_gb: float | None = None  # vLLM --cpu-offload-gb (GiB of weights kept in host memory)
     enforce_eager: bool | None = None  # vLLM --enforce-eager / SGLang --disable-cuda-graph
     mmproj: bool | None = None  # llama.cpp --mmproj: load the model's vision projector file
+    measured: Measured | None = None  # a calibration profile for this engine, model and GPU
 
     def given(self) -> dict[str, object]:
         """The settings the user set explicitly (tp counts when it is not 1)."""
@@ -92,6 +115,7 @@ class EnginePlan:
     # (llama.cpp); "mmproj" = llama.cpp with --mmproj: the separate F16 projector file, loaded.
     gguf_vision: str | None = None
     extra_weight_formula: str = ""  # how extra_weight_bytes was computed ("" when zero)
+    activation_scale: float = 1.0  # a calibration profile's measured peak over the formula's
     assumptions: tuple[str, ...] = field(default=())
     settings: dict[str, int | float | bool | str] = field(default_factory=dict)  # resolved, for output
 

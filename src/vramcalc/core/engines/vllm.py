@@ -14,6 +14,7 @@ from vramcalc.core.engines.common import (
 )
 from vramcalc.core.formats import kv_bytes
 from vramcalc.core.kv import kv_layer_groups
+from vramcalc.core.types import Measured
 from vramcalc.units import GIB, MIB
 
 if TYPE_CHECKING:
@@ -102,6 +103,31 @@ def _resolved(
     }
 
 
+def _measured_settings(measured: Measured, gpu: GpuSpec | None) -> dict[str, int]:
+    """The profile's byte terms as resolved settings (the view reads them from there too). A
+    negative graph figure (what capture freed as vLLM printed it) is kept as the figure and
+    counts as 0 in every sum."""
+    out: dict[str, int] = {}
+    if measured.non_torch_bytes is not None:
+        out["non_torch_bytes"] = measured.non_torch_bytes
+    if measured.cuda_graph_bytes is not None:
+        out["cuda_graph_bytes"] = measured.cuda_graph_bytes
+    if measured.cuda_total_bytes is not None and gpu is not None:
+        out["cuda_total_bytes"] = measured.cuda_total_bytes
+    return out
+
+
+def _measured_words(measured: Measured, non_torch: int, graphs: int, scale: float) -> str:
+    parts = [f"non-torch {non_torch / GIB:.2f} GiB", f"CUDA graphs {graphs / GIB:.2f} GiB"]
+    if measured.activation_scale is not None:
+        parts.append(f"activation peak x {scale:.4f} of our formula")
+    if measured.weights_bytes_per_gpu is not None:
+        parts.append(f"weights {measured.weights_bytes_per_gpu / GIB:.4f} GiB")
+    if measured.cuda_total_bytes is not None:
+        parts.append(f"CUDA total {measured.cuda_total_bytes / GIB:.2f} GiB")
+    return f"calibrated from {measured.source} (vllm {measured.version}): " + ", ".join(parts)
+
+
 def _hma(m: ModelSpec, version: str) -> bool:
     """The hybrid KV-cache manager gives windowed layers their own groups (0.9.1+), except for
     chunked local attention, where it is turned off by default (vllm/config/vllm.py)."""
@@ -132,13 +158,41 @@ def plan(
     non_torch = NON_TORCH_V0_BYTES if v0 else NON_TORCH_V1_BYTES
     if settings.tp > 1:
         non_torch += NON_TORCH_TP_EXTRA_BYTES
-    reserve = CUDA_CONTEXT_BYTES + non_torch + CUDA_GRAPH_BYTES
+    graphs = CUDA_GRAPH_BYTES
+    scale = 1.0
+    extra_weights, extra_formula = (
+        rope_bytes,
+        (f"rotary cos/sin cache {m.max_position_embeddings:,} positions x {rotary} x 2 B = {rope_bytes:,} B"),
+    )
     assumptions = [
         f"vLLM {version} defaults: max_num_seqs {seqs}, max_num_batched_tokens {batched:,}, "
         f"gpu_memory_utilization {r['gpu_memory_utilization']:g}",
         f"activation peak = the profile run: {'forward + ' if v0 else 'max of forward and '}"
         f"sampler over {min(seqs, batched)} rows",
     ]
+    measured = settings.measured
+    if measured is not None and measured.model == m.id and gpu is not None and measured.gpu == gpu.id:
+        if measured.tp != settings.tp:
+            measured = None
+            assumptions.append(
+                "the calibration profile was measured at another tensor-parallel size: not used"
+            )
+    elif measured is not None:
+        measured = None  # a profile applies where it was measured: its own model and GPU
+    if measured is not None:
+        # A calibration profile from this engine, model, GPU and tensor-parallel size: its
+        # measured terms replace our defaults; what depends on settings still follows them.
+        r = {**r, **_measured_settings(measured, gpu)}
+        non_torch = int(r.get("non_torch_bytes", non_torch))
+        graphs = max(0, int(r.get("cuda_graph_bytes", graphs)))
+        scale = measured.activation_scale or 1.0
+        if measured.weights_bytes_per_gpu is not None and measured.weights_format == fmt.name:
+            from vramcalc.core.estimate import weight_bytes
+
+            extra_weights = measured.weights_bytes_per_gpu - weight_bytes(m, fmt, settings.tp).gpu_bytes
+            extra_formula = f"measured weights {measured.weights_bytes_per_gpu:,} B (calibration profile)"
+        assumptions.append(_measured_words(measured, non_torch, graphs, scale))
+    reserve = CUDA_CONTEXT_BYTES + non_torch + graphs
     return EnginePlan(
         engine=NAME,
         version=version,
@@ -150,19 +204,18 @@ def plan(
         sampler_bytes_per_logit=V0_LOGIT_BYTES if v0 else SAMPLER_BYTES_PER_LOGIT,
         sampler_adds=v0,
         hidden_temporaries=HIDDEN_TEMPORARIES,
+        activation_scale=scale,
         tp=settings.tp,
-        extra_weight_bytes=rope_bytes,
+        extra_weight_bytes=extra_weights,
         # Source: vllm/model_executor/models/utils.py maybe_offload_to_cpu: parameters up to
         # cpu_offload_gb x 1024**3 bytes stay in pinned host memory and are read over PCIe (UVA)
         # in every forward pass; only when --cpu-offload-gb is given.
         offload_weight_bytes=int((settings.cpu_offload_gb or 0) * GIB),
-        extra_weight_formula=(
-            f"rotary cos/sin cache {m.max_position_embeddings:,} positions x {rotary} x 2 B = {rope_bytes:,} B"
-        ),
+        extra_weight_formula=extra_formula,
         reserve_bytes=reserve,
         reserve_formula=(
             f"CUDA context {CUDA_CONTEXT_BYTES // MIB} MiB + non-torch {non_torch / GIB:.2f} GiB + CUDA graphs "
-            f"{CUDA_GRAPH_BYTES // MIB} MiB = {reserve:,} B"
+            f"{graphs // MIB} MiB = {reserve:,} B"
         ),
         reserve_source=(
             "CUDA context: pytorch#107667/#20532; non-torch and graphs: vLLM records in tests/calibration "
@@ -192,14 +245,19 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     r = p.settings
     util = float(r["gpu_memory_utilization"])
     max_len = int(r["max_model_len"])
-    total = cuda_total_bytes(gpu)
+    total = int(r.get("cuda_total_bytes", cuda_total_bytes(gpu)))
     requested = math.ceil(util * total)
     v0 = not version_at_least(version, "0.9.0")
-    non_torch = (NON_TORCH_V0_BYTES if v0 else NON_TORCH_V1_BYTES) + (
-        NON_TORCH_TP_EXTRA_BYTES if p.tp > 1 else 0
+    non_torch = int(
+        r.get(
+            "non_torch_bytes",
+            (NON_TORCH_V0_BYTES if v0 else NON_TORCH_V1_BYTES)
+            + (NON_TORCH_TP_EXTRA_BYTES if p.tp > 1 else 0),
+        )
     )
     graphs_inside = version_at_least(version, "0.21")
-    graphs = CUDA_GRAPH_BYTES if graphs_inside else 0
+    graph_bytes = int(r.get("cuda_graph_bytes", CUDA_GRAPH_BYTES))
+    graphs = max(0, graph_bytes) if graphs_inside else 0
     pool = requested - e.weights_bytes - e.activations.bytes - non_torch - graphs
 
     groups = kv_layer_groups(m, p.tp)
@@ -227,7 +285,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     else:
         capacity = (blocks // n_groups) * BLOCK_TOKENS
     starts = pool > 0 and concurrency >= 1
-    process = requested + CUDA_CONTEXT_BYTES + (0 if graphs_inside else CUDA_GRAPH_BYTES)
+    process = requested + CUDA_CONTEXT_BYTES + (0 if graphs_inside else max(0, graph_bytes))
     usable = (gpu.usable_mib or 0) * MIB or total
     figures = (
         EngineFigure(
@@ -273,7 +331,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         EngineFigure(
             "cuda_graph_bytes",
             "CUDA graph memory (estimated)",
-            CUDA_GRAPH_BYTES,
+            graph_bytes,
             "bytes",
             "inside the budget" if graphs_inside else "captured after the KV cache, outside the budget",
             "vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS (default on since 0.21)",
