@@ -15,36 +15,57 @@ from vramcalc.errors import UnknownFormatError
 from vramcalc.specs import ModelSpec
 
 # GGML block layouts: (elements per block, bytes per block).
-# Source: ggml-org/llama.cpp ggml/src/ggml-common.h block structs (block_q8_0 = 2 B scale + 32 B,
-# block_q4_K = 144 B per 256, ...), tabulated in shared/reference/engines.md section 2.5.
+# Source: ggml-org/llama.cpp ggml/src/ggml-common.h block structs @01243c58 (block_q8_0 = 2 B scale
+# + 32 B, block_q4_K = 144 B per 256, block_iq2_xxs = 2 + 64 B per 256, ...), cross-checked against
+# gguf-py gguf/constants.py GGML_QUANT_SIZES (gguf 0.19.0); shared/reference/engines.md section 2.5.
 GGML_BLOCKS: dict[str, tuple[int, int]] = {
     "F32": (1, 4),
     "F16": (1, 2),
     "BF16": (1, 2),
-    "Q8_0": (32, 34),
-    "Q5_1": (32, 24),
-    "Q5_0": (32, 22),
-    "Q4_1": (32, 20),
-    "Q4_0": (32, 18),
-    "IQ4_NL": (32, 18),
-    "MXFP4": (32, 17),
-    "Q6_K": (256, 210),
-    "Q5_K": (256, 176),
-    "Q4_K": (256, 144),
-    "Q3_K": (256, 110),
-    "Q2_K": (256, 84),
-    "IQ4_XS": (256, 136),
+    "Q8_0": (32, 34),  # half d + 32 x int8
+    "Q5_1": (32, 24),  # half d, m + 4 B high bits + 16 B nibbles
+    "Q5_0": (32, 22),  # half d + 4 B high bits + 16 B nibbles
+    "Q4_1": (32, 20),  # half d, m + 16 B nibbles
+    "Q4_0": (32, 18),  # half d + 16 B nibbles
+    "IQ4_NL": (32, 18),  # half d + 16 B
+    "MXFP4": (32, 17),  # E8M0 scale + 16 B
+    "Q6_K": (256, 210),  # 128 ql + 64 qh + 16 scales + half d
+    "Q5_K": (256, 176),  # 2 halves + 12 scales + 32 qh + 128 qs
+    "Q4_K": (256, 144),  # 2 halves + 12 scales + 128 qs
+    "Q3_K": (256, 110),  # 32 hmask + 64 qs + 12 scales + half d
+    "Q2_K": (256, 84),  # 16 scales + 64 qs + 2 halves
+    "IQ4_XS": (256, 136),  # half d + u16 scales_h + 4 scales_l + 128 qs
+    "IQ3_S": (256, 110),  # half d + 64 qs + 8 qh + 32 signs + 4 scales
+    "IQ3_XXS": (256, 98),  # half d + 96 qs
+    "IQ2_S": (256, 82),  # half d + 64 qs + 8 qh + 8 scales
+    "IQ2_XS": (256, 74),  # half d + 32 x u16 qs + 8 scales
+    "IQ2_XXS": (256, 66),  # half d + 32 x u16 qs
+    "IQ1_M": (256, 56),  # 32 qs + 16 qh + 8 scales (scale packed in them)
+    "IQ1_S": (256, 50),  # half d + 32 qs + 8 x u16 qh
+    "TQ2_0": (256, 66),  # 64 qs + half d
+    "TQ1_0": (256, 54),  # 48 qs + 4 qh + half d
 }
 
-# Fallback when a row length is not a multiple of the type's block.
-# Source: llama.cpp src/llama-quant.cpp tensor_type_fallback.
+# Fallback when a row length (ne0) is not a multiple of the type's block.
+# Source: llama.cpp src/llama-quant.cpp tensor_type_fallback @007dbbf3. A fallback that still does not
+# fit becomes F16 there; a type with no fallback (Q8_0, Q4_0, IQ4_NL, ...) aborts llama-quantize,
+# where we return F16 too.
 _GGML_FALLBACK = {
+    "IQ1_S": "IQ4_NL",
+    "IQ1_M": "IQ4_NL",
+    "IQ2_XXS": "IQ4_NL",
+    "IQ2_XS": "IQ4_NL",
+    "IQ2_S": "IQ4_NL",
+    "IQ3_XXS": "IQ4_NL",
+    "IQ3_S": "IQ4_NL",
+    "IQ4_XS": "IQ4_NL",
+    "Q2_K": "Q4_0",
+    "Q3_K": "Q4_0",
+    "TQ1_0": "Q4_0",
+    "TQ2_0": "Q4_0",
     "Q4_K": "Q5_0",
     "Q5_K": "Q5_1",
     "Q6_K": "Q8_0",
-    "Q3_K": "Q4_0",
-    "Q2_K": "Q4_0",
-    "IQ4_XS": "IQ4_NL",
 }
 
 
@@ -73,78 +94,260 @@ def _use_more_bits(i: int, n: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class GgufMix:
-    """One llama.cpp ftype: a base type plus the per-tensor upgrades of llama-quant.cpp."""
+    """One llama.cpp ftype: its default tensor type plus the per-tensor upgrades of llama-quant.cpp.
+
+    `base` is llama_ftype_get_default_type's answer (IQ2_S files default to IQ2_XS, IQ2_M to IQ2_S,
+    IQ3_XS / IQ3_S / IQ3_M to IQ3_S). `imatrix`: whether the file is assumed quantized with an
+    importance matrix, which changes a few rules (IQ3_XXS attn_v and ffn_down, IQ4_NL/IQ4_XS and
+    Q4_0/Q5_0 ffn_down). The IQ types require one for their IQ1/IQ2/IQ3_XXS tensors and community
+    uploads use one; for the other types we assume llama-quantize's plain default (none).
+    """
 
     base: str
     more_bits: str | None = None  # attn_v / ffn_down type on use_more_bits layers (Q4_K_M, Q5_K_M)
+    imatrix: bool = False
+
+    @property
+    def quantized(self) -> bool:
+        """ggml_is_quantized(default_type): F16/BF16 files skip the per-tensor rules entirely."""
+        return self.base not in ("F32", "F16", "BF16")
+
+
+# llama-quant.cpp tensor_get_category, applied to vramcalc's roles: names containing "ffn_down"
+# (ffn_down, ffn_down_exps, ffn_down_shexp) are FFN_DOWN, likewise gate and up; attn_v, attn_qkv and
+# attn_kv_b are "attn_v-like" (category_is_attn_v); attn_q_a / attn_q_b / attn_kv_a_mqa are OTHER.
+_ATTN_V_LIKE = frozenset({"attn_v", "attn_qkv", "attn_kv_b"})
+_FFN_DOWN = frozenset({"ffn_down", "ffn_down_exps", "ffn_down_shexp"})
+_FFN_GATE_UP = frozenset(
+    {"ffn_gate", "ffn_gate_exps", "ffn_gate_shexp", "ffn_up", "ffn_up_exps", "ffn_up_shexp"}
+)
+
+# The 1-2 bit i-quants share one branch of llama_tensor_get_type_impl.
+_IQ1_IQ2 = frozenset({"IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M"})
+# output.weight (and a tied token_embd) -> Q5_K for these ftypes, else Q6_K unless the default is Q8_0.
+_OUTPUT_Q5_K = frozenset({"IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M"})
+# An untied token_embd.weight.
+_TOKEN_EMBD = {
+    "IQ2_XXS": "Q2_K",
+    "IQ2_XS": "Q2_K",
+    "IQ1_S": "Q2_K",
+    "IQ1_M": "Q2_K",
+    "IQ2_S": "IQ3_S",
+    "IQ2_M": "IQ3_S",
+    "IQ3_XXS": "IQ3_S",
+    "TQ1_0": "Q4_K",
+    "TQ2_0": "Q4_K",
+}
+# attn_output.weight of an 8-expert model (Mixtral) -> Q5_K for these ftypes.
+_ATTN_OUTPUT_8_EXPERTS = frozenset(
+    {
+        "Q2_K",
+        "IQ3_XS",
+        "IQ3_XXS",
+        "Q3_K_S",
+        "Q3_K_M",
+        "IQ4_NL",
+        "Q4_K_S",
+        "Q4_K_M",
+        "IQ3_S",
+        "IQ3_M",
+        "IQ4_XS",
+    }
+)
+# attn_output.weight otherwise (non-Falcon).
+_ATTN_OUTPUT = {"Q2_K": "Q3_K", "IQ3_XXS": "IQ3_S", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K", "IQ3_M": "Q4_K"}
+
+# Families llama.cpp loads as LLM_ARCH_LLAMA (model type 70B needs 80 layers and GQA there) and
+# as LLM_ARCH_QWEN2 (80 layers -> 70B). Source: llama.cpp src/llama-model.cpp load_hparams.
+_LLAMA_ARCH_FAMILIES = frozenset({"llama", "mistral", "mixtral"})
+
+
+def _is_llm_type_70b(m: ModelSpec) -> bool:
+    if m.num_hidden_layers != 80:
+        return False
+    if m.family in _LLAMA_ARCH_FAMILIES:
+        return m.num_attention_heads != m.num_key_value_heads  # else LLM_TYPE_65B
+    return m.family == "qwen2"
+
+
+def _ffn_down_counter(m: ModelSpec, t: Tensor) -> int:
+    """qs.i_ffn_down when tensor `t` is reached: llama-quantize walks tensors sorted by layer, then
+    name (llama_model_loader weight_name_comparer), so a MoE layer with a shared expert counts two
+    FFN_DOWN tensors (ffn_down_exps, then ffn_down_shexp) and a dense layer one."""
+    assert t.layer is not None
+    moe = m.moe
+    if moe is None or not moe.shared_experts:
+        return t.layer
+    moe_layers_before = max(0, t.layer - moe.first_dense_layers)
+    return t.layer + moe_layers_before + (1 if t.role == "ffn_down_shexp" else 0)
 
 
 def gguf_tensor_type(mix_name: str, mix: GgufMix, m: ModelSpec, t: Tensor, i_attn_v: int) -> str:
     """The ggml type llama-quantize gives tensor `t` in a file of type `mix_name`.
 
-    Source: llama.cpp src/llama-quant.cpp (tensor_allows_quantization,
-    llama_tensor_get_type_impl, tensor_type_fallback). Assumes an importance matrix was used
-    for IQ types, as common community uploads do. Not modelled: Falcon and other arch quirks.
+    `i_attn_v` counts the attn_v-like tensors (attn_v, attn_qkv, attn_kv_b) before `t`
+    (qs.i_attention_wv). Source: llama.cpp src/llama-quant.cpp @007dbbf3 (tensor_allows_quantization,
+    llama_tensor_get_type, llama_tensor_get_type_impl, tensor_type_fallback,
+    llama_ftype_get_default_type). Assumes no --pure, no --tensor-type / --output-tensor-type /
+    --token-embedding-type overrides, and an importance matrix as `mix.imatrix` says.
+    Not modelled: Falcon's branches (no Falcon in the catalog) and other arch quirks.
     """
     if t.role == "vision":
         return "F16"  # the vision tower ships as a separate F16 mmproj file
     if t.rows == 1 or t.role in ("norm", "bias", "attn_sinks", "ffn_gate_inp", "ffn_gate_inp_shexp"):
         return "F32"  # 1-D tensors, norms and routers are never quantized
-    n_layers = m.num_hidden_layers
-    n_experts = m.moe.num_experts if m.moe else 1
-    base = mix.base
-    if mix_name == "MXFP4_MOE":
-        return "MXFP4" if t.role in EXPERT_ROLES else "Q8_0"
-    if t.role == "output" or (t.role == "token_embd" and m.tie_word_embeddings):
-        if not _fits_blocks(base, t.row_len):
+    if not mix.quantized:
+        return mix.base  # F16 / BF16 files: every 2-D weight in the default type, output included
+    return _with_fallback(_llama_tensor_type(mix_name, mix, m, t, i_attn_v), t.row_len)
+
+
+def _llama_tensor_type(ftype: str, mix: GgufMix, m: ModelSpec, t: Tensor, i_attn_v: int) -> str:
+    """llama_tensor_get_type_impl for one quantized tensor (before tensor_type_fallback)."""
+    role, base, n_layers = t.role, mix.base, m.num_hidden_layers
+    n_expert = m.moe.num_experts if m.moe else 0  # hparams.n_expert
+    # hparams.n_gqa(): heads per kv head (MLA models: as the catalog spec states it).
+    gqa = m.num_attention_heads // m.num_key_value_heads
+
+    # output.weight, and token_embd.weight when the model has no output.weight (tied embeddings).
+    if role == "output" or (role == "token_embd" and m.tie_word_embeddings):
+        if ftype == "MXFP4_MOE" or not _fits_blocks(base, t.row_len):
             return "Q8_0"
-        return _with_fallback("Q8_0" if base == "Q8_0" else "Q6_K", t.row_len)
-    chosen = base
-    if t.role in ("attn_v", "attn_qkv", "attn_kv_b"):
-        gqa = m.num_attention_heads // m.num_key_value_heads
-        if mix_name == "Q3_K_M":
+        if ftype in _OUTPUT_Q5_K:
+            return "Q5_K"
+        return base if base == "Q8_0" else "Q6_K"
+    if ftype == "MXFP4_MOE":
+        return "MXFP4" if role in EXPERT_ROLES else "Q8_0"  # 3-D (ne[2] > 1) expert stacks only
+    if role == "token_embd":
+        return _TOKEN_EMBD.get(ftype, base)
+
+    if ftype in _IQ1_IQ2:
+        iq3_s = ftype in ("IQ2_S", "IQ2_M")
+        if role in _ATTN_V_LIKE:
+            if gqa >= 4 or n_expert >= 4:
+                return "Q4_K"
+            return "IQ3_S" if iq3_s else "Q2_K"
+        if role == "attn_k" and n_expert == 8:
+            return "Q4_K"
+        if role in _FFN_DOWN:
+            # qs.i_ffn_down < qs.n_ffn_down/8: the raw counter, n_ffn_down = n_layer_all.
+            if _ffn_down_counter(m, t) < n_layers // 8:
+                return "IQ3_S" if iq3_s else "Q2_K"
+            return base
+        if role == "attn_output":
+            if n_expert == 8:
+                return "Q5_K"
+            if ftype in ("IQ1_S", "IQ1_M"):
+                return "IQ2_XXS"
+            return "IQ3_S" if iq3_s else base
+        return base
+
+    if role in _ATTN_V_LIKE:
+        # attn_qkv is attn_v-like, so this branch (not the later ATTENTION_QKV one) decides it.
+        chosen = base
+        if ftype == "Q2_K":
+            chosen = "Q4_K" if gqa >= 4 else "Q3_K"
+        elif ftype == "Q2_K_S" and gqa >= 4:
+            chosen = "Q4_K"
+        elif ftype == "IQ3_XXS":
+            chosen = "Q4_K" if gqa >= 4 else ("IQ3_XXS" if mix.imatrix else "IQ3_S")
+        elif (ftype in ("IQ3_XS", "IQ3_S") and gqa >= 4) or ftype == "IQ3_M":
+            chosen = "Q4_K"
+        elif ftype == "Q3_K_M":
             chosen = "Q5_K" if i_attn_v < 2 else "Q4_K"
-        elif mix_name == "IQ4_XS" and gqa >= 4:
+        elif ftype == "Q3_K_L" or (ftype in ("IQ4_NL", "IQ4_XS") and gqa >= 4):
             chosen = "Q5_K"
         elif mix.more_bits and _use_more_bits(i_attn_v, _n_attn_v(m)):
-            chosen = mix.more_bits
-        # llama.cpp bumps attn_v of 70B-class models (80 layers) from Q3_K/Q4_K to Q5_K.
-        if n_layers == 80 and chosen in ("Q3_K", "Q4_K"):
+            chosen = mix.more_bits  # Q4_K_M, Q5_K_M -> Q6_K
+        elif ftype == "Q4_K_S" and i_attn_v < 4:
             chosen = "Q5_K"
-        if n_experts == 8:
+        # LLM_TYPE_70B: attn_v is 8x smaller than attn_q, so Q3_K/Q4_K -> Q5_K.
+        if _is_llm_type_70b(m) and chosen in ("Q3_K", "Q4_K"):
+            chosen = "Q5_K"
+        if n_expert == 8:
             chosen = "Q8_0"
-    elif t.role == "attn_k" and n_experts == 8:
-        chosen = "Q8_0"
-    elif t.role in ("ffn_down", "ffn_down_exps", "ffn_down_shexp"):
+        return chosen
+    if role == "attn_k":
+        if n_expert == 8:
+            return "Q8_0"
+        return {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}.get(ftype, base)
+    if role == "attn_q":
+        return {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}.get(ftype, base)
+    if role in _FFN_DOWN:
         assert t.layer is not None
-        i = t.layer
-        if mix_name == "Q3_K_M":
-            chosen = "Q5_K" if i < n_layers // 16 else "Q4_K"
-        elif mix.more_bits and _use_more_bits(i, n_layers):
-            chosen = mix.more_bits
-    elif t.role == "attn_output":
-        if n_experts == 8 and mix_name in ("Q3_K_M", "Q4_K_M", "IQ4_XS"):
-            chosen = "Q5_K"
-        elif n_experts != 8 and mix_name == "Q3_K_M":
-            chosen = "Q4_K"
-    return _with_fallback(chosen, t.row_len)
+        i, n = t.layer, n_layers  # layer_info: the counter (dense) or blk.N (MoE) = the layer
+        if ftype == "Q2_K":
+            return "Q3_K"
+        if ftype == "Q2_K_S":
+            return "Q4_K" if i < n // 8 else base
+        if ftype == "IQ3_XXS" and not mix.imatrix:
+            return "Q4_K" if i < n // 8 else "Q3_K"
+        if ftype == "Q3_K_M":
+            return "Q5_K" if i < n // 16 else "Q4_K"  # non-Falcon
+        if ftype == "IQ3_M" and (i < n // 8 or (n_expert == 8 and _use_more_bits(i, n))):
+            return "Q4_K"
+        if ftype == "Q3_K_L":
+            return "Q5_K"
+        if mix.more_bits and _use_more_bits(i, n):
+            return mix.more_bits  # Q4_K_M, Q5_K_M -> Q6_K
+        if ftype in ("IQ4_NL", "IQ4_XS") and not mix.imatrix and i < n // 8:
+            return "Q5_K"
+        if ftype == "Q4_K_S" and i < n // 8:
+            return "Q5_K"
+        if ftype in ("Q4_0", "Q5_0") and mix.imatrix and i < n // 8:
+            return "Q4_1" if ftype == "Q4_0" else "Q5_1"
+        return base
+    if role == "attn_output":
+        if n_expert == 8:
+            return "Q5_K" if ftype in _ATTN_OUTPUT_8_EXPERTS else base
+        return _ATTN_OUTPUT.get(ftype, base)
+    if role in _FFN_GATE_UP:
+        assert t.layer is not None
+        if ftype == "IQ3_XS" and n_layers // 8 <= t.layer < 7 * n_layers // 8:
+            return "IQ3_XXS"
+        return base
+    return base
 
 
 def _n_attn_v(m: ModelSpec) -> int:
     return m.num_hidden_layers  # one attn_v-like tensor (attn_v, attn_qkv or attn_kv_b) per layer
 
 
-# Source for every mix: llama.cpp src/llama-quant.cpp (ftype -> base type switch and
-# llama_tensor_get_type_impl); summary table in shared/reference/engines.md section 2.5.
+# Every llama.cpp file type (llama-quantize's list), with its default tensor type.
+# Source: llama.cpp src/llama-quant.cpp @007dbbf3 llama_ftype_get_default_type and
+# llama_tensor_get_type_impl; summary table in shared/reference/engines.md section 2.5.
+# Not modelled: the recent Q1_0, Q2_0 and NVFP4 ftypes (Bonsai / NVFP4 checkpoints), nor ALL_F32.
 GGUF_MIXES: dict[str, GgufMix] = {
-    "Q8_0": GgufMix("Q8_0"),
-    "Q6_K": GgufMix("Q6_K"),
-    "Q5_K_M": GgufMix("Q5_K", more_bits="Q6_K"),
-    "Q4_K_M": GgufMix("Q4_K", more_bits="Q6_K"),
-    "Q4_0": GgufMix("Q4_0"),
+    "Q2_K": GgufMix("Q2_K"),
+    "Q2_K_S": GgufMix("Q2_K", imatrix=True),  # its Q2_K tensors require an imatrix
+    "Q3_K_S": GgufMix("Q3_K"),
     "Q3_K_M": GgufMix("Q3_K"),
-    "IQ4_XS": GgufMix("IQ4_XS"),
+    "Q3_K_L": GgufMix("Q3_K"),
+    "Q4_0": GgufMix("Q4_0"),
+    "Q4_1": GgufMix("Q4_1"),
+    "Q4_K_S": GgufMix("Q4_K"),
+    "Q4_K_M": GgufMix("Q4_K", more_bits="Q6_K"),
+    "Q5_0": GgufMix("Q5_0"),
+    "Q5_1": GgufMix("Q5_1"),
+    "Q5_K_S": GgufMix("Q5_K"),
+    "Q5_K_M": GgufMix("Q5_K", more_bits="Q6_K"),
+    "Q6_K": GgufMix("Q6_K"),
+    "Q8_0": GgufMix("Q8_0"),
+    "IQ1_S": GgufMix("IQ1_S", imatrix=True),
+    "IQ1_M": GgufMix("IQ1_M", imatrix=True),
+    "IQ2_XXS": GgufMix("IQ2_XXS", imatrix=True),
+    "IQ2_XS": GgufMix("IQ2_XS", imatrix=True),
+    "IQ2_S": GgufMix("IQ2_XS", imatrix=True),
+    "IQ2_M": GgufMix("IQ2_S", imatrix=True),
+    "IQ3_XXS": GgufMix("IQ3_XXS", imatrix=True),
+    "IQ3_XS": GgufMix("IQ3_S", imatrix=True),
+    "IQ3_S": GgufMix("IQ3_S", imatrix=True),
+    "IQ3_M": GgufMix("IQ3_S", imatrix=True),
+    "IQ4_NL": GgufMix("IQ4_NL", imatrix=True),
+    "IQ4_XS": GgufMix("IQ4_XS", imatrix=True),
+    "TQ1_0": GgufMix("TQ1_0"),
+    "TQ2_0": GgufMix("TQ2_0"),
     "MXFP4_MOE": GgufMix("MXFP4"),
+    "BF16": GgufMix("BF16"),
     "F16": GgufMix("F16"),
 }
 
