@@ -181,3 +181,57 @@ def test_refusal_to_start_is_reported(run_cli: Run) -> None:
     d = json.loads(r.stdout)
     assert d["engine"]["starts"] is False
     assert any("refuse to start" in n for n in d["engine"]["notes"])
+
+
+def test_vllm_sampler_path_is_a_range_unless_pinned(run_cli: Callable[..., CliResult]) -> None:
+    """vLLM's profile run samples max_num_seqs rows of vocab-sized logits; the bytes per logit
+    depend on the top-k/top-p path the install takes. Gemma-2-27B on an RTX 4090 (vLLM 0.33: 256
+    rows, 256,000 vocab): PyTorch sort path 256 x 256,000 x 38.9 B = 2,549,350,400 B, FlashInfer
+    256 x 256,000 x 14 B = 917,504,000 B (both above the 2,048-token forward). Unpinned, the
+    figures are the sort path's and carry the range: the KV pool is 1,631,846,400 B larger at
+    the FlashInfer end; --sampler pins one path and the range goes."""
+    args = ("estimate", "gemma-2-27b", "--bits", "4", "--ctx", "4096", "--users", "10", "--gpu", "rtx-4090")
+    unknown = json.loads(run_cli(*args, "--json").stdout)["engine"]
+    pinned_pt = json.loads(run_cli(*args, "--sampler", "pytorch", "--json").stdout)["engine"]
+    pinned_fi = json.loads(run_cli(*args, "--sampler", "flashinfer", "--json").stdout)["engine"]
+    assert unknown["activation_peak_bytes"] == 2_549_350_400
+    assert pinned_fi["activation_peak_bytes"] == 917_504_000
+    assert unknown["ranges"]["activation_peak_bytes"] == [917_504_000, 2_549_350_400]
+    low, high = unknown["ranges"]["kv_pool_bytes"]
+    assert low == unknown["kv_pool_bytes"] == pinned_pt["kv_pool_bytes"]
+    assert high - low == 2_549_350_400 - 917_504_000 and high == pinned_fi["kv_pool_bytes"]
+    assert unknown["ranges"]["num_gpu_blocks"] == [unknown["num_gpu_blocks"], pinned_fi["num_gpu_blocks"]]
+    assert pinned_pt["ranges"] == {} and pinned_fi["ranges"] == {}
+    assert "sampler path unknown" in unknown["range_reason"]
+    table = run_cli(*args).stdout
+    assert "Available KV cache memory: 3.36 GiB (range 3.36 GiB to 4.88 GiB)" in table
+
+
+def test_check_sizes_an_unpinned_sampler_on_the_larger_peak(tmp_path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """A plan that does not pin the sampler is checked on the sort path's larger peak (the
+    pessimistic end): its assessment equals the one with `sampler: pytorch`, and pinning
+    flashinfer gives a larger KV pool."""
+    body = (
+        "deployments:\n  - model: gemma-2-27b\n    bits: 4\n    gpu: rtx-4090\n    ctx: 4096\n    users: 2\n"
+    )
+    plan = tmp_path / "p.yaml"
+
+    def pool(extra: str) -> int:
+        plan.write_text(body + extra)
+        return int(
+            json.loads(run_cli("check", str(plan), "--json").stdout)["deployments"][0]["assessment"][
+                "kv_pool_bytes"
+            ]
+        )
+
+    unpinned = pool("")
+    assert unpinned == pool("    settings:\n      sampler: pytorch\n")
+    assert pool("    settings:\n      sampler: flashinfer\n") - unpinned == 2_549_350_400 - 917_504_000
+
+
+def test_sampler_bad_input(run_cli: Callable[..., CliResult]) -> None:
+    """An unknown path names the two known; --sampler on an engine without it is refused."""
+    bad = run_cli("estimate", "gemma-2-27b", "--sampler", "triton")
+    assert bad.exit_code == 2 and "choose flashinfer or pytorch" in bad.stderr
+    other = run_cli("estimate", "gemma-2-27b", "--engine", "llama.cpp", "--sampler", "pytorch")
+    assert other.exit_code == 2 and "llama.cpp has no --sampler setting" in other.stderr

@@ -388,6 +388,15 @@ def estimate(
             "--enforce-eager", help="vLLM --enforce-eager / SGLang --disable-cuda-graph (slower steps)."
         ),
     ] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(
+            "--sampler",
+            metavar="PATH",
+            help="vLLM V1 top-k/top-p sampler: flashinfer or pytorch (default: unknown, figures show both "
+            "as a range and size on the larger).",
+        ),
+    ] = None,
     mmproj: Annotated[
         bool | None,
         typer.Option(
@@ -455,6 +464,7 @@ def estimate(
             gpu=gpu_spec.id if gpu_spec else None,
         ),
     )
+    settings = replace(settings, sampler=sampler)
     if bits is not None and quant is not None:
         raise SpecError("give --bits or --quant, not both")
     ask = Request(

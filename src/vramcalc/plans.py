@@ -86,6 +86,10 @@ class EngineOptions(_Strict):
         default=None,
         description="vLLM --enforce-eager / SGLang --disable-cuda-graph: no CUDA graphs, slower steps.",
     )
+    sampler: Literal["flashinfer", "pytorch"] | None = Field(
+        default=None,
+        description="vLLM V1 top-k/top-p sampler path; pins the regime (unset: sized on the larger, pytorch).",
+    )
     mmproj: bool | None = Field(
         default=None,
         description="llama.cpp --mmproj: load the vision projector file beside a text GGUF (vision models).",
@@ -485,6 +489,7 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog, node: Yaml
             s.enforce_eager,
             s.mmproj,
             measured,
+            s.sampler,
         ),
     )
     return Planned(

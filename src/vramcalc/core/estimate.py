@@ -261,6 +261,32 @@ def validate_workload(m: ModelSpec, w: Workload) -> list[str]:
     return warnings
 
 
+def plan_activations(
+    m: ModelSpec, p: EnginePlan, sampler_bytes_per_logit: float | None = None
+) -> ActivationUse:
+    """The activation peak of engine plan `p` (the one call the estimate and the engine views
+    make; `sampler_bytes_per_logit` prices another sampler path at the same settings), times a
+    calibration profile's measured factor."""
+    act = activation_bytes(
+        m,
+        p.prefill_tokens,
+        p.sampled_rows,
+        sampler_bytes_per_logit=p.sampler_bytes_per_logit
+        if sampler_bytes_per_logit is None
+        else sampler_bytes_per_logit,
+        hidden_temporaries=p.hidden_temporaries,
+        sampler_adds=p.sampler_adds,
+        eager_attention=p.eager_attention,
+        attention_score_bytes=p.attention_score_bytes,
+        attention_kv_tokens=p.attention_kv_tokens,
+        dtype_bytes=p.activation_dtype_bytes,
+        tp=p.tp,
+    )
+    if p.activation_scale != 1.0:
+        act = replace(act, bytes=round(act.bytes * p.activation_scale))
+    return act
+
+
 def estimate(
     model: ModelSpec,
     workload: Workload,
@@ -292,21 +318,7 @@ def estimate(
         block_tokens=p.kv_block_tokens,
         tp=p.tp,
     ).bytes
-    act = activation_bytes(
-        m,
-        p.prefill_tokens,
-        p.sampled_rows,
-        sampler_bytes_per_logit=p.sampler_bytes_per_logit,
-        hidden_temporaries=p.hidden_temporaries,
-        sampler_adds=p.sampler_adds,
-        eager_attention=p.eager_attention,
-        attention_score_bytes=p.attention_score_bytes,
-        attention_kv_tokens=p.attention_kv_tokens,
-        dtype_bytes=p.activation_dtype_bytes,
-        tp=p.tp,
-    )
-    if p.activation_scale != 1.0:
-        act = replace(act, bytes=round(act.bytes * p.activation_scale))
+    act = plan_activations(m, p)
     per_process = weights + act.bytes + p.reserve_bytes
     copies = (w.workers - 1) * per_process
 

@@ -54,6 +54,7 @@ class EngineSettings:
     enforce_eager: bool | None = None  # vLLM --enforce-eager / SGLang --disable-cuda-graph
     mmproj: bool | None = None  # llama.cpp --mmproj: load the model's vision projector file
     measured: Measured | None = None  # a calibration profile for this engine, model and GPU
+    sampler: str | None = None  # vLLM V1 top-k/top-p path: "flashinfer" or "pytorch" (None: unknown)
 
     def given(self) -> dict[str, object]:
         """The settings the user set explicitly (tp counts when it is not 1)."""
@@ -67,6 +68,7 @@ class EngineSettings:
             "cpu_offload_gb",
             "enforce_eager",
             "mmproj",
+            "sampler",
         )
         out: dict[str, object] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
         if self.tp != 1:
@@ -141,6 +143,10 @@ class EngineView:
     starts: bool
     figures: tuple[EngineFigure, ...]
     notes: tuple[str, ...] = ()
+    # figure key -> (low, high) where a regime the tool cannot know moves it (the figure itself is
+    # the default regime's); empty when every regime is pinned
+    ranges: tuple[tuple[str, float, float], ...] = ()
+    range_reason: str = ""
 
     def value(self, key: str) -> int | float | bool:
         for fig in self.figures:

@@ -32,6 +32,9 @@ def engine_dict(e: Estimate, view: EngineView | None) -> dict[str, Any]:
         out.update({f.key: f.value for f in view.figures})
         out["starts"] = view.starts
         out["notes"] = list(view.notes)
+        out["ranges"] = {key: [low, high] for key, low, high in view.ranges}
+        if view.ranges:
+            out["range_reason"] = view.range_reason
     return out
 
 
@@ -154,7 +157,15 @@ def _bar(weights: int, kv: int, total: int, scale: int, width: int = BAR_WIDTH) 
 def engine_lines(view: EngineView, gpu_id: str) -> list[str]:
     """The engine's own figures in its own words, for holding against its startup log."""
     lines = [f"What {view.engine} {view.version} will do on {gpu_id}:"]
-    lines += [f"  {f.label}: {_figure_text(f.value, f.unit)}" for f in view.figures]
+    spans = {key: (low, high) for key, low, high in view.ranges}
+    for f in view.figures:
+        text = f"  {f.label}: {_figure_text(f.value, f.unit)}"
+        if f.key in spans:
+            low, high = spans[f.key]
+            text += f" (range {_figure_text(low, f.unit)} to {_figure_text(high, f.unit)})"
+        lines.append(text)
+    if view.ranges:
+        lines.append(f"  ranges: {view.range_reason}; each figure is the larger peak's, which checks use")
     lines += [f"  note: {n}" for n in view.notes]
     return lines
 

@@ -38,7 +38,9 @@ SETTING_FLAGS = {
     "cpu_offload_gb": "--cpu-offload-gb",
     "enforce_eager": "--enforce-eager",
     "mmproj": "--mmproj",
+    "sampler": "--sampler",
 }
+SAMPLERS = ("flashinfer", "pytorch")
 # Settings of the workload, not of an engine: every engine takes them.
 WORKLOAD_SETTINGS = frozenset({"prompt_tokens"})
 
@@ -118,6 +120,8 @@ def check_settings(engine: Engine, settings: EngineSettings, model: ModelSpec) -
         value = getattr(settings, key)
         if value is not None:
             check_count(SETTING_FLAGS[key], value, 1, most)
+    if settings.sampler is not None and settings.sampler not in SAMPLERS:
+        raise SpecError(f"unknown --sampler {settings.sampler!r}; choose {' or '.join(SAMPLERS)}")
     if settings.mmproj and model.vision is None:
         raise SpecError(
             f"--mmproj: {model.id} has no vision tower (no mmproj file exists for it); drop --mmproj"

@@ -12,6 +12,7 @@ from vramcalc.core.engines.common import (
     cuda_total_bytes,
     version_at_least,
 )
+from vramcalc.core.estimate import plan_activations
 from vramcalc.core.formats import kv_bytes
 from vramcalc.core.kv import kv_layer_groups
 from vramcalc.core.types import Measured
@@ -29,7 +30,7 @@ NAME = "vllm"
 # inside the budget (default since 0.21), async scheduling doubles in-flight tokens, >=160 GiB tier.
 VERSIONS = ("0.6", "0.9.0", "0.9.1", "0.19", "0.33")
 SETTINGS = frozenset(
-    {"gpu_util", "max_num_seqs", "max_num_batched_tokens", "tp", "cpu_offload_gb", "enforce_eager"}
+    {"gpu_util", "max_num_seqs", "max_num_batched_tokens", "tp", "cpu_offload_gb", "enforce_eager", "sampler"}
 )
 
 # Source: vllm/config/cache.py CacheConfig (gpu_memory_utilization 0.9, block_size 16).
@@ -42,6 +43,15 @@ BLOCK_TOKENS = 16
 # sort-based top-k/top-p sampler path in vllm/v1/sample: fp32 logits, sorted values, int64
 # indices, softmax, cumsum, mask, scattered logits, probabilities, exponential noise (~41 B).
 SAMPLER_BYTES_PER_LOGIT = 38.9
+# Source: vllm/v1/sample/ops/topk_topp_sampler.py flashinfer_sample (FlashInfer
+# top_k_top_p_sampling_from_logits: a top-k-masked copy of the fp32 logits, then softmax
+# probabilities; no sort) after vllm/v1/sample/sampler.py's fp32 copy of the bf16 logits:
+# 2 + 4 + 4 + 4 = 14 B per logit, counted from the code (no published log of this path to
+# calibrate on; the PyTorch path's count, 35 B, sits 10% under its calibrated 38.9).
+# Which path a running server takes depends on the install (FlashInfer present, the vLLM release's
+# VLLM_USE_FLASHINFER_SAMPLER default: on in V1 from #11394, off from #26859, on again from
+# #40376), so unless --sampler pins it the figures carry both as a range.
+FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 14.0
 
 # Source: vLLM V0 profile (RTX 3090 records, vllm-project/vllm#10517): peak minus weights at
 # max_model_len 20,000 / 29,000 = 2.07 / 2.99 GiB: a slope of one hidden buffer per token beside
@@ -150,7 +160,7 @@ def plan(
     version: str,
 ) -> EnginePlan:
     m = model
-    r = _resolved(m, workload, gpu, settings, version)
+    r: dict[str, int | float | bool | str] = dict(_resolved(m, workload, gpu, settings, version))
     v0 = not version_at_least(version, "0.9.0")
     batched, seqs = int(r["max_num_batched_tokens"]), int(r["max_num_seqs"])
     rotary = m.mla.qk_rope_head_dim if m.mla else m.head_dim
@@ -170,6 +180,16 @@ def plan(
         f"activation peak = the profile run: {'forward + ' if v0 else 'max of forward and '}"
         f"sampler over {min(seqs, batched)} rows",
     ]
+    if v0 and settings.sampler is not None:
+        assumptions.append("V0's profile run samples fp32 logits only: --sampler changes nothing")
+    elif not v0:
+        r = {**r, "sampler": settings.sampler or "pytorch"}
+        if settings.sampler is None:
+            assumptions.append(
+                "sampler path unknown (depends on the install): sized on the PyTorch sort path "
+                f"({SAMPLER_BYTES_PER_LOGIT:g} B per logit, the larger); FlashInfer's "
+                f"({FLASHINFER_SAMPLER_BYTES_PER_LOGIT:g} B) is the range's other end; --sampler pins it"
+            )
     measured = settings.measured
     if measured is not None and measured.model == m.id and gpu is not None and measured.gpu == gpu.id:
         if measured.tp != settings.tp:
@@ -201,7 +221,13 @@ def plan(
         kv_block_tokens=BLOCK_TOKENS,
         prefill_tokens=batched,
         sampled_rows=min(seqs, batched),
-        sampler_bytes_per_logit=V0_LOGIT_BYTES if v0 else SAMPLER_BYTES_PER_LOGIT,
+        sampler_bytes_per_logit=(
+            V0_LOGIT_BYTES
+            if v0
+            else FLASHINFER_SAMPLER_BYTES_PER_LOGIT
+            if settings.sampler == "flashinfer"
+            else SAMPLER_BYTES_PER_LOGIT
+        ),
         sampler_adds=v0,
         hidden_temporaries=HIDDEN_TEMPORARIES,
         activation_scale=scale,
@@ -271,19 +297,38 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         full_groups, local_groups = math.ceil(n_full / group), math.ceil(n_local / group)
     else:
         group, full_groups, local_groups = n_layers, 1, 0
-    blocks = max(0, pool // (page * group))
     per_request = full_groups * math.ceil(max_len / BLOCK_TOKENS)
     if local_groups:
         window = next(lay.window_tokens for lay, _ in groups if lay.window_tokens is not None)
         assert window is not None
         span = min(window - 1 + p.kv_window_extra_tokens, max_len)
         per_request += local_groups * (math.ceil(span / BLOCK_TOKENS) + 1)
-    concurrency = blocks / per_request if per_request else 0.0
     n_groups = full_groups + local_groups
-    if version_at_least(version, "0.33"):
-        capacity = math.floor(concurrency * max_len)
-    else:
-        capacity = (blocks // n_groups) * BLOCK_TOKENS
+
+    def from_pool(pool: int) -> tuple[int, int, float]:
+        """Blocks, token capacity and concurrency a KV pool of `pool` bytes gives."""
+        blocks = max(0, pool // (page * group))
+        concurrency = blocks / per_request if per_request else 0.0
+        if version_at_least(version, "0.33"):
+            return blocks, math.floor(concurrency * max_len), concurrency
+        return blocks, (blocks // n_groups) * BLOCK_TOKENS, concurrency
+
+    blocks, capacity, concurrency = from_pool(pool)
+    ranges: list[tuple[str, float, float]] = []
+    if not v0 and p.settings.get("sampler") == "pytorch" and settings.sampler is None:
+        # The sampler path is not known: FlashInfer's smaller peak gives the other end.
+        other = plan_activations(m, p, FLASHINFER_SAMPLER_BYTES_PER_LOGIT).bytes
+        pool_fi = pool + e.activations.bytes - other
+        blocks_fi, capacity_fi, concurrency_fi = from_pool(pool_fi)
+        for key, low, high in (
+            ("activation_peak_bytes", other, e.activations.bytes),
+            ("kv_pool_bytes", pool, pool_fi),
+            ("num_gpu_blocks", blocks, blocks_fi),
+            ("kv_capacity_tokens", capacity, capacity_fi),
+            ("max_concurrency", round(concurrency, 2), round(concurrency_fi, 2)),
+        ):
+            if low != high:
+                ranges.append((key, min(low, high), max(low, high)))
     starts = pool > 0 and concurrency >= 1
     process = requested + CUDA_CONTEXT_BYTES + (0 if graphs_inside else max(0, graph_bytes))
     usable = (gpu.usable_mib or 0) * MIB or total
@@ -401,7 +446,15 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         notes.append(
             f"the process would hold {process / GIB:.2f} GiB, more than the card's {usable / GIB:.2f} GiB"
         )
-    return EngineView(NAME, version, starts and process <= usable, figures, tuple(notes))
+    return EngineView(
+        NAME,
+        version,
+        starts and process <= usable,
+        figures,
+        tuple(notes),
+        tuple(ranges),
+        "sampler path unknown (--sampler flashinfer|pytorch pins it)" if ranges else "",
+    )
 
 
 # Source: vllm/config/cache.py CacheDType (auto = model dtype; fp8, fp8_e4m3, fp8_e5m2).
