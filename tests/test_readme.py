@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -47,9 +48,21 @@ def _readme_commands() -> list[str]:
     return out
 
 
+@pytest.fixture(scope="module")
+def reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the README's commands run, in order: files they write (a profile from `calibrate
+    --save`) land here, not in the checkout, and later commands find them."""
+    return tmp_path_factory.mktemp("reader")
+
+
 @pytest.mark.parametrize("command", _readme_commands())
-def test_readme_commands_run_as_shown(run_cli, command: str) -> None:  # type: ignore[no-untyped-def]
-    result: CliResult = run_cli(*shlex.split(command)[1:])
+def test_readme_commands_run_as_shown(
+    run_cli, command: str, reader_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(reader_dir)
+    # Paths of the repository (tests/fixtures/...) as a reader in the checkout would type them.
+    args = [str(ROOT / a) if "/" in a and (ROOT / a).exists() else a for a in shlex.split(command)[1:]]
+    result: CliResult = run_cli(*args)
     assert result.exit_code in (0, 1), result.stderr
     assert result.stderr == "" or result.exit_code == 1
 
