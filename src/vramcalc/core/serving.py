@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,6 +148,8 @@ def _burst(st: Stepper, load: Load, extra_s: float) -> Serving:
     `running_cap` hold a place. A request's first token comes with the step that ends its prompt;
     it ends O - 1 steps later. Figures are medians over the requests (TPOT per request =
     (end - first token) / (O - 1)); throughput = N x O / the last end."""
+    import statistics
+
     n, p, o = load.users, load.prompt_tokens, load.output_tokens
     cap, budget = load.running_cap, load.step_tokens
     first = [0.0] * n

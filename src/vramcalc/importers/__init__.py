@@ -4,7 +4,6 @@ Hugging Face id from the local cache (or the Hub with --online), into a spec and
 from __future__ import annotations
 
 import errno
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,6 +135,8 @@ def _missing_reason(path: Path) -> str:
 
 
 def _sha256(path: Path) -> str:
+    import hashlib
+
     from vramcalc.importers import config_json  # the file readers load lazily
 
     return hashlib.sha256(config_json.read_config_bytes(path)).hexdigest()

@@ -42,7 +42,8 @@ def _figure_text(value: int | float | bool, unit: str) -> str:
 # start a workflow command), move a terminal's cursor, or make XML invalid.
 _CONTROL = CONTROL_CHARACTERS
 # What XML 1.0 allows: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF].
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Compiled on first use (only JUnit output needs it; compiling its ranges takes ~5 ms).
+_NOT_XML = "[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 
 
 def plain(text: str) -> str:
@@ -54,7 +55,7 @@ def plain(text: str) -> str:
 def xml_text(text: str) -> str:
     """Text XML 1.0 can hold: the characters it forbids (most control characters, lone
     surrogates, U+FFFE/U+FFFF) dropped."""
-    return _NOT_XML.sub("", text)
+    return re.sub(_NOT_XML, "", text)
 
 
 def _md_cell(text: str) -> str:
