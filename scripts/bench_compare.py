@@ -16,32 +16,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("gemma-2-27b", "llama-3.1-8b", "qwen2.5-7b")
-GPUS = ("rtx-4090", "l40s", "h100-sxm", "rtx-3090")
-
-
-def deployment(i: int) -> str:
-    return (
-        f"  - name: d{i}\n    model: {MODELS[i % 3]}\n    bits: 4\n    gpu: {GPUS[i % 4]}\n"
-        f"    ctx: {1024 + (i % 29) * 256}\n    users: {1 + i % 13}\n"
-    )
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_scale import run, write_plans  # noqa: E402 - the same plans and the same timer
 
 
 def launcher(src: Path) -> list[str]:
     code = f"import sys; sys.path.insert(0, {str(src)!r}); sys.argv[0] = 'vramcalc'; from vramcalc.cli import main; main()"
     return [sys.executable, "-c", code]
-
-
-def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    _, _, usage = os.wait4(proc.pid, 0)
-    proc.returncode = 0  # reaped by wait4
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -57,13 +41,8 @@ def main() -> None:
             srcs = {"before": before / "src", "now": ROOT / "src"}
             for src in srcs.values():
                 compileall.compile_dir(str(src), quiet=1)
-            (root / "one.yaml").write_text("deployments:\n" + "".join(deployment(i) for i in range(1000)))
-            (root / "ten.yaml").write_text("deployments:\n" + "".join(deployment(i) for i in range(10000)))
-            many = root / "many"
-            many.mkdir()
-            for i in range(1000):
-                (many / f"p{i:04d}.yaml").write_text("deployments:\n" + deployment(i))
-            ten = str(root / "ten.yaml")
+            one, ten_file, many = write_plans(root)
+            ten = str(ten_file)
             cases = {
                 "estimate gemma-2-27b --bits 4 --ctx 4096 --users 10 --json": [
                     "estimate",
@@ -77,19 +56,19 @@ def main() -> None:
                     "--json",
                 ],
                 "recommend --users 20 --json": ["recommend", "--users", "20", "--json"],
-                "check of one file with 1,000 deployments": ["check", str(root / "one.yaml")],
+                "check of one file with 1,000 deployments": ["check", str(one)],
                 "check of 1,000 one-deployment files": ["check", str(many)],
                 "check of one file with 10,000 deployments": ["check", ten],
                 "the same, --format json": ["check", ten, "--format", "json"],
             }
             seconds: dict[tuple[str, str], list[float]] = {}
             peak: dict[tuple[str, str], float] = {}
-            for run in range(runs):
+            for repeat in range(runs):
                 for label, args in cases.items():
-                    if ("10,000" in label or "--format json" in label) and run:
+                    if ("10,000" in label or "--format json" in label) and repeat:
                         continue
                     for which, src in srcs.items():
-                        wall, rss = measure(launcher(src) + args, env)
+                        wall, rss = run(launcher(src) + args, env)
                         seconds.setdefault((label, which), []).append(wall)
                         peak[(label, which)] = max(peak.get((label, which), 0.0), rss)
         finally:

@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 BIN = Path(sys.executable).parent / "vramcalc"
 MODELS = ("gemma-2-27b", "llama-3.1-8b", "qwen2.5-7b")
 GPUS = ("rtx-4090", "l40s", "h100-sxm", "rtx-3090")
@@ -43,19 +42,26 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
+def write_plans(root: Path) -> tuple[Path, Path, Path]:
+    """one.yaml (1,000 deployments), ten.yaml (10,000) and many/ (1,000 one-deployment files)."""
+    (root / "one.yaml").write_text("deployments:\n" + "".join(deployment(i) for i in range(1000)))
+    (root / "ten.yaml").write_text("deployments:\n" + "".join(deployment(i) for i in range(10000)))
+    many = root / "many"
+    many.mkdir()
+    for i in range(1000):
+        (many / f"p{i:04d}.yaml").write_text("deployments:\n" + deployment(i))
+    return root / "one.yaml", root / "ten.yaml", many
+
+
 def main() -> None:
     import vramcalc
 
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     compileall.compile_dir(str(Path(vramcalc.__file__).parent), quiet=1)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "one.yaml").write_text("deployments:\n" + "".join(deployment(i) for i in range(1000)))
-        (root / "ten.yaml").write_text("deployments:\n" + "".join(deployment(i) for i in range(10000)))
-        many = root / "many"
-        many.mkdir()
-        for i in range(1000):
-            (many / f"p{i:04d}.yaml").write_text("deployments:\n" + deployment(i))
+        _, _, many = write_plans(root)
         estimate = "estimate gemma-2-27b --bits 4 --users 10 --json"
         commands = {
             f"python -c '{DEPS}'": [sys.executable, "-c", DEPS],
@@ -68,13 +74,13 @@ def main() -> None:
         }
         seconds: dict[str, list[float]] = {label: [] for label in commands}
         peak: dict[str, float] = dict.fromkeys(commands, 0.0)
-        for _ in range(RUNS):
+        for _ in range(runs):
             for label, cmd in commands.items():
                 wall, rss = run(cmd, env)
                 seconds[label].append(wall)
                 peak[label] = max(peak[label], rss)
     base = statistics.median(seconds[estimate])
-    print(f"{'command':<52} {'median s':>9} {'x estimate':>11} {'peak MiB':>9}   ({RUNS} runs each)")
+    print(f"{'command':<52} {'median s':>9} {'x estimate':>11} {'peak MiB':>9}   ({runs} runs each)")
     for label, walls in seconds.items():
         med = statistics.median(walls)
         print(f"{label:<52} {med:>9.2f} {med / base:>11.1f} {peak[label]:>9.0f}")
