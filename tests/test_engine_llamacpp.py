@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 from tests.conftest import CliResult, run_gguf, toy_model
 from vramcalc.catalog import Catalog
 from vramcalc.core.engines.base import EngineSettings
-from vramcalc.core.engines.llamacpp import FIT_MARGIN_BYTES, buffers, layer_split
+from vramcalc.core.engines.common import CUDA_CONTEXT_BYTES
+from vramcalc.core.engines.llamacpp import (
+    FIT_MARGIN_BYTES,
+    buffers,
+    device_buffers,
+    kq_mask_bytes,
+    layer_devices,
+    layer_split,
+)
 from vramcalc.core.estimate import Workload
 from vramcalc.core.scenario import Scenario, run
 from vramcalc.errors import SpecError
@@ -476,3 +484,120 @@ def test_mmproj_needs_a_vision_model_and_llama_cpp(run_cli: Callable[..., CliRes
     ok = run_cli("estimate", "gemma-3-27b", "--engine", "llama.cpp", "--mmproj", "--json")
     assert ok.exit_code == 0, ok.stderr
     assert json.loads(ok.stdout)["engine"]["settings"]["mmproj"] is True
+
+
+# --- several GPUs: -sm layer (src/llama-model.cpp load_tensors, ggml-backend.cpp sched) ---------
+
+
+def test_layer_devices_follow_load_tensors() -> None:
+    """Equal shares: layer il goes to floor((il - i_gpu_start) x devices / act_gpu_layers).
+
+    80 layers, every layer (-ngl 81), 2 cards: il / 81 < 0.5 for il <= 40, so CUDA0 holds 0-40
+    (41 layers) and CUDA1 41-79 plus the output (il = 80). 3 cards: il x 3 // 81 = 0 up to il 26,
+    1 up to 53: 27 / 27 / 26 + output. -ngl 73: i_gpu_start 7, act 73, (il - 7) x 2 // 73 = 0 up to
+    il 43: layers 0-6 and the output in RAM, CUDA0 7-43, CUDA1 44-79."""
+    two = layer_devices(80, 2, 81)
+    assert two.count(0) == 41 and two.count(1) == 40 and two[40] == 0 and two[41] == 1 and two[80] == 1
+    three = layer_devices(80, 3, 81)
+    assert [three.count(d) for d in range(3)] == [27, 27, 27] and three[26] == 0 and three[27] == 1
+    assert three[53] == 1 and three[54] == 2 and three[80] == 2
+    part = layer_devices(80, 2, 73)
+    assert part[:7] == (None,) * 7 and part[80] is None
+    assert part[7] == 0 and part[43] == 0 and part[44] == 1 and part[79] == 1
+
+
+def test_pipeline_parallelism_copies_each_cards_inputs(catalog: Catalog, rtx4090: GpuSpec) -> None:
+    """Llama-3.1-70B Q4_K_M, 4 slots x 2,048 tokens (one unified stream of 8,192 cells), ub 512,
+    llama.cpp 2025.04 (no flash attention), 3 cards, every layer on them: pipeline parallelism
+    keeps 4 copies of each card's inputs, 3 more than one card: 3 x (KQ mask 8,192 x 512 x 4 B =
+    16 MiB + hidden rows 512 x 8,192 x 4 B = 16 MiB) = 96 MiB on every card. With -ngl 80 (the
+    output in RAM) pipeline parallelism is off: no copies."""
+    e = run(
+        catalog.models.get("llama-3.1-70b"),
+        Workload(2048, 4),
+        engine="llama.cpp@2025.04",
+        gpu=rtx4090,
+        bits=4,
+    ).estimate
+    split = layer_split(e)
+    assert kq_mask_bytes(e) == 8192 * 512 * 4 == 16 * MIB
+    one = device_buffers(e, split, 81, 1)[0]
+    cards = device_buffers(e, split, 81, 3)
+    assert [c.compute_bytes for c in cards] == [
+        e.activations.forward_bytes + 16 * MIB + 96 * MIB,
+        e.activations.forward_bytes + 16 * MIB + 96 * MIB,
+        one.compute_bytes + 96 * MIB,
+    ]
+    partial = device_buffers(e, split, 80, 3)
+    assert all(c.compute_bytes <= one.compute_bytes for c in partial)
+    assert (
+        sum(c.model_bytes for c in cards) == one.model_bytes
+        and sum(c.kv_bytes for c in cards) == one.kv_bytes
+    )
+
+
+def test_published_three_gpu_log(catalog: Catalog) -> None:
+    """ollama/ollama#8922 (2025-02-07, tests/calibration/multi_gpu_logs.yaml): an 80-layer Llama
+    (Llama-3.x-70B Q4_K_M by its size) over 3 GPUs, n_ctx 8,192 = 4 x 2,048, ub 512, no flash
+    attention, "pipeline parallelism enabled (n_copies=4)". Per card the log prints model buffers
+    13,303.88 / 12,951.00 / 13,724.61 MiB, KV 864 / 864 / 832 MiB (27 / 27 / 26 layers x 32 MiB)
+    and compute 1,216.01 / 1,216.01 / 1,216.02 MiB. Model and KV lines match to the printed 0.01
+    MiB; compute is 1,172 MiB on each card here, 3.6% low (the f32 KQ mask of the single-card
+    graph and smaller inputs are not modelled), within 5%."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    records = yaml.safe_load((ROOT / "tests/calibration/multi_gpu_logs.yaml").read_text())["records"]
+    rec = next(r for r in records if r["id"] == "ollama-llama-80l-3gpu-np4-ctx8192-pp4")
+    e = run(
+        catalog.models.get("llama-3.1-70b"),
+        Workload(2048, 4),
+        engine="llama.cpp@2025.04",
+        gpu=catalog.gpus.get("rtx-3090"),
+        bits=4,
+    ).estimate
+    cards = device_buffers(e, layer_split(e), 81, 3)
+    figures = rec["figures"]
+    for i, card in enumerate(cards):
+        name = f"CUDA{i}"
+        assert card.model_bytes / MIB == pytest.approx(figures["model_buffer_mib"][name], abs=0.01)
+        assert card.kv_bytes / MIB == pytest.approx(figures["kv_buffer_mib"][name], abs=0.01)
+        assert card.compute_bytes / MIB == pytest.approx(figures["compute_buffer_mib"][name], rel=0.05)
+    host = e.checkpoint_bytes - sum(c.model_bytes for c in cards)
+    assert host / MIB == pytest.approx(figures["model_buffer_mib"]["CPU_Mapped"], abs=0.01)
+
+
+def test_two_4090s_hold_a_70b_that_one_cannot(run_cli: Callable[..., CliResult]) -> None:
+    """Llama-3.1-70B Q4_K_M, 1 user x 8,192 tokens: one RTX 4090 keeps 43 of 81 layers (--fit);
+    two, split by layer, hold all 81 and the busiest card's buffers + CUDA context are below the
+    23.99 GiB card; with 4 users --fit keeps 73 layers on the two cards."""
+    args = (
+        "estimate",
+        "llama-3.1-70b",
+        "--engine",
+        "llama.cpp",
+        "--bits",
+        "4",
+        "--gpu",
+        "rtx-4090",
+        "--ctx",
+        "8192",
+    )
+    one = json.loads(run_cli(*args, "--json").stdout)
+    two = json.loads(run_cli(*args, "--pp", "2", "--json").stdout)
+    four = json.loads(run_cli(*args, "--pp", "2", "--users", "4", "--json").stdout)
+    assert one["engine"]["gpu_layers"] == 43 and one["assessment"]["verdict"] == "offloads"
+    assert two["engine"]["gpu_layers"] == 81 and two["assessment"]["verdict"] == "fits"
+    busiest = max(two["engine"][f"cuda{i}_total_bytes"] for i in range(2))
+    assert two["engine"]["total_bytes"] == busiest
+    assert (
+        two["assessment"]["per_gpu_bytes"] == two["engine"]["process_bytes"] == busiest + CUDA_CONTEXT_BYTES
+    )
+    assert two["assessment"]["per_gpu_bytes"] < two["assessment"]["usable_bytes"]
+    assert four["engine"]["gpu_layers"] == 73 and four["assessment"]["verdict"] == "offloads"
+
+
+def test_tp_and_pp_together_are_refused(run_cli: Callable[..., CliResult]) -> None:
+    r = run_cli("estimate", "llama-3.1-8b", "--tp", "2", "--pp", "2")
+    assert r.exit_code == 2 and "give --tp or --pp, not both" in r.stderr

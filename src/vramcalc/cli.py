@@ -365,6 +365,13 @@ def estimate(
     tp: Annotated[
         int, typer.Option(metavar="N", help="Tensor-parallel GPUs (weights and KV heads split).")
     ] = 1,
+    pp: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="GPUs the layers are split over (llama.cpp/Ollama -sm layer; pipeline parallel).",
+        ),
+    ] = 1,
     prompt_tokens: Annotated[
         int | None,
         typer.Option(
@@ -486,12 +493,17 @@ def estimate(
         stored=resolved.stored,
         allow_long_ctx=allow_long_ctx,
     )
-    layout: LayoutKind = "tensor-parallel" if tp > 1 else "single"
+    if tp > 1 and pp > 1:
+        raise SpecError(
+            "give --tp or --pp, not both (tensor and pipeline parallel together are not modelled)"
+        )
+    layout: LayoutKind = "tensor-parallel" if tp > 1 else "pipeline-parallel" if pp > 1 else "single"
+    count = max(tp, pp)
     if gpu_spec is not None:
-        report = report_on_gpu(ask.on(gpu_spec, tp, layout))
+        report = report_on_gpu(ask.on(gpu_spec, count, layout))
     else:
         cards = tuple((label, cat.gpus.get(card_id)) for label, card_id in REFERENCE_GPUS)
-        report = report_on_tiers(ask.on(cards[0][1], tp, layout), cards)
+        report = report_on_tiers(ask.on(cards[0][1], count, layout), cards)
     if fmt_name == "json":
         _emit(render.to_json(render.estimate_dict(report)), output)
     elif fmt_name == "markdown":

@@ -187,7 +187,7 @@ def _run(d: Deployment, users: int, *, on_gpu: bool = True) -> Scenario:
         bits=None if d.quant else d.bits,
         quant=d.quant,
         kv_dtype=d.kv_dtype,
-        settings=replace(d.settings, tp=d.tp),
+        settings=replace(d.settings, tp=d.tp, pp=d.pp),
         stored=d.stored,
     )
 
@@ -339,41 +339,36 @@ def _slot_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
     slots = e.plan.slots or users
     running = min(users, slots)
     reasons: list[str] = []
-    if d.pp > 1:
-        # Layers split over the GPUs (-sm layer): each holds 1/pp of the layers' weights and KV.
-        per_gpu = (e.weights_bytes + e.kv.bytes) // d.pp + e.activations.bytes + e.reserve_bytes
-        short = max(0, per_gpu - usable)
-        verdict: Verdict = "offloads" if short else "fits"
-        host = short * d.pp
-        reasons.append(
-            f"{name} splits the layers over {d.pp} GPUs: {gib(per_gpu):.2f} GiB each"
-            + (f"; {gib(host):.2f} GiB of layers stay in host memory" if short else "")
-        )
-        kv_host = min(e.kv.bytes, host * e.kv.bytes // max(1, e.weights_bytes + e.kv.bytes))
-        return _Memory(verdict, running, min(per_gpu, usable), per_gpu, e.kv.bytes // d.pp, None,
-                       host - kv_host, kv_host, False, tuple(reasons))  # fmt: skip
     layers = int(_figure(sc, "gpu_layers") or 0)
     every = e.model.num_hidden_layers + 1
-    model_gpu = int(_figure(sc, "model_buffer_bytes") or 0)
-    kv_gpu = int(_figure(sc, "kv_buffer_bytes") or 0)
+    # On several GPUs (-sm layer) the engine's view sums the cards; the busiest card's buffers
+    # (total_bytes) size the per-GPU memory.
+    model_gpu = int(_figure(sc, "gpus_model_bytes") or _figure(sc, "model_buffer_bytes") or 0)
+    kv_gpu = int(_figure(sc, "gpus_kv_bytes") or _figure(sc, "kv_buffer_bytes") or 0)
     buffers = int(_figure(sc, "total_bytes") or 0)
     per_gpu = d.workers * (buffers + CUDA_CONTEXT_BYTES)
     host_weights = max(0, e.weights_bytes - model_gpu)
     host_kv = max(0, e.kv.bytes - kv_gpu)
-    demand = e.total_bytes
+    # What the workload needs on the busiest GPU: everything on one card; over several, that
+    # card's buffers and context (the layer split is the engine's, not an even share).
+    demand = e.total_bytes if d.pp == 1 else per_gpu
+    # KV on the busiest GPU: all of it on one card, that card's KV buffer over several.
+    kv_here = e.kv.bytes if d.pp == 1 else int(_figure(sc, "kv_buffer_bytes") or 0)
+    gpus = "the GPU" if d.pp == 1 else f"the {d.pp} GPUs"
     if not view.starts:
         reasons.append(f"{name} does not start: " + ("; ".join(view.notes) or "out of memory at load"))
-        return _Memory("does_not_start", 0, per_gpu, demand, e.kv.bytes, None, host_weights, host_kv,
+        return _Memory("does_not_start", 0, per_gpu, demand, kv_here, None, host_weights, host_kv,
                        False, tuple(reasons))  # fmt: skip
     if d.workers > 1 and per_gpu > usable:
         reasons.append(
             f"{d.workers} {e.plan.engine} processes each hold {gib(per_gpu // d.workers):.2f} GiB: "
             f"{gib(per_gpu):.2f} GiB of {gib(usable):.2f} GiB"
         )
-        return _Memory("does_not_start", 0, per_gpu, demand, e.kv.bytes, None, 0, 0, False, tuple(reasons))
+        return _Memory("does_not_start", 0, per_gpu, demand, kv_here, None, 0, 0, False, tuple(reasons))
+    verdict: Verdict
     if layers < every:
         reasons.append(
-            f"{name} keeps {layers} of {every} layers on the GPU; {gib(host_weights):.2f} GiB of weights"
+            f"{name} keeps {layers} of {every} layers on {gpus}; {gib(host_weights):.2f} GiB of weights"
             + (f" and {gib(host_kv):.2f} GiB of KV cache" if host_kv else "")
             + f" stay in host memory and are read there every token (at {d.host_bandwidth_gbs:g} GB/s)"
         )
@@ -382,7 +377,12 @@ def _slot_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
         verdict = "fits"
         reasons.append(
             f"{name} allocates {plural(slots, 'slot')} x {d.ctx_tokens:,} tokens up front: "
-            f"{gib(buffers):.2f} GiB of buffers, all {every} layers on the GPU"
+            f"{gib(buffers):.2f} GiB of buffers"
+            + (
+                f", all {every} layers on the GPU"
+                if d.pp == 1
+                else f" on the busiest card, {every} layers over {gpus}"
+            )
         )
     if running < users:
         reasons.append(
@@ -391,7 +391,7 @@ def _slot_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
             + (" (OLLAMA_NUM_PARALLEL)" if e.plan.engine == "ollama" else " (-np)")
         )
         verdict = "queues" if verdict == "fits" else verdict
-    return _Memory(verdict, running, per_gpu, demand, e.kv.bytes, None, host_weights, host_kv, False,
+    return _Memory(verdict, running, per_gpu, demand, kv_here, None, host_weights, host_kv, False,
                    tuple(reasons))  # fmt: skip
 
 

@@ -55,6 +55,9 @@ class EngineSettings:
     mmproj: bool | None = None  # llama.cpp --mmproj: load the model's vision projector file
     measured: Measured | None = None  # a calibration profile for this engine, model and GPU
     sampler: str | None = None  # vLLM V1 top-k/top-p path: "flashinfer" or "pytorch" (None: unknown)
+    # GPUs the layers are split over (layout pipeline-parallel: llama.cpp/Ollama -sm layer); part
+    # of the layout, not an engine flag, so given() leaves it out
+    pp: int = 1
 
     def given(self) -> dict[str, object]:
         """The settings the user set explicitly (tp counts when it is not 1)."""
@@ -118,6 +121,7 @@ class EnginePlan:
     gguf_vision: str | None = None
     extra_weight_formula: str = ""  # how extra_weight_bytes was computed ("" when zero)
     activation_scale: float = 1.0  # a calibration profile's measured peak over the formula's
+    kq_span_tokens: int = 0  # llama.cpp: KV cells one attention stream spans (the KQ mask's width)
     assumptions: tuple[str, ...] = field(default=())
     settings: dict[str, int | float | bool | str] = field(default_factory=dict)  # resolved, for output
 

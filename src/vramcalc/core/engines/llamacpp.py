@@ -202,6 +202,7 @@ def runner_plan(
         eager_attention=not r.flash_attn,
         attention_score_bytes=SCORE_BYTES,
         attention_kv_tokens=0 if r.flash_attn else kv_span,
+        kq_span_tokens=kv_span,
         activation_dtype_bytes=GRAPH_DTYPE_BYTES,
         tp=1,
         reserve_bytes=reserve_bytes,
@@ -376,40 +377,155 @@ def buffers(e: Estimate, split: LayerSplit, gpu_layers: int) -> Buffers:
     return Buffers(gpu_layers, model, sum(split.layer_kv_bytes[n - k :]), compute)
 
 
-def fit_gpu_layers(e: Estimate, split: LayerSplit, device_bytes: int, margin_bytes: int) -> int:
-    """The most layers (-ngl, output layer included) whose CUDA0 buffers leave `margin_bytes` free.
+# Source: ggml/src/ggml-backend.cpp ggml_backend_sched_new: sched->n_copies = parallel ?
+# GGML_SCHED_MAX_COPIES : 1, GGML_SCHED_MAX_COPIES defaulting to 4 (ggml/src/CMakeLists.txt). Each
+# copy of an input that crosses devices (the hidden state from the previous GPU, the KQ mask from
+# the host) is flagged input + output, so ggml-alloc keeps all of them for the whole graph.
+PIPELINE_COPIES = 4
+# Source: src/llama-graph.cpp build_attn_inp_kv: the KQ mask is an f32 input of n_kv x n_tokens.
+MASK_BYTES = 4
+
+
+def layer_devices(n_layers: int, devices: int, gpu_layers: int) -> tuple[int | None, ...]:
+    """The device of each repeating layer and, last, of the output layer (None: host memory).
+
+    Source: src/llama-model.cpp load_tensors: i_gpu_start = max(n - ngl, 0), act_gpu_layers =
+    min(ngl, n + 1); layer il (the output layer is il = n) is on the GPU when i_gpu_start <= il <
+    i_gpu_start + act_gpu_layers, on device upper_bound(splits, (il - i_gpu_start) / act_gpu_layers),
+    where splits are the cumulative shares of the devices' free memory (-ts unset). Identical cards
+    have equal shares, k / devices, so the device is floor((il - i_gpu_start) x devices / act).
+    """
+    start = max(n_layers - gpu_layers, 0)
+    active = min(gpu_layers, n_layers + 1)
+    out: list[int | None] = []
+    for il in range(n_layers + 1):
+        if il < start or il - start >= active:
+            out.append(None)
+        else:
+            out.append(min(devices - 1, (il - start) * devices // active))
+    return tuple(out)
+
+
+def pipeline_parallel(devices: int, split: LayerSplit, gpu_layers: int) -> bool:
+    """src/llama-context.cpp: pipeline parallelism needs more than one device, every layer and the
+    output offloaded (n_gpu_layers > n_layer), -sm layer and the KV cache on the GPUs."""
+    return devices > 1 and gpu_layers > split.n_layers
+
+
+def kq_mask_bytes(e: Estimate) -> int:
+    """The f32 KQ mask of the worst-case graph: one stream's cells x ubatch tokens (a second mask
+    over the sliding cells for windowed models)."""
+    tokens = e.activations.prefill_tokens
+    span = e.plan.kq_span_tokens
+    total = span * tokens * MASK_BYTES
+    window = e.model.layer_pattern.window_tokens
+    if window is not None and e.model.layer_pattern.kind != "all_global":
+        total += min(span, window + e.plan.kv_window_extra_tokens) * tokens * MASK_BYTES
+    return total
+
+
+def device_buffers(e: Estimate, split: LayerSplit, gpu_layers: int, devices: int) -> tuple[Buffers, ...]:
+    """Each GPU's buffers with -ngl `gpu_layers` over `devices` identical cards (-sm layer).
+
+    Model and KV: the layers llama.cpp puts on the device (layer_devices); the output layer and
+    the other non-repeating GPU tensors go with the output layer's device (the last GPU; the last
+    one holding layers when the output stays in RAM). Compute: the device with the output layer
+    holds the worst-case graph with its logits, the others the layers' forward peak; both with the
+    f32 hidden rows of their input. With pipeline parallelism each device keeps PIPELINE_COPIES
+    copies of its inputs instead of one: the KQ mask and the hidden state.
+    """
+    if devices <= 1:
+        return (buffers(e, split, gpu_layers),)
+    n = split.n_layers
+    where = layer_devices(n, devices, gpu_layers)
+    margin = compute_margin_bytes(e.model, e.activations.prefill_tokens)
+    pipeline = pipeline_parallel(devices, split, gpu_layers)
+    used = [d for d in where[:n] if d is not None]
+    holder = where[n] if where[n] is not None else (max(used) if used else None)
+    extra_copies = PIPELINE_COPIES - 1 if pipeline else 0
+    mask = kq_mask_bytes(e)
+    out: list[Buffers] = []
+    for dev in range(devices):
+        layers = [il for il in range(n) if where[il] == dev]
+        model = sum(split.layer_weight_bytes[il] for il in layers)
+        if dev == holder:
+            model += split.other_weight_bytes + (split.output_bytes if where[n] == dev else 0)
+        kv = sum(split.layer_kv_bytes[il] for il in layers)
+        if not layers and where[n] != dev:
+            out.append(Buffers(0, model, kv, 0))
+            continue
+        peak = e.activations.bytes if where[n] == dev else e.activations.forward_bytes
+        # Every card's input crosses a device boundary: the first card's comes from the host
+        # (token_embd stays there), the others' from the previous card.
+        copies = extra_copies * (mask + margin)
+        out.append(Buffers(len(layers) + (where[n] == dev), model, kv, peak + margin + copies))
+    return tuple(out)
+
+
+def fit_gpu_layers(
+    e: Estimate, split: LayerSplit, device_bytes: int, margin_bytes: int, devices: int = 1
+) -> int:
+    """The most layers (-ngl, output layer included) whose buffers leave `margin_bytes` free on
+    every one of `devices` cards.
 
     Source: common/fit.cpp common_params_fit_impl (engines.md section 2.1): with an explicit -c the
     context is not shrunk; GPU layers are reduced until the projected use fits under the margin.
+    Over several GPUs fit.cpp also moves layers between them; here the split stays llama.cpp's
+    default (equal shares of identical cards) and only the layer count falls.
     """
     for ngl in range(split.n_layers + 1, -1, -1):
-        if buffers(e, split, ngl).total_bytes + margin_bytes <= device_bytes:
+        if all(b.total_bytes + margin_bytes <= device_bytes for b in device_buffers(e, split, ngl, devices)):
             return ngl
     return 0
 
 
 def buffer_figures(
-    e: Estimate, split: LayerSplit, b: Buffers, *, ollama_engine: bool = False
+    e: Estimate,
+    split: LayerSplit,
+    b: Buffers,
+    *,
+    ollama_engine: bool = False,
+    gpu_layers: int | None = None,
+    devices: tuple[Buffers, ...] = (),
 ) -> list[EngineFigure]:
-    """The CUDA0 lines of the load log (llama.cpp wording, or the Ollama engine's own)."""
+    """The load log's lines for the busiest GPU `b` (CUDA0 on one card; llama.cpp wording, or the
+    Ollama engine's own); with several `devices`, each card's total and the sums over the cards."""
     n = split.n_layers
-    duplicate = split.output_bytes if e.model.tie_word_embeddings and b.gpu_layers > n else 0
-    host = e.checkpoint_bytes - (b.model_bytes - duplicate)
+    ngl = b.gpu_layers if gpu_layers is None else gpu_layers
+    cards = devices or (b,)
+    dev = f"CUDA{cards.index(b)}"
+    on_gpus = sum(d.model_bytes for d in cards)
+    duplicate = split.output_bytes if e.model.tie_word_embeddings and ngl > n else 0
+    host = e.checkpoint_bytes - (on_gpus - duplicate)
     labels = (
-        ("model weights (CUDA0)", "model weights (CPU)", "kv cache (CUDA0)", "compute graph (CUDA0)")
+        (f"model weights ({dev})", "model weights (CPU)", f"kv cache ({dev})", f"compute graph ({dev})")
         if ollama_engine
         else (
-            "CUDA0 model buffer size",
+            f"{dev} model buffer size",
             "CPU_Mapped model buffer size",
-            "CUDA0 KV buffer size",
-            "CUDA0 compute buffer size",
+            f"{dev} KV buffer size",
+            f"{dev} compute buffer size",
         )
     )
     margin = compute_margin_bytes(e.model, e.activations.prefill_tokens)
+    per_card: list[EngineFigure] = []
+    if len(cards) > 1:
+        per_card = [
+            EngineFigure(f"cuda{i}_total_bytes", f"CUDA{i} buffers (model + KV + compute)", d.total_bytes,
+                         "bytes", f"{d.gpu_layers} layers: {d.model_bytes:,} + {d.kv_bytes:,} + {d.compute_bytes:,}",
+                         "src/llama-model.cpp load_tensors (layer split by the devices' free memory, -sm layer)")
+            for i, d in enumerate(cards)
+        ] + [
+            EngineFigure("gpus_model_bytes", f"model buffers on the {len(cards)} GPUs", on_gpus, "bytes",
+                         " + ".join(f"{d.model_bytes:,}" for d in cards), "sum of the CUDAn model buffer lines"),
+            EngineFigure("gpus_kv_bytes", f"KV buffers on the {len(cards)} GPUs", sum(d.kv_bytes for d in cards),
+                         "bytes", " + ".join(f"{d.kv_bytes:,}" for d in cards), "sum of the CUDAn KV buffer lines"),
+        ]  # fmt: skip
     return [
         EngineFigure("model_buffer_bytes", labels[0], b.model_bytes, "bytes",
-                     f"GGUF tensors of {min(b.gpu_layers, n)} of {n} layers + non-repeating"
-                     + (" + output" if b.gpu_layers > n else " (output in RAM)") + f" = {b.model_bytes:,} B",
+                     (f"GGUF tensors of {min(ngl, n)} of {n} layers + non-repeating"
+                      + (" + output" if ngl > n else " (output in RAM)") if len(cards) == 1
+                      else "GGUF tensors of this card's layers") + f" = {b.model_bytes:,} B",
                      "src/llama-model.cpp load_tensors (token_embd stays in host memory; a tied output is duplicated)"),
         EngineFigure("host_model_buffer_bytes", labels[1], max(0, host), "bytes",
                      "GGUF tensors left in RAM (token_embd and layers not offloaded)",
@@ -417,12 +533,17 @@ def buffer_figures(
         EngineFigure("kv_buffer_bytes", labels[2], b.kv_bytes, "bytes",
                      f"KV of the {min(b.gpu_layers, n)} offloaded layers = {b.kv_bytes:,} B", e.plan.kv_source),
         EngineFigure("compute_buffer_bytes", labels[3], b.compute_bytes, "bytes",
-                     ("activation peak" if b.gpu_layers > n else "forward peak (logits on the CPU)")
-                     + f" + {margin:,} B output-matmul input = {b.compute_bytes:,} B",
+                     (("activation peak" if ngl > n else "forward peak (logits on the CPU)")
+                      + f" + {margin:,} B output-matmul input" if len(cards) == 1
+                      else "this card's graph peak (logits on the output layer's card) + its f32 input rows"
+                      + (f" + {PIPELINE_COPIES - 1} more copies of its inputs (pipeline parallelism)"
+                         if ngl > n else ""))
+                     + f" = {b.compute_bytes:,} B",
                      e.plan.activation_source),
-        EngineFigure("total_bytes", "CUDA0 buffers (model + KV + compute)", b.total_bytes, "bytes",
+        EngineFigure("total_bytes", f"{dev} buffers (model + KV + compute)", b.total_bytes, "bytes",
                      f"{b.model_bytes:,} + {b.kv_bytes:,} + {b.compute_bytes:,}",
                      "sum of the buffer-size lines (what Ollama >= 0.30 parses as the model's VRAM)"),
+        *per_card,
     ]  # fmt: skip
 
 
@@ -440,11 +561,13 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     device = usable - CUDA_CONTEXT_BYTES
     n = split.n_layers
     every = n + 1
-    fitting = fit_gpu_layers(e, split, device, FIT_MARGIN_BYTES if era.fit else 0)
+    cards = max(1, settings.pp)
+    fitting = fit_gpu_layers(e, split, device, FIT_MARGIN_BYTES if era.fit else 0, cards)
     ngl = fitting if era.fit else every
-    b = buffers(e, split, ngl)
-    starts = b.total_bytes <= device
-    figures = buffer_figures(e, split, b)
+    per_card = device_buffers(e, split, ngl, cards)
+    b = max(per_card, key=lambda x: x.total_bytes)
+    starts = all(x.total_bytes <= device for x in per_card)
+    figures = buffer_figures(e, split, b, gpu_layers=ngl, devices=per_card if cards > 1 else ())
     figures += [
         EngineFigure("process_bytes", "GPU memory the process holds (buffers + CUDA context)",
                      b.total_bytes + CUDA_CONTEXT_BYTES, "bytes",
@@ -459,6 +582,26 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
                      "ggml_backend_cuda_buffer_type_alloc_buffer fails (cudaMalloc out of memory) otherwise"),
     ]  # fmt: skip
     notes: list[str] = []
+    if cards > 1:
+        where = layer_devices(n, cards, ngl)
+        spans = []
+        for dev in range(cards):
+            mine = [il for il in range(n) if where[il] == dev]
+            spans.append(
+                f"CUDA{dev} "
+                + (f"layers {mine[0]}-{mine[-1]}" if mine else "no layers")
+                + (" + output" if where[n] == dev else "")
+            )
+        notes.append(
+            f"-sm layer over {cards} GPUs, equal shares: "
+            + ", ".join(spans)
+            + (
+                f"; pipeline parallelism (n_copies={PIPELINE_COPIES}) keeps {PIPELINE_COPIES} copies of each "
+                "card's inputs"
+                if pipeline_parallel(cards, split, ngl)
+                else ""
+            )
+        )
     if era.fit and ngl < every:
         notes.append(
             f"--fit keeps 1024 MiB free: {ngl} of {every} layers on the GPU, the rest (weights and KV) in RAM"
@@ -466,7 +609,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         )
     if not starts:
         notes.append(
-            f"out of memory at load: the CUDA0 buffers need {b.total_bytes / MIB:,.0f} MiB of "
+            f"out of memory at load: the CUDA{per_card.index(b)} buffers need {b.total_bytes / MIB:,.0f} MiB of "
             f"{device / MIB:,.0f} MiB free"
             + (f"; -ngl {fitting} would fit" if not era.fit and fitting else "")
         )

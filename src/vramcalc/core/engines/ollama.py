@@ -30,9 +30,9 @@ from vramcalc.core.engines.llamacpp import (
     QUANTIZED_KV,
     Runner,
     buffer_figures,
-    buffers,
     check_flash_for_kv,
     compute_margin_bytes,
+    device_buffers,
     fit_gpu_layers,
     layer_split,
     runner_plan,
@@ -502,7 +502,16 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     kind = str(p.settings["runner"])
     figures: list[EngineFigure] = []
     notes: list[str] = []
-    if not era.llama_server:
+    cards = max(1, settings.pp)
+    if cards > 1:
+        # Several GPUs: llama.cpp's layer split in equal shares, each card keeping MinimumMemory free.
+        ngl = fit_gpu_layers(e, split, free - MINIMUM_MEMORY_BYTES, 0, cards)
+        notes.append(
+            f"Ollama over {cards} GPUs: modelled as llama.cpp's layer split in equal shares (each card its "
+            "own buffers and CUDA context); Ollama's own placement by free memory can move a layer or two"
+            + (f"; {ngl} of {n + 1} layers on the GPUs" if ngl < n + 1 else "")
+        )
+    elif not era.llama_server:
         est = memory_estimate(e, version, free)
         ngl = est.layers_offload
         figures += _estimate_figures(est, n)
@@ -518,9 +527,17 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         ngl = fit_gpu_layers(e, split, free - MINIMUM_MEMORY_BYTES, 0)
         if ngl < n + 1:
             notes.append(f"the Ollama engine places {ngl} of {n + 1} layers on the GPU")
-    b = buffers(e, split, ngl)
-    figures += buffer_figures(e, split, b, ollama_engine=kind == "Ollama engine")
-    starts = b.total_bytes + MINIMUM_MEMORY_BYTES <= free
+    per_card = device_buffers(e, split, ngl, cards)
+    b = max(per_card, key=lambda x: x.total_bytes)
+    figures += buffer_figures(
+        e,
+        split,
+        b,
+        ollama_engine=kind == "Ollama engine",
+        gpu_layers=ngl,
+        devices=per_card if cards > 1 else (),
+    )
+    starts = all(x.total_bytes + MINIMUM_MEMORY_BYTES <= free for x in per_card)
     if era.llama_server and kind == "llama-server":
         effective_ctx = min(int(p.settings["num_ctx"]), e.model.max_position_embeddings) * int(
             p.settings["num_parallel"]
