@@ -3,6 +3,7 @@ the other half; print both tables, xfails included.
 
 Usage: .venv/bin/python scripts/fit_speed.py          # tables with the constants in the code
        .venv/bin/python scripts/fit_speed.py --fit    # search the constants on the fit half first
+       .venv/bin/python scripts/fit_speed.py --ranges # also print SPEED_SPREAD from the fit half
 
 The search is coordinate descent over multiplicative steps, minimising the mean |log(ours /
 measured)| on the fit half only; it prints the values to copy into core/speed.py and
@@ -118,14 +119,58 @@ def table(title: str, obs: list[sb.Observation]) -> None:
             print(f"  {kind:<8} n={n:<4} median |error| {median:6.1%}  worst {worst:6.1%}")
 
 
+TIMES = frozenset({"median_tpot_s", "median_ttft_s"})
+
+
+def rate_ratio(o: sb.Observation) -> float:
+    """measured / ours as a rate: for a time figure, ours / measured (a slower run has the lower ratio)."""
+    return o.ours / o.measured if o.figure in TIMES else o.measured / o.ours
+
+
+def spreads(obs: list[sb.Observation]) -> dict[tuple[str, str], tuple[float, float]]:
+    """(kind, family) -> (lowest, highest) rate ratio over `obs` (xfails left out); family "all"
+    pools the engines. A family with fewer than MIN_SPREAD_ROWS rows takes the pooled spread."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for o in obs:
+        if o.xfail or o.ours <= 0 or o.kind not in speed.SPREAD_KINDS:
+            continue
+        ratio = rate_ratio(o)
+        groups.setdefault((o.kind, speed.speed_family(o.engine)), []).append(ratio)
+        groups.setdefault((o.kind, "all"), []).append(ratio)
+    return {
+        key: (math.floor(min(v) * 1000) / 1000, math.ceil(max(v) * 1000) / 1000)
+        for key, v in sorted(groups.items())
+        if key[1] == "all" or len(v) >= speed.MIN_SPREAD_ROWS
+    }
+
+
+def coverage(title: str, obs: list[sb.Observation]) -> None:
+    """How many measured figures fall inside the range the code prints around ours."""
+    print(f"\n{title}: measured inside the printed range (SPEED_SPREAD)")
+    for kind in speed.SPREAD_KINDS:
+        part = [o for o in obs if o.kind == kind and not o.xfail and o.ours > 0]
+        inside = 0
+        for o in part:
+            low, high = speed.spread_of(o.engine, kind)
+            inside += low - 1e-9 <= rate_ratio(o) <= high + 1e-9
+        if part:
+            print(f"  {kind:<8} {inside:>3} of {len(part):<3} ({inside / len(part):.0%})")
+
+
 def main() -> None:
     if "--fit" in sys.argv:
         fit()
     obs = all_observations()
     fit_half, test_half = split(obs)
+    if "--ranges" in sys.argv:
+        print("SPEED_SPREAD on the fit half (copy into core/speed.py):")
+        for key, value in spreads(fit_half).items():
+            print(f"    {key!r}: {value!r},")
     print(f"sources: {len({o.source for o in fit_half})} fit, {len({o.source for o in test_half})} test")
     table("FIT half (constants chosen on these)", fit_half)
     table("TEST half (never seen by the fit)", test_half)
+    coverage("FIT half", fit_half)
+    coverage("TEST half", test_half)
 
 
 if __name__ == "__main__":

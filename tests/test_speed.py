@@ -172,3 +172,44 @@ def test_transformers_generate_speed() -> None:
     so the per-point bound here is 120%."""
     median, worst = summary(HF)
     assert median <= 0.15 and worst <= 0.5
+
+
+def test_speed_ranges_around_the_figures() -> None:
+    """rate_range / time_range scale by SPEED_SPREAD: vLLM one-user decode 100 tokens/s -> 76.9 to
+    111.9 (0.769, 1.119); a TTFT of 1 s -> 1 / 1.19 = 0.840 to 1 / 0.478 = 2.092 s; llama.cpp
+    under load has no gguf spread of its own (no fit-half source) and takes the pooled (0.717, 1.14)."""
+    from vramcalc.core.speed import rate_range, spread_of, time_range
+
+    assert rate_range("vllm", "decode", 100.0) == pytest.approx((76.9, 111.9))
+    assert time_range("sglang@0.4.6", "ttft", 1.0) == pytest.approx((1 / 1.19, 1 / 0.478))
+    assert spread_of("llama.cpp", "load") == spread_of("vllm", "load") == (0.717, 1.14)
+    assert spread_of("ollama", "decode") == (0.701, 1.279)
+
+
+def test_assessment_carries_the_ranges(run_cli) -> None:  # type: ignore[no-untyped-def]
+    """The JSON assessment's speed_ranges hold each speed figure, and the text names the range."""
+    import json
+
+    r = run_cli(
+        "estimate",
+        "gemma-2-27b",
+        "--bits",
+        "4",
+        "--ctx",
+        "4096",
+        "--users",
+        "2",
+        "--gpu",
+        "rtx-4090",
+        "--json",
+    )
+    a = json.loads(r.stdout)["assessment"]
+    for key in ("decode_tokens_per_s_per_user", "aggregate_tokens_per_s", "ttft_s"):
+        low, high = a["speed_ranges"][key]
+        assert low < a[key] < high, key
+    low, high = a["speed_ranges"]["decode_tokens_per_s_per_user"]
+    assert low == pytest.approx(a["decode_tokens_per_s_per_user"] * 0.717, abs=0.01)
+    text = run_cli(
+        "estimate", "gemma-2-27b", "--bits", "4", "--ctx", "4096", "--users", "2", "--gpu", "rtx-4090"
+    ).stdout
+    assert f"published runs {low:.1f}-{high:.1f}" in " ".join(text.split())

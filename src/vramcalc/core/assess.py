@@ -13,7 +13,7 @@ from vramcalc.core.estimate import Estimate, Workload, usable_gpu_bytes, users_k
 from vramcalc.core.formats import WeightFormat
 from vramcalc.core.scenario import Scenario, run
 from vramcalc.core.serving import Arrival, Load, Serving, serve
-from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS, Speed, speed_of, stepper
+from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS, Speed, rate_range, speed_of, stepper, time_range
 from vramcalc.errors import SpecError
 from vramcalc.specs import GpuSpec, ModelSpec
 from vramcalc.units import GIB, gib, plural
@@ -150,6 +150,8 @@ class Assessment:
     regime: str
     reasons: tuple[str, ...]
     misses: tuple[Miss, ...]
+    # figure -> (low, high): where published benchmarks would put it (core.speed.SPEED_SPREAD)
+    speed_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def users(self) -> int:
@@ -506,11 +508,23 @@ def _assess(d: Deployment) -> Assessment:
     reasons = list(mem.reasons)
     if d.replicas > 1:
         reasons.append(f"{d.replicas} replicas, each with its own copy, serve {plural(users, 'user')} each")
+    ranges: dict[str, tuple[float, float]] = {}
     if srv is not None and spd is not None:
+        engine = e.plan.engine
+        kind = "decode" if users == 1 else "load"
+        ranges = {
+            "decode_tokens_per_s_per_user": rate_range(engine, kind, srv.decode_tokens_per_s_per_user),
+            "aggregate_tokens_per_s": rate_range(engine, kind, srv.output_tokens_per_s * d.replicas),
+            "ttft_s": time_range(engine, "ttft", srv.ttft_s),
+        }
+        low, high = ranges["decode_tokens_per_s_per_user"]
+        first_low, first_high = ranges["ttft_s"]
         reasons.append(
-            f"decode {srv.decode_tokens_per_s_per_user:.1f} tokens/s per user ({srv.running} running, step "
+            f"decode {srv.decode_tokens_per_s_per_user:.1f} tokens/s per user (published runs {low:.1f}-{high:.1f}; "
+            f"{srv.running} running, step "
             f"{srv.step_s * 1000:.1f} ms with the prompts chunked in, {spd.bound}-bound); first token after "
-            f"{srv.ttft_s:.2f} s for a {d.prompt_tokens:,}-token prompt; {srv.output_tokens_per_s * d.replicas:,.0f} "
+            f"{srv.ttft_s:.2f} s ({first_low:.2f}-{first_high:.2f}) for a {d.prompt_tokens:,}-token prompt; "
+            f"{srv.output_tokens_per_s * d.replicas:,.0f} "
             f"output tokens/s in all"
         )
     if srv is not None and wait is not None:
@@ -543,6 +557,7 @@ def _assess(d: Deployment) -> Assessment:
         regime=regime,
         reasons=tuple(reasons),
         misses=(),
+        speed_ranges=ranges,
     )
     return replace(a, users_at_once=min(d.users, a.users_at_once), misses=_misses(a))
 

@@ -47,6 +47,11 @@ def assessment_dict(a: Assessment) -> dict[str, Any]:
         "aggregate_tokens_per_s": _round(a.aggregate_tokens_per_s, 1),
         "ttft_s": _round(a.ttft_s, 3),
         "wait_s": _round(a.wait_s, 2),
+        # where published benchmarks would put the speed figures (core.speed.SPEED_SPREAD)
+        "speed_ranges": {
+            key: [_round(low, 3 if key == "ttft_s" else 2), _round(high, 3 if key == "ttft_s" else 2)]
+            for key, (low, high) in a.speed_ranges.items()
+        },
         "serving": serving_dict(a),
         "prompt_tokens": d.prompt_tokens,
         "output_tokens": d.output,
