@@ -62,6 +62,8 @@ PARAMS: list[tuple[str, Callable[[], float], Callable[[float], None], tuple[floa
      _set_group(speed.PREFILL_COMPUTE_EFFICIENCY, ("transformers",)), (0.05, 0.9)),
     ("DECODE_COMPUTE_EFFICIENCY", lambda: speed.DECODE_COMPUTE_EFFICIENCY,
      _set_module(speed, "DECODE_COMPUTE_EFFICIENCY"), (0.1, 0.9)),
+    ("GGUF_DECODE_MAX_BANDWIDTH_GBS", lambda: speed.GGUF_DECODE_MAX_BANDWIDTH_GBS,
+     _set_module(speed, "GGUF_DECODE_MAX_BANDWIDTH_GBS"), (300.0, 1e9)),
     ("REQUEST_OVERHEAD_S[paged]", lambda: serving.REQUEST_OVERHEAD_S["vllm"],
      _set_group(serving.REQUEST_OVERHEAD_S, PAGED), (0.0005, 0.2)),
 ]  # fmt: skip

@@ -387,6 +387,22 @@ class Stepper:
         return t + self.offloaded_bytes / (PCIE_BANDWIDTH_GBS * GB)
 
 
+# Source: the most GB/s llama.cpp's decode kernels (quantized matrix-vector products) reach on any
+# card, fitted on the fit half (split by source) by scripts/fit_speed.py (2026-12-07): the fit-half
+# loss falls from 0.1891 without a ceiling to 0.1828 at 1,075 GB/s (grid of 25 GB/s; flat from
+# 1,000 to 1,100). Published llama-bench runs show it: Llama-3-8B Q4_K_M decodes at 131 tokens/s
+# on an RTX 4090 (1,008 GB/s) and only 135-146 on an A100 SXM or H100 PCIe with twice the
+# bandwidth (tests/calibration/throughput.yaml). Cards below it (every 24 GB consumer card) keep
+# efficiency x peak; HBM cards and the RTX 5090 / RTX PRO 6000 (1,792 GB/s) stop at the ceiling.
+GGUF_DECODE_MAX_BANDWIDTH_GBS = 1075.0
+
+
+def decode_bandwidth_gbs(engine: str, gpu: GpuSpec) -> float:
+    """GB/s a decode step's reads achieve: efficiency x peak, at most the GGUF kernels' ceiling."""
+    achieved = gpu.memory_bandwidth_gbs * DECODE_BANDWIDTH_EFFICIENCY.get(engine, 0.7)
+    return min(achieved, GGUF_DECODE_MAX_BANDWIDTH_GBS) if engine in GGUF_ENGINES else achieved
+
+
 def step_overhead_s(e: Estimate) -> float:
     """The engine's fixed cost of a step: per-layer launch cost (CUDA graphs, or eager kernels
     with --enforce-eager) x layers + a per-step cost (scheduler, sampler, detokenizer)."""
@@ -410,7 +426,6 @@ def stepper(
     """The step cost of `e` on `gpu`. Offloaded weights (and `host_kv_bytes` of the layers computed
     there) are read each step from host memory at `host_bandwidth_gbs` (llama.cpp CPU layers) or
     over PCIe (transformers device_map offload)."""
-    eff_bw = DECODE_BANDWIDTH_EFFICIENCY.get(e.plan.engine, 0.7)
     # The estimate's weights already leave out what the engine keeps in host memory (vLLM
     # --cpu-offload-gb); other offloaded bytes (llama.cpp CPU layers) come off the GPU part here.
     moved = max(0, offloaded_bytes - e.plan.offload_weight_bytes)
@@ -419,7 +434,7 @@ def stepper(
         e=e,
         gpu=gpu,
         gpus_per_replica=gpus_per_replica,
-        bandwidth_bytes_per_s=gpu.memory_bandwidth_gbs * GB * eff_bw,
+        bandwidth_bytes_per_s=decode_bandwidth_gbs(e.plan.engine, gpu) * GB,
         weights_on_gpu_bytes=max(0, e.weights_bytes - moved // gpus_per_replica),
         # Each running sequence reads its own KV; slots allocated up front hold one sequence each.
         kv_per_sequence_bytes=e.kv.bytes / max(1, e.plan.slots or e.workload.users),
