@@ -1,14 +1,13 @@
 """Measure the engine model on published vLLM startup logs nobody here fitted to.
 
-Runs `vramcalc calibrate LOG [args] --json` on every vLLM log listed in
-tests/fixtures/logs/published/sources.yaml and prints, per log, theirs / ours / error % for
-each figure, then the median and worst absolute error per figure over the even-numbered logs,
-the odd-numbered logs and all of them (hold-out style: fit on one half, check on the other),
-plus how many start/fail outcomes we predicted right. SGLang logs in the same file are listed;
-where an entry gives `estimate_args` and `kv_tokens`, our `estimate --engine sglang` KV token
-figure is compared with theirs.
+Runs `vramcalc calibrate LOG [args] --json` on every vLLM log listed in the
+tests/fixtures/logs/published/sources*.yaml files and prints, per log, theirs / ours / error % for
+each figure, then the median and worst absolute error per figure over two halves split by source
+(sorted source addresses, alternately: logs from one page never sit on both sides) and over all of
+them, plus how many start/fail outcomes we predicted right. SGLang entries (`estimate_args`,
+`kv_tokens`) are compared through `vramcalc estimate`: our KV token figure against theirs.
 
-Usage: .venv/bin/python scripts/vllm_log_accuracy.py [--sources FILE]
+Usage: .venv/bin/python scripts/vllm_log_accuracy.py [--sources FILE ...]
 """
 
 from __future__ import annotations
@@ -49,6 +48,7 @@ GIB = 2**30
 @dataclass
 class Row:
     file: str
+    source: str
     number: int
     version: str | None
     gpu: str
@@ -81,6 +81,7 @@ def calibrate(entry: dict[str, Any], base: Path) -> Row:
     proc = vramcalc("calibrate", str(path), *note_args(entry), "--json")
     row = Row(
         file=entry["file"],
+        source=str(entry.get("source")),
         number=log_number(entry["file"]),
         version=entry.get("vllm_version"),
         gpu=str(entry.get("gpu")),
@@ -169,45 +170,78 @@ def summarise(label: str, rows: list[Row]) -> None:
     )
 
 
+def halves(sources: list[str]) -> set[str]:
+    """The sources of the first half: sorted, every other one."""
+    keys = sorted(set(sources))
+    return set(keys[0::2])
+
+
 def sglang_rows(entries: list[dict[str, Any]]) -> None:
     if not entries:
         print("\nSGLang logs: none listed")
         return
-    print("\nSGLang logs (calibrate does not read them; KV tokens via estimate --engine sglang)")
-    print(f"  {'file':<40} {'gpu':<15} {'tp':>2} {'theirs':>10} {'ours':>10} {'err %':>7}")
+    print("\nSGLang logs (calibrate does not read them; KV tokens via vramcalc estimate)")
+    print(f"  {'file':<44} {'gpu':<12} {'tp':>2} {'theirs':>10} {'ours':>10} {'err %':>7}  half")
+    first = halves([str(e.get("source")) for e in entries])
+    errors: dict[str, list[float]] = {"first": [], "second": []}
     for entry in entries:
         theirs = entry.get("kv_tokens")
         args = [str(a) for a in entry.get("estimate_args", [])]
+        if "--engine" not in args:
+            args += ["--engine", "sglang"]
         ours: float | None = None
         if args and theirs:
-            proc = vramcalc("estimate", *args, "--engine", "sglang", "--json")
-            if proc.returncode == 0:
+            proc = vramcalc("estimate", *args, "--json")
+            if proc.returncode in (0, 1):
                 ours = json.loads(proc.stdout).get("engine", {}).get("kv_capacity_tokens")
         e = err_pct(float(theirs), float(ours)) if theirs and ours else None
+        half = "first" if str(entry.get("source")) in first else "second"
+        if e is not None:
+            errors[half].append(abs(e))
         print(
-            f"  {entry['file']:<40} {entry.get('gpu')!s:<15} {int(entry.get('tp') or 1):>2} "
-            f"{theirs!s:>10} {ours!s:>10} {(f'{e:+.1f}' if e is not None else '-'):>7}"
+            f"  {entry['file']:<44} {entry.get('gpu')!s:<12} {int(entry.get('tp') or 1):>2} "
+            f"{theirs!s:>10} {ours!s:>10} {(f'{e:+.1f}' if e is not None else '-'):>7}  {half}"
+        )
+    for half, errs in errors.items():
+        if errs:
+            print(
+                f"  SGLang KV tokens, {half} half: n={len(errs)} median |err| {statistics.median(errs):.2f}% "
+                f"worst {max(errs):.2f}%"
+            )
+    every = errors["first"] + errors["second"]
+    if every:
+        print(
+            f"  SGLang KV tokens, all: n={len(every)} median |err| {statistics.median(every):.2f}% worst {max(every):.2f}%"
         )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sources", type=Path, default=DEFAULT_SOURCES)
+    parser.add_argument("--sources", type=Path, action="append")
     opts = parser.parse_args()
-    doc = yaml.safe_load(opts.sources.read_text(encoding="utf-8")) or {}
-    entries = doc.get("logs", [])
-    base = opts.sources.parent
-    vllm = [e for e in entries if e.get("engine", "vllm") == "vllm"]
-    rows = [calibrate(e, base) for e in vllm]
+    files = opts.sources or sorted(DEFAULT_SOURCES.parent.glob("sources*.yaml"))
+    vllm: list[tuple[dict[str, Any], Path]] = []
+    sglang: list[dict[str, Any]] = []
+    for path in files:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for e in doc.get("logs", []):
+            if (e.get("notes") or {}).get("exclude"):
+                print(f"excluded {e['file']}: {e['notes']['exclude']}")
+            elif e.get("engine", "vllm") == "vllm":
+                vllm.append((e, path.parent))
+            elif e.get("engine") == "sglang":
+                sglang.append(e)
+    rows = [calibrate(e, base) for e, base in vllm]
     print_table(rows)
     ok = [r for r in rows if not r.error]
-    summarise("(a) even-numbered logs", [r for r in ok if r.number % 2 == 0])
-    summarise("(b) odd-numbered logs", [r for r in ok if r.number % 2 == 1])
+    first = halves([r.source for r in rows])
+    summarise("(a) first half by source", [r for r in ok if r.source in first])
+    summarise("(b) second half by source", [r for r in ok if r.source not in first])
     summarise("(c) all logs", ok)
     failed = [r for r in rows if r.error]
     if failed:
         print(f"\n{len(failed)} log(s) could not be calibrated: " + ", ".join(r.file for r in failed))
-    sglang_rows([e for e in entries if e.get("engine") == "sglang"])
+    sglang_rows(sglang)
     return 0
 
 

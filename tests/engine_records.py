@@ -254,3 +254,74 @@ def summary(points: list[Point]) -> tuple[float, float]:
     """(median, worst) absolute relative error of the non-xfail numeric points."""
     errors = [abs(p.rel_error) for p in points if p.kind != "starts" and not p.xfail]
     return statistics.median(errors), max(errors)
+
+
+# Published transformers tables nobody fitted to (tests/calibration/transformers_tables.yaml): the
+# Qwen2 benchmark on transformers 4.38.2 (every position's logits) and the Qwen3 one on 4.51.3
+# (an H20). Catalog stand-ins share the architecture: Qwen2-{0.5B,1.5B,7B,72B} = Qwen2.5 of the
+# same size (hidden, layers, heads, KV heads, vocabulary); the Qwen3 models are in the catalog.
+TABLE_MODELS = {
+    "Qwen/Qwen2-0.5B-Instruct": "qwen2.5-0.5b",
+    "Qwen/Qwen2-7B-Instruct": "qwen2.5-7b",
+    "Qwen/Qwen2-72B-Instruct": "qwen2.5-72b",
+    "Qwen/Qwen3-0.6B": "qwen3-0.6b",
+    "Qwen/Qwen3-1.7B": "qwen3-1.7b",
+    "Qwen/Qwen3-4B": "qwen3-4b",
+    "Qwen/Qwen3-8B": "qwen3-8b",
+    "Qwen/Qwen3-14B": "qwen3-14b",
+    "Qwen/Qwen3-32B": "qwen3-32b",
+}
+TABLE_GPUS = {"NVIDIA A100 80GB": "a100-80gb-sxm", "NVIDIA H20 96GB": "h20"}
+TABLE_FORMATS = {"BF16": "bf16"}
+TABLE_VERSIONS = ("4.38.2", "4.51.3")
+TABLE_XFAIL: dict[tuple[str, int], str] = {}
+# What each table's memory column is. Neither document says; Qwen's later script reads
+# torch.cuda.max_memory_allocated (the peak). The Qwen2 rows grow by the prefill's logits (0.86
+# GiB per 1,000 prompt tokens, the peak); the Qwen3 rows grow only by the cache (Qwen3-8B: 0.137
+# MiB per token = 36 layers x 8 KV heads x 128 x 2 x 2 B) and match weights + cache to 0.2%:
+# what stays allocated after generate(), not the peak.
+TABLE_FIGURE = {"4.38.2": "peak_bytes", "4.51.3": "allocated_after_bytes"}
+
+
+def transformers_table_points() -> list[Point]:
+    """Peak GiB of one generate() (bf16 checkpoints, batch 1, 2,048 output tokens) against the
+    published tables, at the transformers version each table names."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    doc = yaml.safe_load((ROOT / "tests/calibration/transformers_tables.yaml").read_text())
+    cat = _catalog()
+    out: list[Point] = []
+    for t in doc["tables"]:
+        version = t.get("transformers_version")
+        model_id = TABLE_MODELS.get(t["model"])
+        quant = TABLE_FORMATS.get(t["dtype"])
+        gpu_id = TABLE_GPUS.get(t["gpu"])
+        if version not in TABLE_VERSIONS or not (model_id and quant and gpu_id):
+            continue
+        for row in t["rows"]:
+            prompt, generated = int(row["input_tokens"]), int(row["output_tokens"])
+            sc = run(
+                cat.models.get(model_id),
+                Workload(prompt + generated, 1, allow_long_ctx=True),
+                engine=f"transformers@{version}",
+                gpu=cat.gpus.get(gpu_id),
+                quant=quant,
+                settings=EngineSettings(prompt_tokens=prompt),
+            )
+            assert sc.view is not None
+            # Qwen's script divides bytes by 1024^3 ("GB" = GiB); the Qwen3 table prints MB = MiB.
+            measured = float(row["peak_memory"]) / (1024 if row["unit"] == "MB" else 1)
+            peak = sc.view.value(TABLE_FIGURE[version]) / GIB
+            out.append(
+                Point(
+                    f"{t['id']}@{prompt}",
+                    "peak GiB",
+                    measured,
+                    peak,
+                    "peak",
+                    TABLE_XFAIL.get((t["id"], prompt), ""),
+                )
+            )
+    return out

@@ -463,3 +463,48 @@ def test_profile_bad_input(run_cli: Run, tmp_path: Path) -> None:
     )
     _one_line_error(run_cli("calibrate", str(LLAMACPP), "--save", str(tmp_path / "x.yaml")), "vLLM logs")
     assert not (tmp_path / "x.yaml").exists()
+
+
+# --- what a pasted log lost: --tp, --quantization, --version, --max-num-seqs ---------------------
+
+PUBLISHED = LOGS / "published"
+
+
+def test_a_cut_config_line_is_given_back(run_cli: Run) -> None:
+    """vllm-a-04 (8 x H200, DeepSeek-R1 FP8; the source pasted the memory lines without the
+    engine-config line): without --tp the weights are modelled on one GPU (671B FP8 does not fit
+    an H200); with --tp 8 --quantization fp8 --version 0.7.3 they are 79.3 GiB per GPU against the
+    logged 83.88 GiB (our per-rank split leaves out what every rank replicates)."""
+    args = (
+        "calibrate",
+        str(PUBLISHED / "vllm-a-04-h200-deepseek-r1.log"),
+        "--gpu",
+        "h200",
+        "--model",
+        "deepseek-r1",
+    )
+    bare = json.loads(run_cli(*args, "--json").stdout)
+    given = json.loads(
+        run_cli(*args, "--tp", "8", "--quantization", "fp8", "--version", "0.7.3", "--json").stdout
+    )
+
+    def weights(report: dict) -> tuple[float, float]:  # type: ignore[type-arg]
+        fig = next(f for f in report["figures"] if f["key"] == "weights_bytes_per_gpu")
+        return fig["theirs"] / GIB, fig["ours"] / GIB
+
+    assert weights(bare)[1] > 500
+    theirs, ours = weights(given)
+    assert theirs == pytest.approx(83.88, abs=0.005)
+    assert ours == pytest.approx(79.31, abs=0.01)
+    assert "vLLM 0.7.3" in given["era"]
+
+
+def test_given_values_cannot_contradict_the_log(run_cli: Run) -> None:
+    """A value the log prints is the log's: --tp 2 on a TP-1 log is an error naming the field; a
+    setting for another engine's log too."""
+    r = run_cli("calibrate", str(V0_20K), "--tp", "2")
+    assert r.exit_code == 2 and "--tp 2: the log prints tensor_parallel_size 1; drop --tp" in r.stderr
+    r = run_cli("calibrate", str(LLAMACPP), "--max-num-seqs", "4")
+    assert r.exit_code == 2 and "--max-num-seqs applies to vLLM logs; this is a llama.cpp log" in r.stderr
+    r = run_cli("calibrate", str(V1_H100), "--version", "latest")
+    assert r.exit_code == 2 and "--version 'latest' is not a version" in r.stderr

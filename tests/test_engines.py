@@ -108,7 +108,9 @@ def test_transformers_eager_gemma2_quadratic() -> None:
 def test_resolve_engine_versions() -> None:
     assert resolve_engine("vllm")[1] == "0.33"
     assert resolve_engine("vllm@0.10.2")[1] == "0.10.2"  # behaves like 0.9.1
-    with pytest.raises(SpecError, match=r"known vllm versions: 0\.6, 0\.9\.0, 0\.9\.1, 0\.19, 0\.33"):
+    with pytest.raises(
+        SpecError, match=r"known vllm versions: 0\.6, 0\.6\.5, 0\.9\.0, 0\.9\.1, 0\.11\.1, 0\.19, 0\.33"
+    ):
         resolve_engine("vllm@1.2")
     with pytest.raises(SpecError, match="known vllm versions"):
         resolve_engine("vllm@0.5")
@@ -122,7 +124,7 @@ def test_resolve_engine_versions() -> None:
         (("--engine", "vlm"), "unknown --engine 'vlm'; did you mean vllm?"),
         (
             ("--engine", "vllm@9.9"),
-            "no profile for vllm 9.9 (known vllm versions: 0.6, 0.9.0, 0.9.1, 0.19, 0.33",
+            "no profile for vllm 9.9 (known vllm versions: 0.6, 0.6.5, 0.9.0, 0.9.1, 0.11.1, 0.19, 0.33",
         ),
         (("--gpu-util", "1.5"), "--gpu-util must be in (0, 1], got 1.5"),
         (("--gpu-util", "0"), "--gpu-util must be in (0, 1]"),
@@ -188,29 +190,40 @@ def test_vllm_sampler_path_is_a_range_unless_pinned(run_cli: Callable[..., CliRe
     depend on the top-k/top-p path the install takes. Gemma-2-27B on an RTX 4090 (vLLM 0.33: 256
     rows, 256,000 vocab): PyTorch sort path 256 x 256,000 x 38.9 B = 2,549,350,400 B, FlashInfer
     256 x 256,000 x 14 B = 917,504,000 B (both above the 2,048-token forward). Unpinned, the
-    figures are the sort path's and carry the range: the KV pool is 1,631,846,400 B larger at
-    the FlashInfer end; --sampler pins one path and the range goes."""
+    figures are those of the path 0.33's images take (FlashInfer's kernels, #40376) and carry the
+    range: the KV pool is 1,631,846,400 B smaller at the sort-path end; --sampler pins one path
+    and the range goes."""
     args = ("estimate", "gemma-2-27b", "--bits", "4", "--ctx", "4096", "--users", "10", "--gpu", "rtx-4090")
     unknown = json.loads(run_cli(*args, "--json").stdout)["engine"]
     pinned_pt = json.loads(run_cli(*args, "--sampler", "pytorch", "--json").stdout)["engine"]
     pinned_fi = json.loads(run_cli(*args, "--sampler", "flashinfer", "--json").stdout)["engine"]
-    assert unknown["activation_peak_bytes"] == 2_549_350_400
-    assert pinned_fi["activation_peak_bytes"] == 917_504_000
+    assert unknown["activation_peak_bytes"] == pinned_fi["activation_peak_bytes"] == 917_504_000
+    assert pinned_pt["activation_peak_bytes"] == 2_549_350_400
     assert unknown["ranges"]["activation_peak_bytes"] == [917_504_000, 2_549_350_400]
     low, high = unknown["ranges"]["kv_pool_bytes"]
-    assert low == unknown["kv_pool_bytes"] == pinned_pt["kv_pool_bytes"]
-    assert high - low == 2_549_350_400 - 917_504_000 and high == pinned_fi["kv_pool_bytes"]
-    assert unknown["ranges"]["num_gpu_blocks"] == [unknown["num_gpu_blocks"], pinned_fi["num_gpu_blocks"]]
+    assert high == unknown["kv_pool_bytes"] == pinned_fi["kv_pool_bytes"]
+    assert high - low == 2_549_350_400 - 917_504_000 and low == pinned_pt["kv_pool_bytes"]
+    assert unknown["ranges"]["num_gpu_blocks"] == [pinned_pt["num_gpu_blocks"], unknown["num_gpu_blocks"]]
     assert pinned_pt["ranges"] == {} and pinned_fi["ranges"] == {}
-    assert "sampler path unknown" in unknown["range_reason"]
+    assert "FlashInfer's kernels is the main value" in unknown["range_reason"]
     table = run_cli(*args).stdout
-    assert "Available KV cache memory: 3.36 GiB (range 3.36 GiB to 4.88 GiB)" in table
+    assert "Available KV cache memory: 4.88 GiB (range 3.36 GiB to 4.88 GiB)" in table
+
+
+def test_the_sampler_default_follows_the_release() -> None:
+    """The path each release's standard images take: FlashInfer from #11394 (0.7) to #26859
+    (0.11.1), PyTorch's sort path until #40376, FlashInfer again in 0.33; V0 always sorts."""
+    from vramcalc.core.engines.vllm import default_sampler
+
+    assert [default_sampler(v) for v in ("0.9.0", "0.10.1.1", "0.11.0", "0.11.1", "0.19.1", "0.28", "0.33")] == [
+        "flashinfer", "flashinfer", "flashinfer", "pytorch", "pytorch", "pytorch", "flashinfer"
+    ]  # fmt: skip
 
 
 def test_check_sizes_an_unpinned_sampler_on_the_larger_peak(tmp_path, run_cli) -> None:  # type: ignore[no-untyped-def]
     """A plan that does not pin the sampler is checked on the sort path's larger peak (the
-    pessimistic end): its assessment equals the one with `sampler: pytorch`, and pinning
-    flashinfer gives a larger KV pool."""
+    pessimistic end) although 0.33's main figure is FlashInfer's: its assessment equals the one
+    with `sampler: pytorch`, and pinning flashinfer gives a larger KV pool."""
     body = (
         "deployments:\n  - model: gemma-2-27b\n    bits: 4\n    gpu: rtx-4090\n    ctx: 4096\n    users: 2\n"
     )

@@ -190,15 +190,16 @@ def test_q4_k_m_more_bits_layers(llama31_8b: ModelSpec, gemma2_27b: ModelSpec) -
 def test_activation_peak_formula(gemma2_27b: ModelSpec) -> None:
     """2048-token chunk with one hidden buffer: 2048 x (3 x 36,864 + (32 + 2 x 16) x 128 + 4608) x 2 B
     = 2048 x 123,392 x 2 = 505,413,632 B. Sampler for 10 rows: 10 x 256,000 x 38.9 B = 99,584,000.
-    Peak = the larger = 505,413,632 B; vLLM V0 holds both: 604,997,632 B."""
+    Peak = the larger = 505,413,632 B. vLLM V0 keeps fp32 logits beside the forward: 505,413,632 +
+    10 x 256,000 x 4 B = 515,653,632 B, still larger than its sampler."""
     act = activation_bytes(gemma2_27b, 2048, 10, sampler_bytes_per_logit=38.9, hidden_temporaries=1.0)
     assert act.forward_bytes == 505_413_632
     assert act.sampler_bytes == 99_584_000
     assert act.bytes == 505_413_632
     both = activation_bytes(
-        gemma2_27b, 2048, 10, sampler_bytes_per_logit=38.9, hidden_temporaries=1, sampler_adds=True
+        gemma2_27b, 2048, 10, sampler_bytes_per_logit=38.9, hidden_temporaries=1, forward_logit_bytes=4
     )
-    assert both.bytes == 604_997_632
+    assert both.bytes == 515_653_632
 
 
 def test_sampler_dominates_with_many_rows(gemma2_27b: ModelSpec) -> None:
@@ -222,18 +223,18 @@ def test_eager_attention_scores(gemma2_27b: ModelSpec) -> None:
 
 # vLLM 0.33 on no named GPU: 256 sequences / 2048 batched tokens (the < 70 GiB defaults).
 HEADLINE_WEIGHTS = 15_893_038_080 + 8192 * 128 * 2  # + rotary cos/sin cache
-HEADLINE_ACT = 256 * 256_000 * 38.9  # sampler over max_num_seqs rows dominates the forward chunk
+HEADLINE_ACT = 256 * 256_000 * 14  # FlashInfer sampler (0.33's images) over max_num_seqs rows dominates
 HEADLINE_RESERVE = 512 * MIB + int(0.13 * GIB) + 512 * MIB  # context + non-torch + CUDA graphs
 
 
 def test_headline_total(gemma2_27b: ModelSpec) -> None:
     """vLLM: weights 15,893,038,080 + rotary cache 8192 x 128 x 2 = 2,097,152; KV 15,435,038,720;
-    activations = sampler 256 rows x 256,000 x 38.9 B = 2,549,350,400; reserve 512 MiB context +
-    0.13 GiB non-torch + 512 MiB graphs = 1,213,328,261 -> 35,092,852,613 B = 32.68 GiB:
-    over 24 GiB, under 48 GiB."""
+    activations = FlashInfer's sampler (0.33's default path) 256 rows x 256,000 x 14 B = 917,504,000;
+    reserve 512 MiB context + 0.13 GiB non-torch + 512 MiB graphs = 1,213,328,261 ->
+    33,461,006,213 B = 31.16 GiB: over 24 GiB, under 48 GiB."""
     e = run(gemma2_27b, Workload(4096, 10), bits=4).estimate
     assert e.total_bytes == HEADLINE_WEIGHTS + 15_435_038_720 + int(HEADLINE_ACT) + HEADLINE_RESERVE
-    assert e.total_bytes == 35_092_852_613
+    assert e.total_bytes == 33_461_006_213
     assert 24 * GIB < e.by_users[-1].total_bytes < 48 * GIB
     assert e.weight_format.name == "awq-int4"
 

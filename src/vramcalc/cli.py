@@ -853,6 +853,30 @@ def calibrate(
             help="Write what the log measured as a calibration profile (vLLM logs) for --calibration.",
         ),
     ] = None,
+    tp: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="Tensor-parallel size, for vLLM logs whose config line is cut off."),
+    ] = None,
+    quantization: Annotated[
+        str | None,
+        typer.Option(metavar="METHOD", help="vLLM --quantization (fp8, awq, ...) the log does not print."),
+    ] = None,
+    max_num_seqs: Annotated[
+        int | None,
+        typer.Option("--max-num-seqs", metavar="N", help="vLLM --max-num-seqs the log does not print."),
+    ] = None,
+    max_num_batched_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-num-batched-tokens",
+            metavar="N",
+            help="vLLM --max-num-batched-tokens the log does not print.",
+        ),
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option(metavar="VERSION", help="Engine version, for logs that do not print it."),
+    ] = None,
     calibration: CalibrationOpt = None,
     fmt: Annotated[str | None, _format_opt(CATALOG_FORMATS)] = None,
     json_out: JsonOpt = False,
@@ -871,7 +895,14 @@ def calibrate(
     from vramcalc.logs import parse_log, read_log_file
 
     fmt_name = _pick_format(fmt, json_out, CATALOG_FORMATS)
-    facts = parse_log(read_log_file(logfile), source=str(logfile))
+    facts = cal.with_given(
+        parse_log(read_log_file(logfile), source=str(logfile)),
+        tp=tp,
+        quantization=quantization,
+        version=version,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+    )
     cat = _catalog(catalog)
     resolved = _resolve(model, cat, online) if model else None
     spec = resolved.spec if resolved else None

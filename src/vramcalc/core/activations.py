@@ -25,7 +25,7 @@ class ActivationUse:
     qkv_width: int
     hidden_temporaries: float
     sampler_bytes_per_logit: float
-    sampler_adds: bool
+    forward_logit_bytes: float  # bytes per sampled logit alive beside the forward's peak
 
 
 def ffn_width(m: ModelSpec) -> int:
@@ -54,7 +54,7 @@ def activation_bytes(
     *,
     sampler_bytes_per_logit: float,
     hidden_temporaries: float,
-    sampler_adds: bool = False,
+    forward_logit_bytes: float = 0.0,
     eager_attention: bool = False,
     attention_score_bytes: int = 4,
     attention_kv_tokens: int = 0,
@@ -66,8 +66,9 @@ def activation_bytes(
     forward = tokens x (3 x ffn_width + qkv_width) / tp x dtype B + tokens x hidden_temporaries x
     hidden x dtype B (bf16 in PyTorch engines, f32 in llama.cpp's graph); with eager (non-flash) attention, one layer's scores heads/tp x tokens x
     kv_tokens x score_bytes replace the MLP temporaries when larger; sampler = rows x vocab x
-    bytes_per_logit. Peak = max(forward, sampler), or their sum where the engine's profile run
-    holds both (vLLM V0).
+    bytes_per_logit. Peak = max(forward + rows x vocab x forward_logit_bytes, sampler): the sampler
+    runs after the forward has freed its temporaries; `forward_logit_bytes` is what an engine's
+    profile keeps of the logits beside the forward's peak (vLLM V0's fp32 logits, 4 B).
     """
     ffn = ffn_width(m)
     qkv = qkv_width(m)
@@ -81,7 +82,7 @@ def activation_bytes(
     )
     forward = max(mlp, scores) + rest
     sampler = int(sampled_rows * m.vocab_size * sampler_bytes_per_logit)
-    peak = forward + sampler if sampler_adds else max(forward, sampler)
+    peak = max(forward + int(sampled_rows * m.vocab_size * forward_logit_bytes), sampler)
     return ActivationUse(
         peak,
         forward,
@@ -93,5 +94,5 @@ def activation_bytes(
         qkv,
         hidden_temporaries,
         sampler_bytes_per_logit,
-        sampler_adds,
+        forward_logit_bytes,
     )

@@ -172,6 +172,16 @@ def _figure(sc: Scenario, key: str) -> int | float | bool | None:
     return next((f.value for f in sc.view.figures if f.key == key), None) if sc.view else None
 
 
+def _lowest(sc: Scenario, key: str) -> int | float | None:
+    """A figure at the low end of its range where the regime is unknown (the vLLM sampler path):
+    the pessimistic side a verdict counts on unless the plan pins the regime."""
+    value = _figure(sc, key)
+    low = next((lo for k, lo, _ in sc.view.ranges if k == key), None) if sc.view else None
+    if low is None or isinstance(value, bool):
+        return value
+    return min(low, value) if value is not None else low
+
+
 def _run(d: Deployment, users: int, *, on_gpu: bool = True) -> Scenario:
     work = Workload(
         d.ctx_tokens,
@@ -263,8 +273,11 @@ def _pool_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
     assert view is not None
     pp = d.pp
     name = f"{e.plan.engine} {e.plan.version}"
-    fixed = e.weights_bytes // pp + e.activations.bytes + e.reserve_bytes
-    raw_pool = int(_figure(sc, "kv_pool_bytes") or 0)
+    raw_pool = int(_lowest(sc, "kv_pool_bytes") or 0)
+    # Where the regime is unknown (the sampler path) the verdict counts the larger activation peak
+    # and so the smaller pool; the pre-allocation (activations + pool) is the same either way.
+    gap = int(_figure(sc, "kv_pool_bytes") or 0) - raw_pool
+    fixed = e.weights_bytes // pp + e.activations.bytes + gap + e.reserve_bytes
     # Pipeline stages hold 1/pp of the weights: the rest of the same budget goes to the pool.
     pool = raw_pool + (e.weights_bytes - e.weights_bytes // pp)
     kv_all = users_kv_bytes(e, users) // pp

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from vramcalc import limits as lim
 from vramcalc.core.engines import get_engine, resolve_engine
 from vramcalc.core.engines.base import Engine, EngineSettings
 from vramcalc.core.engines.common import parse_version
-from vramcalc.core.estimate import Workload
+from vramcalc.core.estimate import Workload, check_count
 from vramcalc.core.formats import KV_DTYPES, all_format_names, resolve_format, resolve_kv_dtype
 from vramcalc.core.types import Measured
 from vramcalc.errors import SpecError, UnknownFormatError
+from vramcalc.logs.vllm import VLLM_V0_BASELINE
 from vramcalc.units import GIB, MIB
 
 if TYPE_CHECKING:
@@ -201,6 +202,14 @@ def _engine_version(facts: LogFacts) -> tuple[str, str]:
     printed = re.match(r"\d+(?:\.\d+){1,3}", facts.version or "")
     if name == "vllm" and facts.era == "V0":
         said = f"vLLM {facts.version}, " if facts.version else ""
+        asked = parse_version(printed.group(0)) if printed else None
+        wording = next((w for w in VLLM_V0_BASELINE if w in facts.markers), None)
+        if (asked is not None and asked >= (0, 6, 5)) or (asked is None and wording):
+            why = f"{facts.version}" if asked is not None else f"the {wording!r} wording of 0.6.5 and later"
+            return "vllm@0.6.5", (
+                f"{said}V0 engine ({facts.era_evidence!r}), {why}: modelled as vllm 0.6.5, our V0 profile "
+                "with PR #10511's memory profiling"
+            )
         return "vllm@0.6", f"{said}V0 engine ({facts.era_evidence!r}): modelled as vllm 0.6, our V0 profile"
     if printed is not None:
         version = printed.group(0)
@@ -278,6 +287,42 @@ def _check_log_numbers(numbers: dict[str, tuple[int, int]]) -> None:
                 f"the log's {what} {shown} is outside what vramcalc accepts (1 to {bound:,}); "
                 "not a real startup log"
             )
+
+
+def with_given(
+    facts: LogFacts,
+    *,
+    tp: int | None = None,
+    quantization: str | None = None,
+    version: str | None = None,
+    max_num_seqs: int | None = None,
+    max_num_batched_tokens: int | None = None,
+) -> LogFacts:
+    """The log's facts with what the user adds for a log that does not print it (a config line cut
+    off when it was pasted); a value the log does print cannot be changed."""
+    settings = dict(facts.settings)
+    given: tuple[tuple[str, Setting | None, str, int], ...] = (
+        ("tensor_parallel_size", tp, "--tp", lim.MAX_TP),
+        ("quantization", quantization, "--quantization", 0),
+        ("max_num_seqs", max_num_seqs, "--max-num-seqs", lim.MAX_USERS),
+        ("max_num_batched_tokens", max_num_batched_tokens, "--max-num-batched-tokens", lim.MAX_CTX_TOKENS),
+    )
+    for key, value, flag, most in given:
+        if value is None:
+            continue
+        if facts.engine != "vllm":
+            raise SpecError(f"{flag} applies to vLLM logs; this is a {facts.engine} log")
+        if most:
+            check_count(flag, int(value), 1, most)
+        if key in settings and settings[key] != value:
+            raise SpecError(f"{flag} {value}: the log prints {key} {settings[key]!r}; drop {flag}")
+        settings[key] = value
+    if version is not None:
+        if parse_version(version) is None:
+            raise SpecError(f"--version {version!r} is not a version like 0.7.3")
+        if facts.version and facts.version != version:
+            raise SpecError(f"--version {version}: the log prints version {facts.version}; drop --version")
+    return replace(facts, settings=settings, version=version or facts.version)
 
 
 def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:

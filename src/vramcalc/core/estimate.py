@@ -275,7 +275,7 @@ def plan_activations(
         if sampler_bytes_per_logit is None
         else sampler_bytes_per_logit,
         hidden_temporaries=p.hidden_temporaries,
-        sampler_adds=p.sampler_adds,
+        forward_logit_bytes=p.forward_logit_bytes,
         eager_attention=p.eager_attention,
         attention_score_bytes=p.attention_score_bytes,
         attention_kv_tokens=p.attention_kv_tokens,
@@ -444,7 +444,9 @@ def _terms(e: Estimate) -> tuple[Term, ...]:
         f"sampler {act.sampled_rows:,} rows x {m.vocab_size:,} vocab x {act.sampler_bytes_per_logit:g} B "
         f"= {act.sampler_bytes:,} B"
     )
-    combine = "sum" if act.sampler_adds else "max"
+    combine = "max"
+    if act.forward_logit_bytes:
+        forward += f" + {act.sampled_rows:,} rows x {m.vocab_size:,} vocab x {act.forward_logit_bytes:g} B logits beside it"
     scaled = f" x {p.activation_scale:.4f} (calibration profile)" if p.activation_scale != 1.0 else ""
     activations = Term(
         "activations",

@@ -107,7 +107,7 @@ class EnginePlan:
     )
     kv_prefix_sharing: bool = True  # a shared prompt prefix is stored once (prefix caching)
     slots: int | None = None  # sequences allocated up front (llama.cpp -np); more users wait for one
-    sampler_adds: bool = False  # the profile holds forward and sampler memory at once (vLLM V0)
+    forward_logit_bytes: float = 0.0  # bytes per sampled logit alive beside the forward peak (vLLM V0)
     hidden_temporaries: float = 1.0  # hidden-sized activation buffers per token (fused kernels: fewer)
     eager_attention: bool = False  # scores materialised (heads x q x kv): HF eager, llama.cpp without FA
     attention_score_bytes: int = 0  # bytes per score element when eager

@@ -36,9 +36,13 @@ _VLLM_V1 = (
     "non-torch forward increase memory",
     "EngineCore",
 )
+# V0 wording of PR #10511's memory profiling (v0.6.5 and later); 0.6.4 printed "Memory profiling
+# results: total_gpu_memory=... initial_memory_usage=...".
+VLLM_V0_BASELINE = ("non_torch_memory takes", "Memory profiling results, duration=")
 VLLM_MARKERS = (
     *_VLLM_V0,
     *_VLLM_V1,
+    *VLLM_V0_BASELINE,
     "vLLM API server version",
     "Maximum concurrency for",
     "Model loading took",

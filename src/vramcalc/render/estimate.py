@@ -165,7 +165,7 @@ def engine_lines(view: EngineView, gpu_id: str) -> list[str]:
             text += f" (range {_figure_text(low, f.unit)} to {_figure_text(high, f.unit)})"
         lines.append(text)
     if view.ranges:
-        lines.append(f"  ranges: {view.range_reason}; each figure is the larger peak's, which checks use")
+        lines.append(f"  ranges: {view.range_reason}; verdicts count the smaller KV pool")
     lines += [f"  note: {n}" for n in view.notes]
     return lines
 

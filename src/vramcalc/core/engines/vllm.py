@@ -25,10 +25,15 @@ if TYPE_CHECKING:
 
 NAME = "vllm"
 # Behaviour changes we model, oldest first; the last is the default ("current vLLM").
-# 0.6: V0 engine. 0.9.0: V1, sliding windows as full attention. 0.9.1: hybrid KV manager
-# (PR #17996). 0.19: NCCL outside the budget, graphs still outside. 0.33: CUDA-graph estimate
-# inside the budget (default since 0.21), async scheduling doubles in-flight tokens, >=160 GiB tier.
-VERSIONS = ("0.6", "0.9.0", "0.9.1", "0.19", "0.33")
+# 0.6: V0 engine. 0.6.5: V0 with PR #10511's memory profiling (a baseline taken after the CUDA
+# context: non-torch memory is this process's own, 0.01-0.11 GiB in published logs, where 0.6.4
+# counted the context and other processes too). 0.9.0: V1, sliding windows as full attention.
+# 0.9.1: hybrid KV manager (PR #17996). 0.11.1: the FlashInfer sampler off by default (PR
+# #26859). 0.19: NCCL outside the budget, graphs still outside. 0.33: FlashInfer sampler on again,
+# CUDA-graph estimate inside the budget (default since 0.21), async scheduling doubles in-flight
+# tokens, >=160 GiB tier.
+VERSIONS = ("0.6", "0.6.5", "0.9.0", "0.9.1", "0.11.1", "0.19", "0.33")
+BASELINE_PROFILING_SINCE = "0.6.5"
 SETTINGS = frozenset(
     {"gpu_util", "max_num_seqs", "max_num_batched_tokens", "tp", "cpu_offload_gb", "enforce_eager", "sampler"}
 )
@@ -49,18 +54,37 @@ SAMPLER_BYTES_PER_LOGIT = 38.9
 # 2 + 4 + 4 + 4 = 14 B per logit, counted from the code (no published log of this path to
 # calibrate on; the PyTorch path's count, 35 B, sits 10% under its calibrated 38.9).
 # Which path a running server takes depends on the install (FlashInfer present, the vLLM release's
-# VLLM_USE_FLASHINFER_SAMPLER default: on in V1 from #11394, off from #26859, on again from
-# #40376), so unless --sampler pins it the figures carry both as a range.
+# VLLM_USE_FLASHINFER_SAMPLER default), so unless --sampler pins it the figures carry both as a
+# range. Two published 0.10.1.1 logs (A100 80GB, tests/fixtures/logs/published/vllm-b-01/02) show
+# FlashInfer's peak (KV pool within 0.8% with it, 4-19% low with the sort path).
 FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 14.0
+# The path a release's standard images take (the vllm/vllm-openai images ship FlashInfer): V1 used
+# FlashInfer's kernels from #11394 (v0.7.0) until #26859 turned the default off (2025-10-15,
+# v0.11.1: "flashinfer-python is a default dep of vLLM CUDA now"); #40376 (2026-04-20) turned it
+# on again, read as on in 0.33 (engines.md section 1.7). 0.19.1 is taken to predate #40376.
+SAMPLER_OFF_SINCE = "0.11.1"
+SAMPLER_ON_AGAIN_SINCE = "0.33"
 
 # Source: vLLM V0 profile (RTX 3090 records, vllm-project/vllm#10517): peak minus weights at
 # max_model_len 20,000 / 29,000 = 2.07 / 2.99 GiB: a slope of one hidden buffer per token beside
 # the fused gate_up/activation/qkv outputs, plus fp32 logits for 256 sampled rows.
 HIDDEN_TEMPORARIES = 1.0
 V0_LOGIT_BYTES = 4
+# Source: V0's profile run samples its dummy rows with top_p 0.99 and top_k vocab - 1
+# (vllm/worker/model_runner.py profile_run), so vllm/model_executor/layers/sampler.py takes the
+# sort path (_apply_top_k_top_p: sorted fp32 values, int64 indices, masks, the scattered logits,
+# softmax and log-softmax, the exponential noise), after the forward has freed its temporaries:
+# the peak is max(forward + fp32 logits, the sort path). The sort path is priced at V1's
+# calibrated SAMPLER_BYTES_PER_LOGIT (the same operations); on five published V0 logs with short
+# contexts, where it dominates (Phi-4-mini, Llama-3.2-3B, Qwen2.5-0.5B/7B, Llama-3.1-70B FP8 with
+# 4,096 rows; tests/fixtures/logs/published), the activation peak is within 2.1% (it was 20-83%
+# low when the sampler was counted as 4 B of fp32 logits added to the forward).
+V0_SAMPLER_BYTES_PER_LOGIT = 38.9
 
 # Source: non_torch_memory in the vLLM records (tests/calibration): 0.13-0.14 GiB on one H100
-# (V1), 0.35 GiB on the RTX 3090 log (V0), 0.55 GiB per rank at TP=2 (NCCL + custom all-reduce).
+# (V1, and V0 from 0.6.5: the same memory_profiling baseline), 0.35 GiB on the RTX 3090 log
+# (V0 0.6.4: CUDA context and other processes counted), 0.55 GiB per rank at TP=2 (NCCL +
+# custom all-reduce).
 NON_TORCH_V1_BYTES = int(0.13 * GIB)
 NON_TORCH_V0_BYTES = int(0.35 * GIB)
 NON_TORCH_TP_EXTRA_BYTES = int(0.42 * GIB)
@@ -68,6 +92,25 @@ NON_TORCH_TP_EXTRA_BYTES = int(0.42 * GIB)
 # Source: shared/reference/engines.md section 1.8 (0.2-1 GiB for dense 7-30B models); the
 # positive values in the records are 0.10, 0.39, 0.60 and 1.03 GiB (median 0.5).
 CUDA_GRAPH_BYTES = 512 * MIB
+
+
+_SAMPLER_NAMES = {"flashinfer": "FlashInfer's kernels", "pytorch": "the PyTorch sort path"}
+
+
+def default_sampler(version: str) -> str:
+    """The top-k/top-p path a V1 release's standard images take in the profile run."""
+    on = not version_at_least(version, SAMPLER_OFF_SINCE) or version_at_least(version, SAMPLER_ON_AGAIN_SINCE)
+    return "flashinfer" if on else "pytorch"
+
+
+def _sampler_bytes(sampler: str) -> float:
+    return FLASHINFER_SAMPLER_BYTES_PER_LOGIT if sampler == "flashinfer" else SAMPLER_BYTES_PER_LOGIT
+
+
+def _non_torch_tp1(version: str) -> int:
+    """Non-torch memory of one rank: V0 before PR #10511 counted the CUDA context and other
+    processes; from 0.6.5 (V0 and V1) only what this process holds outside PyTorch."""
+    return NON_TORCH_V1_BYTES if version_at_least(version, BASELINE_PROFILING_SINCE) else NON_TORCH_V0_BYTES
 
 
 def _batch_defaults(version: str, gpu: GpuSpec | None) -> tuple[int, int]:
@@ -165,7 +208,7 @@ def plan(
     batched, seqs = int(r["max_num_batched_tokens"]), int(r["max_num_seqs"])
     rotary = m.mla.qk_rope_head_dim if m.mla else m.head_dim
     rope_bytes = m.max_position_embeddings * rotary * 2
-    non_torch = NON_TORCH_V0_BYTES if v0 else NON_TORCH_V1_BYTES
+    non_torch = _non_torch_tp1(version)
     if settings.tp > 1:
         non_torch += NON_TORCH_TP_EXTRA_BYTES
     graphs = CUDA_GRAPH_BYTES
@@ -177,18 +220,21 @@ def plan(
     assumptions = [
         f"vLLM {version} defaults: max_num_seqs {seqs}, max_num_batched_tokens {batched:,}, "
         f"gpu_memory_utilization {r['gpu_memory_utilization']:g}",
-        f"activation peak = the profile run: {'forward + ' if v0 else 'max of forward and '}"
-        f"sampler over {min(seqs, batched)} rows",
+        f"activation peak = the profile run: max of forward{' (+ fp32 logits)' if v0 else ''} and sampler over "
+        f"{min(seqs, batched)} rows",
     ]
     if v0 and settings.sampler is not None:
-        assumptions.append("V0's profile run samples fp32 logits only: --sampler changes nothing")
+        assumptions.append("V0's profile run always takes the PyTorch sort path: --sampler changes nothing")
     elif not v0:
-        r = {**r, "sampler": settings.sampler or "pytorch"}
+        sampler = settings.sampler or default_sampler(version)
+        r = {**r, "sampler": sampler}
         if settings.sampler is None:
+            other = "pytorch" if sampler == "flashinfer" else "flashinfer"
             assumptions.append(
-                "sampler path unknown (depends on the install): sized on the PyTorch sort path "
-                f"({SAMPLER_BYTES_PER_LOGIT:g} B per logit, the larger); FlashInfer's "
-                f"({FLASHINFER_SAMPLER_BYTES_PER_LOGIT:g} B) is the range's other end; --sampler pins it"
+                f"sampler path unknown (depends on the install): vLLM {version}'s standard images take "
+                f"{_SAMPLER_NAMES[sampler]} ({_sampler_bytes(sampler):g} B per logit), the figures' main value; "
+                f"{_SAMPLER_NAMES[other]} ({_sampler_bytes(other):g} B) is the range's other end; the verdict "
+                "counts the smaller KV pool; --sampler pins it"
             )
     measured = settings.measured
     if measured is not None and measured.model == m.id and gpu is not None and measured.gpu == gpu.id:
@@ -221,14 +267,8 @@ def plan(
         kv_block_tokens=BLOCK_TOKENS,
         prefill_tokens=batched,
         sampled_rows=min(seqs, batched),
-        sampler_bytes_per_logit=(
-            V0_LOGIT_BYTES
-            if v0
-            else FLASHINFER_SAMPLER_BYTES_PER_LOGIT
-            if settings.sampler == "flashinfer"
-            else SAMPLER_BYTES_PER_LOGIT
-        ),
-        sampler_adds=v0,
+        sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT if v0 else _sampler_bytes(str(r["sampler"])),
+        forward_logit_bytes=V0_LOGIT_BYTES if v0 else 0.0,
         hidden_temporaries=HIDDEN_TEMPORARIES,
         activation_scale=scale,
         tp=settings.tp,
@@ -275,11 +315,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     requested = math.ceil(util * total)
     v0 = not version_at_least(version, "0.9.0")
     non_torch = int(
-        r.get(
-            "non_torch_bytes",
-            (NON_TORCH_V0_BYTES if v0 else NON_TORCH_V1_BYTES)
-            + (NON_TORCH_TP_EXTRA_BYTES if p.tp > 1 else 0),
-        )
+        r.get("non_torch_bytes", _non_torch_tp1(version) + (NON_TORCH_TP_EXTRA_BYTES if p.tp > 1 else 0))
     )
     graphs_inside = version_at_least(version, "0.21")
     graph_bytes = int(r.get("cuda_graph_bytes", CUDA_GRAPH_BYTES))
@@ -315,20 +351,23 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
 
     blocks, capacity, concurrency = from_pool(pool)
     ranges: list[tuple[str, float, float]] = []
-    if not v0 and p.settings.get("sampler") == "pytorch" and settings.sampler is None:
-        # The sampler path is not known: FlashInfer's smaller peak gives the other end.
-        other = plan_activations(m, p, FLASHINFER_SAMPLER_BYTES_PER_LOGIT).bytes
-        pool_fi = pool + e.activations.bytes - other
-        blocks_fi, capacity_fi, concurrency_fi = from_pool(pool_fi)
-        for key, low, high in (
+    if not v0 and settings.sampler is None:
+        # The sampler path is not known: the other path's peak gives the range's other end.
+        taken = str(p.settings.get("sampler"))
+        other = plan_activations(
+            m, p, _sampler_bytes("pytorch" if taken == "flashinfer" else "flashinfer")
+        ).bytes
+        pool_o = pool + e.activations.bytes - other
+        blocks_o, capacity_o, concurrency_o = from_pool(pool_o)
+        for key, one, two in (
             ("activation_peak_bytes", other, e.activations.bytes),
-            ("kv_pool_bytes", pool, pool_fi),
-            ("num_gpu_blocks", blocks, blocks_fi),
-            ("kv_capacity_tokens", capacity, capacity_fi),
-            ("max_concurrency", round(concurrency, 2), round(concurrency_fi, 2)),
+            ("kv_pool_bytes", pool, pool_o),
+            ("num_gpu_blocks", blocks, blocks_o),
+            ("kv_capacity_tokens", capacity, capacity_o),
+            ("max_concurrency", round(concurrency, 2), round(concurrency_o, 2)),
         ):
-            if low != high:
-                ranges.append((key, min(low, high), max(low, high)))
+            if one != two:
+                ranges.append((key, min(one, two), max(one, two)))
     starts = pool > 0 and concurrency >= 1
     process = requested + CUDA_CONTEXT_BYTES + (0 if graphs_inside else max(0, graph_bytes))
     usable = (gpu.usable_mib or 0) * MIB or total
@@ -453,7 +492,10 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         figures,
         tuple(notes),
         tuple(ranges),
-        "sampler path unknown (--sampler flashinfer|pytorch pins it)" if ranges else "",
+        f"sampler path unknown: {_SAMPLER_NAMES[str(p.settings.get('sampler'))]} is the main value "
+        "(--sampler flashinfer|pytorch pins it)"
+        if ranges
+        else "",
     )
 
 
