@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 from vramcalc.errors import SpecError
@@ -578,3 +579,65 @@ def test_results_per_file_are_bounded(tmp_path: Path) -> None:
     """100,001 one-line Ollama summaries: refused before they become 100,001 values."""
     path = _write(tmp_path, "many.txt", "eval rate:            1.00 tokens/s\n" * 100_001)
     _refused(path, r"many\.txt: more than 100,000 results; split the file")
+
+
+# --- bench --save: the measured speed over ours as a calibration profile ------------------------
+
+
+def test_bench_save_writes_speed_factors_that_reproduce_the_run(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """llama-bench.json (Llama-3.1-8B Q4_K_M, RTX 4090): the profile's decode factor is tg128's
+    measured / ours and its prompt factor pp512's; run again with --calibration, ours equals the
+    measured figures to the printed precision. Another model on the same GPU, engine and format
+    takes the factors; another GPU does not (and says why)."""
+    bench = str(ROOT / "tests/fixtures/bench/llama-bench.json")
+    args = ("bench", bench, "--model", "llama-3.1-8b", "--gpu", "rtx-4090")
+    before = json.loads(run_cli(*args, "--json").stdout)
+    rows = {r["figure"]: r for run in before["runs"] for r in run["figures"]}
+    profile = tmp_path / "speed.yaml"
+    saved = run_cli(*args, "--save", str(profile))
+    assert saved.exit_code == 0 and "speed factors for llama.cpp on rtx-4090 (Q4_K_M)" in saved.stderr
+    data = yaml.safe_load(profile.read_text())
+    decode = rows["decode_tokens_per_s"]["measured"] / rows["decode_tokens_per_s"]["ours"]
+    prompt = rows["prompt_tokens_per_s"]["measured"] / rows["prompt_tokens_per_s"]["ours"]
+    assert data["decode_speed_factor"] == pytest.approx(decode, abs=1e-4)
+    assert data["prefill_speed_factor"] == pytest.approx(prompt, abs=1e-4)
+    after = json.loads(run_cli(*args, "--calibration", str(profile), "--json").stdout)
+    for run in after["runs"]:
+        for r in run["figures"]:
+            assert r["ours"] == pytest.approx(r["measured"], rel=2e-4), r
+    other = run_cli("estimate", "qwen3-8b", "--engine", "llama.cpp", "--bits", "4", "--gpu", "rtx-4090",
+                    "--calibration", str(profile), "--json")  # fmt: skip
+    reasons = json.loads(other.stdout)["assessment"]["reasons"]
+    assert any(r.startswith("speed calibrated from llama-bench.json: decode x 0.") for r in reasons)
+    assert json.loads(other.stdout)["assessment"]["speed_ranges"] == {}
+    elsewhere = run_cli("estimate", "llama-3.1-8b", "--engine", "llama.cpp", "--bits", "4", "--gpu", "rtx-3090",
+                        "--calibration", str(profile))  # fmt: skip
+    assert (
+        elsewhere.exit_code == 2 and "the profile's GPU is rtx-4090, this sizes rtx-3090" in elsewhere.stderr
+    )
+
+
+def test_bench_save_needs_a_figure_we_model(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """A benchmark whose runs compare nothing (Poisson arrivals) cannot calibrate: one line, exit 2,
+    no file written."""
+    legacy = str(ROOT / "tests/fixtures/bench/vllm-benchmark-serving-legacy.json")
+    profile = tmp_path / "p.yaml"
+    r = run_cli("bench", legacy, "--model", "qwen3-8b", "--gpu", "h100-sxm", "--save", str(profile))
+    assert r.exit_code == 2 and "nothing to calibrate" in r.stderr and not profile.exists()
+
+
+def test_bench_save_from_a_serving_benchmark(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """A serving benchmark (examples/bench: Qwen3-8B on one H100 SXM, concurrency 8) prints TPOT
+    and TTFT but no prompt rate: the profile holds the decode factor (ours / measured TPOT and ITL,
+    geometric mean) and the server's time per request before the first token (measured TTFT - ours
+    + the overhead ours holds). With it the run's TPOT and TTFT come back within 1%."""
+    bench = str(ROOT / "examples/bench/vllm-qwen3-8b-h100-c8.txt")
+    args = ("bench", bench, "--model", "qwen3-8b", "--gpu", "h100-sxm", "--quant", "bf16")
+    profile = tmp_path / "speed.yaml"
+    assert run_cli(*args, "--save", str(profile)).exit_code == 0
+    data = yaml.safe_load(profile.read_text())
+    assert "prefill_speed_factor" not in data and data["request_overhead_s"] > 0.0183
+    after = json.loads(run_cli(*args, "--calibration", str(profile), "--json").stdout)
+    rows = {r["figure"]: r for run in after["runs"] for r in run["figures"]}
+    for figure in ("median_tpot_s", "median_itl_s", "median_ttft_s"):
+        assert rows[figure]["ours"] == pytest.approx(rows[figure]["measured"], rel=0.01), figure

@@ -973,6 +973,16 @@ def bench(
     enforce_eager: Annotated[
         bool | None, typer.Option("--enforce-eager", help="The server ran without CUDA graphs.")
     ] = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save",
+            metavar="FILE",
+            help="Write the measured speed over ours (decode, prompt) as a calibration profile for "
+            "--calibration.",
+        ),
+    ] = None,
+    calibration: CalibrationOpt = None,
     fmt: Annotated[str | None, _format_opt(CATALOG_FORMATS)] = None,
     json_out: JsonOpt = False,
     output: OutputOpt = None,
@@ -980,7 +990,10 @@ def bench(
     online: OnlineOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Compare a benchmark's printed speed figures with ours at the same load, run by run."""
+    """Compare a benchmark's printed speed figures with ours at the same load, run by run.
+
+    With --save FILE, the benchmark's decode and prompt speed over ours become a calibration
+    profile that estimate, check and recommend apply on the same GPU, engine and weight format."""
     from vramcalc import render
     from vramcalc.core.assess import Deployment, LayoutKind
     from vramcalc.core.benchmark import check_runs
@@ -998,9 +1011,10 @@ def bench(
         raise SpecError("give --bits or --quant, not both")
     file_quant = next((r.quant for r in reading.runs if r.quant), None)
     layout: LayoutKind = "tensor-parallel" if tp > 1 else "single"
+    gpu_spec = cat.gpus.get(gpu)
     base = Deployment(
         model=resolved.spec,
-        gpu=cat.gpus.get(gpu),
+        gpu=gpu_spec,
         users=1,
         count=tp,
         layout=layout,
@@ -1008,10 +1022,25 @@ def bench(
         bits=bits if quant is None and file_quant is None else None,
         quant=quant or (None if bits is not None else file_quant),
         kv_dtype=kv_dtype,
-        settings=EngineSettings(enforce_eager=enforce_eager),
+        settings=EngineSettings(
+            enforce_eager=enforce_eager,
+            measured=None
+            if calibration is None
+            else _measured(calibration, engine=chosen, model=resolved.spec.id, gpu=gpu_spec.id),
+        ),
         stored=resolved.stored,
     )
     checks = check_runs(reading.runs, base)
+    if save is not None:
+        from vramcalc.core.benchmark import speed_profile
+        from vramcalc.profiles import profile_text
+
+        measured = speed_profile(checks, base, file.name)
+        _write_atomically(save, profile_text(measured))
+        sys.stderr.write(
+            f"vramcalc: wrote {save}: speed factors for {measured.engine} on {measured.gpu} "
+            f"({measured.weights_format})\n"
+        )
     if fmt_name == "json":
         _emit(render.to_json(render.bench_dict(reading.tool, str(file), checks)), output)
     else:

@@ -21,7 +21,8 @@ MAX_PROFILE_BYTES = 64 * 1024
 
 
 class Profile(BaseModel):
-    """The file `vramcalc calibrate LOG --save FILE` writes (one engine, model and GPU)."""
+    """The file `vramcalc calibrate LOG --save FILE` (memory terms) or `vramcalc bench FILE --save
+    FILE` (speed factors) writes: one engine, model, GPU and weight format."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -41,6 +42,15 @@ class Profile(BaseModel):
     non_torch_bytes: int | None = Field(default=None, ge=0, le=lim.MAX_GPU_MIB * 2**20)
     cuda_graph_bytes: int | None = Field(
         default=None, ge=-(lim.MAX_GPU_MIB * 2**20), le=lim.MAX_GPU_MIB * 2**20
+    )
+    decode_speed_factor: float | None = Field(
+        default=None, gt=0, le=100, description="A benchmark's decode speed over ours (bench --save)."
+    )
+    prefill_speed_factor: float | None = Field(
+        default=None, gt=0, le=100, description="A benchmark's prompt speed over ours (bench --save)."
+    )
+    request_overhead_s: float | None = Field(
+        default=None, ge=0, le=60, description="A serving benchmark's time to first token beyond the prefill."
     )
 
 
@@ -66,17 +76,19 @@ def profile_text(measured: Measured) -> str:
     Profile.model_validate(data)
     header = (
         f"# vramcalc calibration profile: measured by {measured.engine} on {measured.gpu} serving "
-        f"{measured.model}.\n# Use it with --calibration FILE (estimate, check, recommend) or `calibration:` in a plan.\n"
+        f"{measured.model} ({measured.weights_format}).\n# Use it with --calibration FILE (estimate, check, "
+        "recommend, bench) or `calibration:` in a plan.\n"
     )
     return header + dump_yaml({k: v for k, v in data.items() if v is not None})
 
 
 def check_matches(measured: Measured, path: Path, *, engine: str, model: str, gpu: str | None = None) -> None:
-    """A profile is for one engine, model and GPU: another one is refused, naming the field."""
+    """A profile is for one engine, model and GPU: another one is refused, naming the field. Speed
+    factors alone (bench --save) hold for any model on that GPU, engine and weight format."""
     name = engine.split("@")[0].lower()
     if measured.engine != name:
         raise SpecError(f"{path}: the profile's engine is {measured.engine}, this runs {name} (field engine)")
-    if measured.model != model:
+    if measured.has_memory_terms and measured.model != model:
         raise SpecError(f"{path}: the profile's model is {measured.model}, this sizes {model} (field model)")
     if gpu is not None and measured.gpu != gpu:
         raise SpecError(f"{path}: the profile's GPU is {measured.gpu}, this sizes {gpu} (field gpu)")

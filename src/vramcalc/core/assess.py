@@ -501,6 +501,7 @@ def _assess(d: Deployment) -> Assessment:
     spd: Speed | None = None
     srv: Serving | None = None
     per_user = aggregate = ttft = wait = None
+    decode_factor, prefill_factor, overhead_s, speed_note = _speed_factors(d, e)
     if mem.running > 0:
         st = stepper(
             e,
@@ -510,9 +511,11 @@ def _assess(d: Deployment) -> Assessment:
             offload_over_pcie=mem.over_pcie,
             host_kv_bytes=mem.host_kv_bytes,
             host_bandwidth_gbs=d.host_bandwidth_gbs,
+            decode_factor=decode_factor or 1.0,
+            prefill_factor=prefill_factor or 1.0,
         )
         spd = speed_of(st, mem.running, d.prompt_tokens)
-        srv = serve(st, _load(d, e, users, mem.running))
+        srv = serve(st, _load(d, e, users, mem.running), overhead_s)
         per_user = srv.decode_tokens_per_s_per_user
         aggregate = srv.output_tokens_per_s * d.replicas
         ttft = srv.ttft_s
@@ -525,21 +528,29 @@ def _assess(d: Deployment) -> Assessment:
     if srv is not None and spd is not None:
         engine = e.plan.engine
         kind = "decode" if users == 1 else "load"
-        ranges = {
-            "decode_tokens_per_s_per_user": rate_range(engine, kind, srv.decode_tokens_per_s_per_user),
-            "aggregate_tokens_per_s": rate_range(engine, kind, srv.output_tokens_per_s * d.replicas),
-            "ttft_s": time_range(engine, "ttft", srv.ttft_s),
-        }
-        low, high = ranges["decode_tokens_per_s_per_user"]
-        first_low, first_high = ranges["ttft_s"]
+        # A benchmark of this setup (calibration profile) pins the regime: no published spread.
+        if decode_factor is None:
+            ranges["decode_tokens_per_s_per_user"] = rate_range(
+                engine, kind, srv.decode_tokens_per_s_per_user
+            )
+            ranges["aggregate_tokens_per_s"] = rate_range(engine, kind, srv.output_tokens_per_s * d.replicas)
+        if prefill_factor is None and overhead_s is None:
+            ranges["ttft_s"] = time_range(engine, "ttft", srv.ttft_s)
+        decode_span = ranges.get("decode_tokens_per_s_per_user")
+        first_span = ranges.get("ttft_s")
         reasons.append(
-            f"decode {srv.decode_tokens_per_s_per_user:.1f} tokens/s per user (published runs {low:.1f}-{high:.1f}; "
-            f"{srv.running} running, step "
+            f"decode {srv.decode_tokens_per_s_per_user:.1f} tokens/s per user ("
+            + (f"published runs {decode_span[0]:.1f}-{decode_span[1]:.1f}; " if decode_span else "")
+            + f"{srv.running} running, step "
             f"{srv.step_s * 1000:.1f} ms with the prompts chunked in, {spd.bound}-bound); first token after "
-            f"{srv.ttft_s:.2f} s ({first_low:.2f}-{first_high:.2f}) for a {d.prompt_tokens:,}-token prompt; "
+            f"{srv.ttft_s:.2f} s"
+            + (f" ({first_span[0]:.2f}-{first_span[1]:.2f})" if first_span else "")
+            + f" for a {d.prompt_tokens:,}-token prompt; "
             f"{srv.output_tokens_per_s * d.replicas:,.0f} "
             f"output tokens/s in all"
         )
+    if speed_note and srv is not None:
+        reasons.append(speed_note)
     if srv is not None and wait is not None:
         reasons.append(
             f"{users - srv.running} of {users} users wait {wait:.1f} s for a place before each request "
@@ -573,6 +584,34 @@ def _assess(d: Deployment) -> Assessment:
         speed_ranges=ranges,
     )
     return replace(a, users_at_once=min(d.users, a.users_at_once), misses=_misses(a))
+
+
+def _speed_factors(d: Deployment, e: Estimate) -> tuple[float | None, float | None, float | None, str]:
+    """A calibration profile's speed terms (bench --save): decode and prompt factors and the
+    server's time per request, where they were measured on this GPU, engine, weight format and
+    tensor-parallel size (None where it has none or was measured elsewhere), and the sentence that
+    says so."""
+    m = d.settings.measured
+    terms = (m.decode_speed_factor, m.prefill_speed_factor, m.request_overhead_s) if m else (None, None, None)
+    if m is None or all(t is None for t in terms):
+        return None, None, None, ""
+    here = (e.plan.engine, d.gpu.id, e.weight_format.name, d.tp)
+    there = (m.engine, m.gpu, m.weights_format, m.tp)
+    if here != there:
+        return (
+            None,
+            None,
+            None,
+            (
+                f"speed terms of {m.source} were measured with {m.engine} on {m.gpu}, {m.weights_format}, TP {m.tp}: "
+                "not used here"
+            ),
+        )
+    decode, prefill, overhead = terms
+    said = [f"{name} x {f:.3g}" for name, f in (("decode", decode), ("prompt", prefill)) if f is not None]
+    if overhead is not None:
+        said.append(f"{overhead * 1000:.1f} ms per request before the first token")
+    return decode, prefill, overhead, f"speed calibrated from {m.source}: " + ", ".join(said)
 
 
 def _load(d: Deployment, e: Estimate, users: int, running: int) -> Load:

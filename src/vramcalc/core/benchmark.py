@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vramcalc.core.assess import Assessment, Deployment, assess
+from vramcalc.core.serving import REQUEST_OVERHEAD_S
+from vramcalc.core.types import Measured
 
 if TYPE_CHECKING:
     from vramcalc.readings import BenchmarkRun
@@ -126,3 +129,58 @@ def check_run(run: BenchmarkRun, base: Deployment) -> RunCheck:
 
 def check_runs(runs: tuple[BenchmarkRun, ...], base: Deployment) -> tuple[RunCheck, ...]:
     return tuple(check_run(r, base) for r in runs)
+
+
+# Which printed figures measure the decode step and which the prompt (rates as measured / ours;
+# times as ours / measured, so a factor above 1 is always "faster than we said").
+DECODE_FIGURES = {"decode_tokens_per_s": False, "median_tpot_s": True, "median_itl_s": True}
+
+
+def _factor(checks: tuple[RunCheck, ...], figures: dict[str, bool]) -> float | None:
+    """Geometric mean over every run of measured / ours for `figures` (None when none printed one).
+    A run that prints both TPOT and ITL counts each."""
+    ratios = [
+        (f.ours / f.measured) if figures[f.figure] else (f.measured / f.ours)
+        for c in checks
+        for f in c.figures
+        if f.figure in figures and f.measured > 0 and f.ours > 0
+    ]
+    if not ratios:
+        return None
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+
+
+def speed_profile(checks: tuple[RunCheck, ...], base: Deployment, source: str) -> Measured:
+    """The benchmark's speed over ours as a calibration profile (`bench FILE --save`) for this GPU,
+    engine and weight format: a decode factor (tokens/s, TPOT, ITL), a prompt factor (prompt
+    tokens/s: llama-bench pp, Ollama's prompt eval rate) and, from a serving benchmark's TTFT, the
+    server's time per request beyond the prefill."""
+    from vramcalc.errors import SpecError
+
+    decode = _factor(checks, DECODE_FIGURES)
+    prefill = _factor(checks, {"prompt_tokens_per_s": False})
+    d = next((c.deployment for c in checks if c.deployment is not None), base)
+    e = assess(d).scenario.estimate
+    # TTFT beyond our prefill is the server's own time per request (HTTP, tokenizer, scheduler):
+    # the median gap over the runs, added to the overhead our figure already holds.
+    gaps = [f.measured - f.ours for c in checks for f in c.figures if f.figure == "median_ttft_s"]
+    overhead = None
+    if gaps:
+        overhead = max(0.0, statistics.median(gaps) + REQUEST_OVERHEAD_S.get(e.plan.engine, 0.0))
+    if decode is None and prefill is None and overhead is None:
+        raise SpecError(
+            f"--save: {source} prints no decode or prompt figure we model (tokens/s, TPOT, ITL, TTFT); "
+            "nothing to calibrate"
+        )
+    return Measured(
+        source=source,
+        engine=e.plan.engine,
+        version=e.plan.version,
+        model=e.model.id,
+        gpu=d.gpu.id,
+        weights_format=e.weight_format.name,
+        tp=d.tp,
+        decode_speed_factor=round(decode, 4) if decode is not None else None,
+        prefill_speed_factor=round(prefill, 4) if prefill is not None else None,
+        request_overhead_s=round(overhead, 5) if overhead is not None else None,
+    )

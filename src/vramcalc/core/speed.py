@@ -311,6 +311,7 @@ class Stepper:
     host_bytes_per_s: float
     peak_tflops: float | None
     overhead_s: float
+    prefill_factor: float = 1.0  # a benchmark's prompt speed over ours (calibration profile)
 
     def kv_read_bytes(self, seqs: float) -> float:
         passes = KV_PASSES_PER_STEP.get(self.e.plan.engine, 1)
@@ -333,7 +334,11 @@ class Stepper:
         return flops / self.gpus_per_replica / (self.peak_tflops * 1e12 * DECODE_COMPUTE_EFFICIENCY)
 
     def prefill_compute_s(self, prompt_tokens: int) -> float:
-        """GEMM and attention time of one `prompt_tokens` prompt, without the weight-read floor."""
+        """GEMM and attention time of one `prompt_tokens` prompt, without the weight-read floor
+        (over a calibration profile's prompt factor)."""
+        return self._prefill_compute_s(prompt_tokens) / self.prefill_factor
+
+    def _prefill_compute_s(self, prompt_tokens: int) -> float:
         if self.e.plan.engine in GGUF_ENGINES:
             gguf = gguf_prefill_gemm_s(self.e, self.gpu, prompt_tokens)
             return (gguf or 0.0) / self.gpus_per_replica
@@ -422,10 +427,13 @@ def stepper(
     offload_over_pcie: bool = False,
     host_kv_bytes: int = 0,
     host_bandwidth_gbs: float = HOST_MEMORY_BANDWIDTH_GBS,
+    decode_factor: float = 1.0,
+    prefill_factor: float = 1.0,
 ) -> Stepper:
     """The step cost of `e` on `gpu`. Offloaded weights (and `host_kv_bytes` of the layers computed
     there) are read each step from host memory at `host_bandwidth_gbs` (llama.cpp CPU layers) or
-    over PCIe (transformers device_map offload)."""
+    over PCIe (transformers device_map offload). A calibration profile's `decode_factor` scales the
+    GPU's decode step (its reads and fixed cost), `prefill_factor` the prompt's compute."""
     # The estimate's weights already leave out what the engine keeps in host memory (vLLM
     # --cpu-offload-gb); other offloaded bytes (llama.cpp CPU layers) come off the GPU part here.
     moved = max(0, offloaded_bytes - e.plan.offload_weight_bytes)
@@ -434,7 +442,7 @@ def stepper(
         e=e,
         gpu=gpu,
         gpus_per_replica=gpus_per_replica,
-        bandwidth_bytes_per_s=decode_bandwidth_gbs(e.plan.engine, gpu) * GB,
+        bandwidth_bytes_per_s=decode_bandwidth_gbs(e.plan.engine, gpu) * GB * decode_factor,
         weights_on_gpu_bytes=max(0, e.weights_bytes - moved // gpus_per_replica),
         # Each running sequence reads its own KV; slots allocated up front hold one sequence each.
         kv_per_sequence_bytes=e.kv.bytes / max(1, e.plan.slots or e.workload.users),
@@ -442,7 +450,8 @@ def stepper(
         offloaded_bytes=offloaded_bytes,
         host_bytes_per_s=host * GB,
         peak_tflops=peak_tflops(gpu, e.weight_format.name),
-        overhead_s=step_overhead_s(e),
+        overhead_s=step_overhead_s(e) / decode_factor,
+        prefill_factor=prefill_factor,
     )
 
 

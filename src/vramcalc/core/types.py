@@ -37,6 +37,24 @@ class Measured:
     activation_scale: float | None = None
     non_torch_bytes: int | None = None
     cuda_graph_bytes: int | None = None
+    # From a benchmark (`bench FILE --save`): measured / ours decode and prompt speed on this GPU,
+    # engine and weight format (any model; the memory terms above are the log's model's own).
+    decode_speed_factor: float | None = None
+    prefill_speed_factor: float | None = None
+    request_overhead_s: float | None = None  # time to first token beyond the prefill (serving benchmarks)
+
+    @property
+    def has_memory_terms(self) -> bool:
+        return any(
+            v is not None
+            for v in (
+                self.cuda_total_bytes,
+                self.weights_bytes_per_gpu,
+                self.activation_scale,
+                self.non_torch_bytes,
+                self.cuda_graph_bytes,
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -237,6 +237,8 @@ def plan(
                 "counts the smaller KV pool; --sampler pins it"
             )
     measured = settings.measured
+    if measured is not None and not measured.has_memory_terms:
+        measured = None  # speed factors only (bench --save): nothing for the memory terms
     if measured is not None and measured.model == m.id and gpu is not None and measured.gpu == gpu.id:
         if measured.tp != settings.tp:
             measured = None
