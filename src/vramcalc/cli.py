@@ -1031,20 +1031,21 @@ def bench(
         stored=resolved.stored,
     )
     checks = check_runs(reading.runs, base)
+    saved = ""
     if save is not None:
         from vramcalc.core.benchmark import speed_profile
         from vramcalc.profiles import profile_text
 
         measured = speed_profile(checks, base, file.name)
         _write_atomically(save, profile_text(measured))
-        sys.stderr.write(
-            f"vramcalc: wrote {save}: speed factors for {measured.engine} on {measured.gpu} "
-            f"({measured.weights_format})\n"
+        saved = (
+            f"Saved {save}: speed terms for {measured.engine} on {measured.gpu} ({measured.weights_format}); "
+            "use it with --calibration."
         )
     if fmt_name == "json":
         _emit(render.to_json(render.bench_dict(reading.tool, str(file), checks)), output)
     else:
-        _emit(render.bench_table(reading.tool, str(file), checks), output)
+        _emit(render.bench_table(reading.tool, str(file), checks, saved), output)
 
 
 def _write_atomically(path: Path, text: str | Iterator[str]) -> None:

@@ -193,8 +193,8 @@ _BENCH_FIGURES = {
 }
 
 
-def bench_table(tool: str, path: str, checks: tuple[RunCheck, ...]) -> RenderableType:
-    """Run, figure, measured, ours, error; notes for runs not compared."""
+def bench_table(tool: str, path: str, checks: tuple[RunCheck, ...], saved: str = "") -> RenderableType:
+    """Run, figure, measured, ours, error; notes for runs not compared; what --save wrote."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -218,4 +218,6 @@ def bench_table(tool: str, path: str, checks: tuple[RunCheck, ...]) -> Renderabl
             )
         if c.note:
             notes.append(f"{c.run}: {c.note}")
+    if saved:
+        notes.append(saved)
     return Group(table, *(Text(n) for n in notes))
