@@ -508,3 +508,25 @@ def test_given_values_cannot_contradict_the_log(run_cli: Run) -> None:
     assert r.exit_code == 2 and "--max-num-seqs applies to vLLM logs; this is a llama.cpp log" in r.stderr
     r = run_cli("calibrate", str(V1_H100), "--version", "latest")
     assert r.exit_code == 2 and "--version 'latest' is not a version" in r.stderr
+
+
+def test_the_log_names_its_sampler_path_and_utilization() -> None:
+    """vLLM V1 logs which top-k/top-p path it takes (vllm/v1/sample/ops/topk_topp_sampler.py):
+    vllm-b-01 "Using FlashInfer for top-p & top-k sampling", vllm-c-01 (a pip install without
+    FlashInfer) "Falling back to the PyTorch-native implementation"; newer ones print the
+    utilization as "Desired GPU memory utilization is (0.92, 72.91 GiB)" (vllm-c-11)."""
+    assert _facts(PUBLISHED / "vllm-b-01-a100-80gb-qwen2-7b.log").settings["sampler"] == "flashinfer"
+    assert _facts(PUBLISHED / "vllm-c-01-rtx3090-qwen25-7b.log").settings["sampler"] == "pytorch"
+    assert _facts(PUBLISHED / "vllm-c-11-a100-80gb-llama31-8b.log").settings["gpu_memory_utilization"] == 0.92
+
+
+def test_a_pinned_sampler_has_no_range(run_cli: Run) -> None:
+    """With the path read from the log, calibrate models that path alone (no sampler range); vLLM
+    0.8.4 on an RTX 3090 without FlashInfer: KV tokens 102,768 ours vs 97,680 logged (+5.2%),
+    +13.2% on FlashInfer's path, which 0.8's images would have taken."""
+    args = ["--gpu", "rtx-3090", "--model", "qwen2.5-7b", "--max-num-batched-tokens", "8192"]
+    r = run_cli("calibrate", str(PUBLISHED / "vllm-c-01-rtx3090-qwen25-7b.log"), *args, "--json")
+    rows = {f["key"]: f for f in json.loads(r.stdout)["figures"]}
+    assert rows["kv_capacity_tokens"]["theirs"] == 97_680 and rows["kv_capacity_tokens"]["ours"] == 102_768
+    bad = run_cli("calibrate", str(PUBLISHED / "vllm-c-01-rtx3090-qwen25-7b.log"), *args, "--gpu-util", "1.5")
+    assert bad.exit_code == 2 and "--gpu-util must be in (0, 1], got 1.5" in bad.stderr

@@ -43,7 +43,7 @@ def test_every_entry_names_its_source_and_file() -> None:
     for e in _entries():
         assert e.get("source"), e["file"]
         assert (PUBLISHED / e["file"]).is_file(), e["file"]
-    assert len(VLLM) >= 19 and len(SGLANG) >= 8
+    assert len(VLLM) >= 30 and len(SGLANG) >= 8
 
 
 def _errors(run_cli: Run) -> dict[str, list[float]]:
@@ -65,16 +65,18 @@ def _errors(run_cli: Run) -> dict[str, list[float]]:
 
 
 def test_vllm_logs_hold_out(run_cli: Run) -> None:
-    """16 of the 19 vLLM logs calibrate (3 name models the catalog lacks). Measured: KV pool median
-    3.8% over 14 logs (worst 77%: a log whose max_num_seqs / batched tokens are not in the
-    excerpt), KV tokens median 1.4% (worst 8.2%, a DGX Spark whose pool is free unified memory),
-    weights median 0.12%, activation peak median 1.4%."""
+    """26 of the 30 vLLM logs calibrate (4 name models the catalog lacks or print no context).
+    Measured 2026-12-07: KV pool median 2.3% over 20 logs (worst 77%: a log whose max_num_seqs /
+    batched tokens are not in the excerpt), KV tokens median 2.1% over 17 (worst 8.2%, a DGX Spark
+    whose pool is free unified memory), concurrency median 2.4%, weights median 0.25% (worst 11%:
+    gpt-oss MXFP4 on an A100, Marlin's layout), activation peak median 1.4%."""
     errors = _errors(run_cli)
     median = {key: statistics.median(v) for key, v in errors.items()}
-    assert len(errors["kv_pool_bytes"]) == 14
-    assert median["kv_pool_bytes"] <= 0.04
-    assert median["kv_capacity_tokens"] <= 0.015 and max(errors["kv_capacity_tokens"]) <= 0.09
-    assert median["weights_bytes_per_gpu"] <= 0.002
+    assert len(errors["kv_pool_bytes"]) == 20 and len(errors["kv_capacity_tokens"]) == 17
+    assert median["kv_pool_bytes"] <= 0.025
+    assert median["kv_capacity_tokens"] <= 0.022 and max(errors["kv_capacity_tokens"]) <= 0.09
+    assert median["max_concurrency"] <= 0.026
+    assert median["weights_bytes_per_gpu"] <= 0.003
     assert median["activation_peak_bytes"] <= 0.015
 
 

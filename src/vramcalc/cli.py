@@ -873,6 +873,12 @@ def calibrate(
             help="vLLM --max-num-batched-tokens the log does not print.",
         ),
     ] = None,
+    gpu_util: Annotated[
+        float | None,
+        typer.Option(
+            "--gpu-util", metavar="SHARE", help="vLLM gpu_memory_utilization the log does not print."
+        ),
+    ] = None,
     version: Annotated[
         str | None,
         typer.Option(metavar="VERSION", help="Engine version, for logs that do not print it."),
@@ -902,6 +908,7 @@ def calibrate(
         version=version,
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens,
+        gpu_util=gpu_util,
     )
     cat = _catalog(catalog)
     resolved = _resolve(model, cat, online) if model else None

@@ -33,6 +33,7 @@ GPU_TOTAL_MATCH_BYTES = GIB // 100
 # Source: vllm/model_executor/layers/quantization/__init__.py (method names); formats.py labels.
 _VLLM_QUANT = {
     "fp8": "fp8",
+    "mxfp4": "mxfp4-moe",
     "awq": "awq-int4",
     "awq_marlin": "awq-int4",
     "gptq": "gptq-int4",
@@ -297,6 +298,7 @@ def with_given(
     version: str | None = None,
     max_num_seqs: int | None = None,
     max_num_batched_tokens: int | None = None,
+    gpu_util: float | None = None,
 ) -> LogFacts:
     """The log's facts with what the user adds for a log that does not print it (a config line cut
     off when it was pasted); a value the log does print cannot be changed."""
@@ -306,6 +308,7 @@ def with_given(
         ("quantization", quantization, "--quantization", 0),
         ("max_num_seqs", max_num_seqs, "--max-num-seqs", lim.MAX_USERS),
         ("max_num_batched_tokens", max_num_batched_tokens, "--max-num-batched-tokens", lim.MAX_CTX_TOKENS),
+        ("gpu_memory_utilization", gpu_util, "--gpu-util", 0),
     )
     for key, value, flag, most in given:
         if value is None:
@@ -314,6 +317,8 @@ def with_given(
             raise SpecError(f"{flag} applies to vLLM logs; this is a {facts.engine} log")
         if most:
             check_count(flag, int(value), 1, most)
+        if key == "gpu_memory_utilization" and not 0 < float(value) <= 1:
+            raise SpecError(f"--gpu-util must be in (0, 1], got {value}")
         if key in settings and settings[key] != value:
             raise SpecError(f"{flag} {value}: the log prints {key} {settings[key]!r}; drop {flag}")
         settings[key] = value
@@ -363,6 +368,9 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
         kv = str(s.get("kv_cache_dtype", "auto"))
         if kv.startswith("fp8"):
             kv = "fp8"
+        if "sampler" in s:
+            wanted["sampler"] = s["sampler"]
+            used["sampler"] = s["sampler"]
     else:
         n_ctx = int(s["n_ctx"])
         seqs = max(1, int(s.get("n_seq_max", 1)))
@@ -422,6 +430,7 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
         ubatch=int(settings["ubatch"]) if "ubatch" in settings else None,
         flash_attn=bool(settings["flash_attn"]) if "flash_attn" in settings else None,
         tp=int(settings.get("tp", 1)),
+        sampler=str(settings["sampler"]) if "sampler" in settings else None,
     )
     _check_log_numbers(
         {"context": (ctx, lim.MAX_CTX_TOKENS), "sequences": (users, lim.MAX_USERS)}

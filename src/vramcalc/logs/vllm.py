@@ -96,6 +96,7 @@ def read_vllm(t: LogText) -> Collector:
     if m:
         c.setting("max_model_len", parse_int(m.group(1)))
     m = t.last(
+        rf"Desired GPU memory utilization is \(({_UTIL}), ",
         rf"Requested memory: ({_UTIL}) \(util\)",
         rf"gpu_memory_utilization \(({_UTIL})\)",
         after_word("gpu_memory_utilization") + rf"(?:=|': )({_UTIL})",
@@ -114,6 +115,11 @@ def read_vllm(t: LogText) -> Collector:
         c.setting("dtype", m.group(1))
     c.arg("kv_cache_dtype", "kv_cache_dtype", kind=str)
     c.arg("quantization", "quantization", kind=str)
+    # Source: vllm/v1/sample/ops/topk_topp_sampler.py logs the top-k/top-p path it takes.
+    if t.has("Using FlashInfer for top-p & top-k sampling"):
+        c.setting("sampler", "flashinfer")
+    elif t.has("Falling back to the PyTorch-native implementation of top-p & top-k sampling"):
+        c.setting("sampler", "pytorch")
 
     # Figures, most precise wording first.
     c.size(
