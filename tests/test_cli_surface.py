@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("bench", "tests/fixtures/bench/llama-bench.json", "--model", "llama-3.1-8b", "--gpu", "rtx-4090"),
         ("table", "json"),
     ),
+    "diagnose": (("diagnose", "--gpu", "rtx-4090", "--used", "12GB"), ("text", "json")),
     "check": (("check", PLAN), ("text", "json", "junit", "github", "markdown")),
     "models list": (("models", "list"), ("table", "json")),
     "models show": (("models", "show", "gemma-2-27b"), ("table", "json")),

@@ -1055,6 +1055,125 @@ def bench(
         _emit(render.bench_table(reading.tool, str(file), checks, saved), output)
 
 
+DIAGNOSE_FORMATS = ("text", "json")
+
+
+def _size_mib(text: str) -> float:
+    """'33GB', '33 GiB', '33000MiB', '33.5' (GiB) -> MiB. Monitors print GiB as "GB" (Task Manager,
+    nvidia-smi's MiB), so GB is read as GiB and MB as MiB."""
+    import math
+    import re
+
+    m = re.fullmatch(r"\s*(\d{1,9}(?:\.\d{1,6})?)\s*(gib|gb|g|mib|mb|m)?\s*", text.lower())
+    if m is None:
+        raise SpecError(f"--used {text!r}: give a size like 33GB, 33.5GiB or 33000MiB")
+    value = float(m.group(1)) * (1 if (m.group(2) or "gib").startswith("m") else 1024)
+    if not math.isfinite(value) or value <= 0 or value > 16 * 1024 * 1024:
+        raise SpecError(f"--used {text!r}: a positive size up to 16 TiB")
+    return value
+
+
+@app.command(cls=_Command)
+def diagnose(
+    readings: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="READING",
+            help="nvidia-smi output files (`-` for stdin): the table, --query-gpu CSV or --query-compute-apps CSV.",
+        ),
+    ] = None,
+    gpu: Annotated[
+        str | None, typer.Option(metavar="GPU", help="Catalog GPU id (default: the name nvidia-smi prints).")
+    ] = None,
+    used: Annotated[
+        str | None,
+        typer.Option(metavar="SIZE", help="A bare reading, e.g. 33GB from Task Manager (GB is read as GiB)."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(metavar="MODEL", help="The deployment's model, to compare with its assessment."),
+    ] = None,
+    engine: Annotated[str | None, typer.Option(metavar="NAME[@VERSION]", help="Engine it runs on.")] = None,
+    bits: Annotated[int | None, typer.Option(metavar="BITS", help="Weight width.")] = None,
+    quant: Annotated[str | None, typer.Option(metavar="FORMAT", help="Exact weight format.")] = None,
+    ctx: Annotated[int, typer.Option(metavar="TOKENS", help="Context tokens per user.")] = 4096,
+    users: Annotated[int, typer.Option(metavar="N", help="Concurrent users when the reading was taken.")] = 1,
+    workers: Annotated[int, typer.Option(metavar="N", help="Processes that each load the model.")] = 1,
+    tokens_per_s: Annotated[
+        float | None,
+        typer.Option(
+            "--tokens-per-s", metavar="RATE", help="Decode tokens/s per user you see (offload check)."
+        ),
+    ] = None,
+    fmt: Annotated[str | None, _format_opt(DIAGNOSE_FORMATS)] = None,
+    json_out: JsonOpt = False,
+    output: OutputOpt = None,
+    catalog: CatalogOpt = None,
+    online: OnlineOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Explain a GPU memory reading: nvidia-smi output, or a bare figure (--gpu rtx-4090 --used 33GB).
+
+    Each finding names the figures it came from and the fix: above_physical_limit,
+    duplicate_model_copies, growing_memory, near_full, offload_cliff. With --model (and the
+    estimate's flags) the reading is held against the deployment's assessment. Exit 0 when
+    nothing is wrong, 1 when a finding is a problem, 2 for bad input."""
+    import math
+
+    from vramcalc import render
+    from vramcalc.core.assess import Deployment, assess
+    from vramcalc.core.calibrate import gpu_named
+    from vramcalc.core.diagnose import diagnose as explain
+    from vramcalc.readings.smi import parse_smi, read_smi
+
+    fmt_name = _pick_format(fmt, json_out, DIAGNOSE_FORMATS)
+    parsed = []
+    for item in readings or []:
+        if item == "-":
+            parsed.append(parse_smi(sys.stdin.read(64 * 1024 * 1024), "<stdin>"))
+        else:
+            parsed.append(read_smi(item))
+    used_mib = _size_mib(used) if used is not None else None
+    if not parsed and used_mib is None:
+        raise SpecError("give nvidia-smi output (a file, or - for stdin) or a bare reading with --used SIZE")
+    if tokens_per_s is not None and not (math.isfinite(tokens_per_s) and tokens_per_s > 0):
+        raise SpecError(f"--tokens-per-s must be a positive number, got {tokens_per_s}")
+    cat = _catalog(catalog)
+    gpu_spec = cat.gpus.get(gpu) if gpu else None
+    if gpu_spec is None:
+        names = [s.name for r in parsed for s in r.samples if s.name]
+        gpu_spec = next((g for g in (gpu_named(n, cat.gpus.all().values()) for n in names) if g), None)
+    assessment = None
+    if model is not None:
+        if gpu_spec is None:
+            raise SpecError("--model needs the card: pass --gpu (the reading does not name a catalog GPU)")
+        resolved = _resolve(model, cat, online)
+        if bits is not None and quant is not None:
+            raise SpecError("give --bits or --quant, not both")
+        assessment = assess(
+            Deployment(
+                model=resolved.spec,
+                gpu=gpu_spec,
+                users=users,
+                ctx_tokens=ctx,
+                engine=engine or resolved.default_engine,
+                bits=bits if quant is None else None,
+                quant=quant,
+                workers=workers,
+                stored=resolved.stored,
+            )
+        )
+    result = explain(
+        parsed, used_mib=used_mib, gpu=gpu_spec, assessment=assessment, tokens_per_s=tokens_per_s
+    )
+    if fmt_name == "json":
+        _emit(render.to_json(render.diagnose_dict(result)), output)
+    else:
+        _emit(render.diagnose_text(result), output)
+    if result.problems:
+        raise typer.Exit(1)
+
+
 def _write_atomically(path: Path, text: str | Iterator[str]) -> None:
     """Write to a temporary file next to `path`, then rename: a reader never sees half a report."""
     import contextlib

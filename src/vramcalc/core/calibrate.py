@@ -47,7 +47,19 @@ _VLLM_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "bf16": "b
 OLLAMA_07_BEFORE = "2025-05-01"
 
 # Words that name a vendor or memory type, not the card: dropped when matching a printed GPU name.
-_GPU_NOISE = {"nvidia", "geforce", "amd", "radeon", "hbm2", "hbm2e", "hbm3", "hbm3e", "gddr6", "gddr6x"}
+_GPU_NOISE = {
+    "nvidia",
+    "geforce",
+    "tesla",
+    "amd",
+    "radeon",
+    "hbm2",
+    "hbm2e",
+    "hbm3",
+    "hbm3e",
+    "gddr6",
+    "gddr6x",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,15 +155,24 @@ def log_gpu_total_bytes(facts: LogFacts) -> int | None:
     return None
 
 
+def gpu_named(printed: str, gpus: Iterable[GpuSpec]) -> GpuSpec | None:
+    """The catalog GPU a printed name (a log's, nvidia-smi's) means: its id, name or an alias,
+    ignoring vendor and memory-type words; None when none matches."""
+    wanted = _gpu_keys(printed)
+    for g in gpus:
+        if wanted & {g.id.lower(), g.name.lower(), *(a.lower() for a in g.aliases)}:
+            return g
+    return None
+
+
 def match_gpu(facts: LogFacts, gpus: Iterable[GpuSpec]) -> tuple[GpuSpec | None, str]:
     """The catalog GPU the log means: by the printed name, else by a measured CUDA total that
     equals the log's (to its print precision); (None, '') when neither decides."""
     candidates = list(gpus)
     if facts.gpu:
-        wanted = _gpu_keys(facts.gpu)
-        for g in candidates:
-            if wanted & {g.id.lower(), g.name.lower(), *(a.lower() for a in g.aliases)}:
-                return g, f"GPU {facts.gpu!r} in the log is catalog {g.id}"
+        named = gpu_named(facts.gpu, candidates)
+        if named is not None:
+            return named, f"GPU {facts.gpu!r} in the log is catalog {named.id}"
     total = log_gpu_total_bytes(facts)
     if total is not None:
         hits = [

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         miss_text,
     )
     from vramcalc.render.common import BAR_WIDTH, to_json
+    from vramcalc.render.diagnose import diagnose_dict, diagnose_text
     from vramcalc.render.emit import launch_dict, launch_text
     from vramcalc.render.estimate import (
         engine_dict,
@@ -74,6 +75,8 @@ _WHERE = {
     "check_summary": "vramcalc.render.check",
     "check_text": "vramcalc.render.check",
     "detail_table": "vramcalc.render.catalog",
+    "diagnose_dict": "vramcalc.render.diagnose",
+    "diagnose_text": "vramcalc.render.diagnose",
     "engine_dict": "vramcalc.render.estimate",
     "engine_lines": "vramcalc.render.estimate",
     "estimate_csv": "vramcalc.render.estimate",
@@ -126,6 +129,8 @@ __all__ = [
     "check_summary",
     "check_text",
     "detail_table",
+    "diagnose_dict",
+    "diagnose_text",
     "engine_dict",
     "engine_lines",
     "estimate_csv",
