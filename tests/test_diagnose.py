@@ -133,5 +133,115 @@ def test_csv_without_header_takes_used_and_total() -> None:
     """`--format=csv,noheader,nounits` of memory.used,memory.total: used is the smaller figure."""
     r = parse_smi("1234, 24564\n", "x")
     assert r.kind == "query-gpu" and (r.samples[0].used_mib, r.samples[0].total_mib) == (1234, 24564)
-    with pytest.raises(SpecError, match="add the header"):
+    with pytest.raises(SpecError, match="pass --header with the --query-gpu fields"):
         parse_smi("0, 1234, 24564, 99\n", "x")
+
+
+# --- published nvidia-smi outputs (tests/fixtures/smi/sources.yaml) ----------------------------
+
+SMI = Path(__file__).parent / "fixtures" / "smi"
+
+
+def _smi(name: str) -> Path:
+    return next(SMI.glob(f"{name}-*.txt"))
+
+
+def test_every_published_output_is_read() -> None:
+    """17 published outputs (tables of drivers 390-610, query-gpu and compute-apps CSV): every
+    one reads, except the noheader time series, which needs its columns named (--header)."""
+    import yaml
+
+    from vramcalc.readings.smi import read_smi
+
+    sources = yaml.safe_load((SMI / "sources.yaml").read_text())["outputs"]
+    assert len(sources) == 17 and all(s["source"] for s in sources)
+    for s in sources:
+        if s["file"].startswith("13-"):
+            with pytest.raises(SpecError, match="pass --header with the --query-gpu fields"):
+                read_smi(str(SMI / s["file"]))
+        else:
+            assert read_smi(str(SMI / s["file"])).samples or read_smi(str(SMI / s["file"])).processes
+
+
+def test_table_figures() -> None:
+    """The figures each table prints: a 2080 Ti at 8,840 / 11,264 MiB with python 8,832 and Xorg
+    4 (driver 535); three 3090s, GPU 0 at 24,238 / 24,576 (530); a GB10 whose memory reads "Not
+    Supported" (unified memory); a Windows laptop whose processes read N/A (WDDM); the H200 row
+    whose process memory nvidia-smi cut to "13020..." (570)."""
+    from vramcalc.readings.smi import read_smi
+
+    t = read_smi(str(_smi("01")))
+    assert (t.samples[0].used_mib, t.samples[0].total_mib) == (8840, 11264)
+    assert [(p.name, p.used_mib) for p in t.processes] == [("python", 8832), ("/usr/lib/Xorg", 4)]
+    assert next((s.used_mib, s.total_mib) for s in read_smi(str(_smi("02"))).samples) == (24238, 24576)
+    gb10 = read_smi(str(_smi("06")))
+    assert gb10.samples[0].used_mib is None and len(gb10.processes) == 11
+    laptop = read_smi(str(_smi("08")))
+    assert len(laptop.processes) == 18 and all(p.used_mib is None for p in laptop.processes)
+    h200 = read_smi(str(_smi("03")))
+    assert h200.processes[0].name == "VLLM::EngineCore" and h200.processes[0].used_mib is None
+
+
+def test_vllm_at_ninety_percent_is_by_design(run_cli: Run) -> None:
+    """8 x H200, GPU 0 at 130,215 of 143,771 MiB (vLLM's 0.9): near_full, a note; exit 0."""
+    r = run_cli("diagnose", str(_smi("03")), "--json")
+    assert r.exit_code == 0
+    d = _json(r)
+    assert d["gpu"] == "h200" and [f["code"] for f in d["findings"]] == ["near_full"]
+    assert d["findings"][0]["figures"]["used_gib"] == pytest.approx(130215 / 1024, abs=0.001)
+
+
+def test_two_engines_on_one_card(run_cli: Run) -> None:
+    """Two VLLM::EngineCore processes on one card (6,265 and 5,530 MiB, within 15%):
+    duplicate_model_copies, 2 copies; the extra cost is one copy (the mean, 5,897.5 MiB)."""
+    r = run_cli("diagnose", str(_smi("16")), "--json")
+    assert r.exit_code == 1
+    f = _json(r)["findings"][0]
+    assert f["code"] == "duplicate_model_copies" and f["figures"]["copies"] == 2
+    assert f["figures"]["extra_gib"] == pytest.approx(5897.5 / 1024, abs=0.001)
+
+
+def test_processes_on_different_cards_are_not_copies(run_cli: Run) -> None:
+    """compute-apps keyed by gpu_uuid: three python processes of ~127 GiB on three H200s are one
+    each, not copies on one card."""
+    r = run_cli("diagnose", str(_smi("15")), "--json")
+    assert [f["code"] for f in _json(r)["findings"]] == [] and r.exit_code == 0
+
+
+def test_memory_nobody_owns_is_a_container(run_cli: Run) -> None:
+    """Two 3090s at 23,074 and 23,106 MiB with "No running processes found" (vLLM in docker):
+    processes_not_visible, 46,180 MiB unowned."""
+    d = _json(run_cli("diagnose", str(_smi("05")), "--json"))
+    f = next(x for x in d["findings"] if x["code"] == "processes_not_visible")
+    assert f["figures"]["unowned_gib"] == pytest.approx(46180 / 1024, abs=0.001) and f["problem"] is False
+
+
+def test_a_noheader_time_series_with_its_columns(run_cli: Run) -> None:
+    """OmniOpt's noheader samples of 3 A100-40GB with their documented columns: memory.used goes
+    4 -> 38,803 -> 39,671 MiB (loading, then steady): no growing_memory; the fullest card (39,671
+    of 40,960 MiB) is near_full."""
+    header = (
+        "timestamp, name, pci.bus_id, driver_version, pstate, pcie.link.gen.max, pcie.link.gen.current, "
+        "temperature.gpu, utilization.gpu [%], utilization.memory [%], memory.total [MiB], memory.free [MiB], "
+        "memory.used [MiB]"
+    )
+    d = _json(run_cli("diagnose", str(_smi("13")), "--header", header, "--json"))
+    assert d["gpu"] == "a100-40gb-sxm"
+    assert [f["code"] for f in d["findings"]] == ["near_full"]
+    assert d["findings"][0]["figures"]["used_gib"] == pytest.approx(39671 / 1024, abs=0.001)
+
+
+def test_growing_memory_by_hand() -> None:
+    """A synthetic -l 60 series (hand-made, not published: no published leak series was found) of
+    one 24 GiB card: 8,000, 8,500, 9,000, 9,600, 10,100 MiB: +2,100 MiB over 5 samples, 525 MiB a
+    sample, above 5% of 24,576 MiB: growing_memory; (24,576 - 10,100) / 525 = 27.6 samples left."""
+    from vramcalc.core.diagnose import diagnose as explain
+
+    rows = "\n".join(
+        f"2026/01/01 00:0{i}:00.000, {used} MiB, 24576 MiB"
+        for i, used in enumerate((8000, 8500, 9000, 9600, 10100))
+    )
+    reading = parse_smi("timestamp, memory.used [MiB], memory.total [MiB]\n" + rows + "\n", "series")
+    d = explain([reading])
+    f = next(x for x in d.findings if x.code == "growing_memory")
+    assert f.figures["mib_per_sample"] == 525.0 and "full in 28 more samples" in f.message

@@ -1089,6 +1089,13 @@ def diagnose(
         str | None,
         typer.Option(metavar="SIZE", help="A bare reading, e.g. 33GB from Task Manager (GB is read as GiB)."),
     ] = None,
+    header: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FIELDS",
+            help="The --query-gpu fields of CSV taken with noheader, e.g. 'timestamp, memory.used, memory.total'.",
+        ),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(metavar="MODEL", help="The deployment's model, to compare with its assessment."),
@@ -1130,9 +1137,9 @@ def diagnose(
     parsed = []
     for item in readings or []:
         if item == "-":
-            parsed.append(parse_smi(sys.stdin.read(64 * 1024 * 1024), "<stdin>"))
+            parsed.append(parse_smi(sys.stdin.read(64 * 1024 * 1024), "<stdin>", header))
         else:
-            parsed.append(read_smi(item))
+            parsed.append(read_smi(item, header))
     used_mib = _size_mib(used) if used is not None else None
     if not parsed and used_mib is None:
         raise SpecError("give nvidia-smi output (a file, or - for stdin) or a bare reading with --used SIZE")

@@ -32,6 +32,8 @@ WEIGHTS_SHARE = 0.8
 FULL_SHARE = 0.9
 # Memory that climbs by more than this share of the card over a series is growing, not noise.
 GROWTH_SHARE = 0.05
+# A card holding less than this share of itself is still loading the model (the start of a series).
+LOADED_SHARE = 0.1
 # Samples a series needs before growth is called a trend.
 MIN_SERIES = 3
 # Decode far below the assessment (this share of it) on a full card is the offload cliff.
@@ -58,6 +60,7 @@ class Comparison:
 @dataclass(frozen=True, slots=True)
 class Diagnosis:
     gpu: GpuSpec | None
+    names: tuple[str, ...]  # the GPU names the readings print
     readings: tuple[str, ...]  # what was read, in words
     comparisons: tuple[Comparison, ...]
     findings: tuple[Finding, ...]
@@ -69,6 +72,12 @@ class Diagnosis:
 
 def _gib(mib: float) -> float:
     return mib * MIB / GIB
+
+
+def _card_of(sample: GpuSample, gpu: GpuSpec | None) -> float | None:
+    if gpu is not None:
+        return usable_gpu_bytes(gpu)[0] / MIB
+    return sample.total_mib
 
 
 def card_mib(gpu: GpuSpec | None, samples: list[GpuSample]) -> float | None:
@@ -99,11 +108,18 @@ def diagnose(
     ]
     if used_mib is not None:
         said.append(f"a reading of {_gib(used_mib):.2f} GiB in use")
-    findings += _above_limit(samples, used_mib, card, readings, assessment)
+    findings += _above_limit(samples, used_mib, card, gpu, assessment)
     findings += _duplicates(processes, assessment)
     findings += _growth(samples, card)
+    findings += _hidden(readings)
     peak = max([s.used_mib or 0.0 for s in samples] + [used_mib or 0.0]) or None
-    findings += _near_full(peak, card, assessment)
+    # the fullest card against its own size (a reading may hold different cards)
+    fullest = max(
+        ((s.used_mib, _card_of(s, gpu)) for s in samples if s.used_mib is not None and _card_of(s, gpu)),
+        key=lambda uc: uc[0] / uc[1] if uc[1] else 0.0,
+        default=(used_mib, card) if used_mib is not None else (None, card),
+    )
+    findings += _near_full(fullest[0], fullest[1], assessment)
     findings += _cliff(peak, card, assessment, tokens_per_s)
     comparisons: list[Comparison] = []
     if assessment is not None and peak is not None:
@@ -124,14 +140,15 @@ def diagnose(
                 "tokens/s",
             )
         )
-    return Diagnosis(gpu, tuple(said), tuple(comparisons), tuple(findings))
+    names = tuple(dict.fromkeys(s.name for s in samples if s.name))
+    return Diagnosis(gpu, names, tuple(said), tuple(comparisons), tuple(findings))
 
 
 def _above_limit(
     samples: list[GpuSample],
     used_mib: float | None,
     card: float | None,
-    readings: list[SmiReading],
+    gpu: GpuSpec | None,
     assessment: Assessment | None,
 ) -> list[Finding]:
     if card is None:
@@ -146,7 +163,7 @@ def _above_limit(
                 f" Its {assessment.per_gpu_bytes / GIB:.2f} GiB on the card + {assessment.offloaded_bytes / GIB:.2f} "
                 f"GiB in host memory = {_gib(both):.2f} GiB, the reading's size: the monitor adds the two"
             )
-    over = [s for s in samples if s.used_mib is not None and s.used_mib > card * 1.001]
+    over = [s for s in samples if s.used_mib is not None and s.used_mib > (_card_of(s, gpu) or card) * 1.001]
     if used_mib is not None and used_mib > card * 1.001:
         out.append(
             Finding(
@@ -176,20 +193,6 @@ def _above_limit(
                 {"reading_gib": round(_gib(worst.used_mib), 3), "card_gib": round(_gib(card), 3)},
             )
         )
-    cards = {(s.index, s.name) for s in samples if s.timestamp is None}
-    if used_mib is None and not over and len(cards) > 1 and len(readings) == 1:
-        total = sum(s.used_mib or 0.0 for s in samples if s.timestamp is None)
-        if total > card:
-            out.append(
-                Finding(
-                    "above_physical_limit",
-                    f"{len(cards)} cards hold {_gib(total):.2f} GiB together, more than one card's "
-                    f"{_gib(card):.2f} GiB: a sum over cards (each card's own figure is below its limit), "
-                    "not one card's VRAM",
-                    {"sum_gib": round(_gib(total), 3), "cards": len(cards), "card_gib": round(_gib(card), 3)},
-                    problem=False,
-                )
-            )
     return out
 
 
@@ -197,11 +200,11 @@ def _duplicates(processes: list[GpuProcess], assessment: Assessment | None) -> l
     """Several processes on one card each holding about the same large amount: one copy each."""
     out: list[Finding] = []
     weights_mib = assessment.scenario.estimate.weights_bytes / MIB if assessment is not None else None
-    by_gpu: dict[int | None, list[GpuProcess]] = {}
+    by_gpu: dict[str | None, list[GpuProcess]] = {}
     for p in processes:
         if p.used_mib is not None and p.used_mib >= MIN_COPY_MIB:
-            by_gpu.setdefault(p.gpu, []).append(p)
-    for gpu_index, procs in sorted(by_gpu.items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
+            by_gpu.setdefault(p.card, []).append(p)
+    for gpu_index, procs in sorted(by_gpu.items(), key=lambda kv: kv[0] or ""):
         if weights_mib:
             copies = [
                 p for p in procs if weights_mib * WEIGHTS_SHARE <= (p.used_mib or 0) <= 2 * weights_mib + 4096
@@ -216,7 +219,8 @@ def _duplicates(processes: list[GpuProcess], assessment: Assessment | None) -> l
         model = (
             f"; the model's weights are {_gib(weights_mib):.2f} GiB, so each holds a copy"
             if weights_mib
-            else " (give the deployment to compare each with the model's weights)"
+            else " (give the deployment, --model ..., to compare each with the model's weights); processes "
+            "the same size are copies of one model, or a second server left running"
         )
         out.append(
             Finding(
@@ -224,8 +228,8 @@ def _duplicates(processes: list[GpuProcess], assessment: Assessment | None) -> l
                 f"{len(copies)} processes on {where} hold {_gib(each):.2f} GiB each "
                 f"({', '.join(f'{p.name} {p.pid}' for p in copies[:6])}){model}: one model copy per worker, "
                 f"{_gib(each * (len(copies) - 1)):.2f} GiB paid again. Fix: one serving process (vLLM, "
-                "llama-server, Ollama) that the web workers call over HTTP, or load the model once before the "
-                "workers fork (gunicorn --preload shares nothing on the GPU: each CUDA context loads its own)",
+                "llama-server, Ollama) that the web workers call over HTTP; gunicorn --preload does not help "
+                "(CUDA state does not survive fork: each worker sets up its own context and copy)",
                 {
                     "copies": len(copies),
                     "each_gib": round(_gib(each), 3),
@@ -236,14 +240,44 @@ def _duplicates(processes: list[GpuProcess], assessment: Assessment | None) -> l
     return out
 
 
+def _hidden(readings: list[SmiReading]) -> list[Finding]:
+    """A table whose cards hold memory but whose Processes section lists none (or none there)."""
+    out: list[Finding] = []
+    for r in readings:
+        if r.kind != "table":
+            continue
+        shown = {p.gpu for p in r.processes}
+        quiet = [s for s in r.samples if (s.used_mib or 0) >= MIN_COPY_MIB and s.index not in shown]
+        if quiet:
+            used = sum(s.used_mib or 0 for s in quiet)
+            out.append(
+                Finding(
+                    "processes_not_visible",
+                    f"{len(quiet)} card(s) hold {_gib(used):.2f} GiB that no listed process owns: the process runs "
+                    "in another PID namespace (a container, another user's job), where nvidia-smi cannot name it. "
+                    "Run nvidia-smi inside the container, or `--query-compute-apps` on the host, to see it",
+                    {"cards": len(quiet), "unowned_gib": round(_gib(used), 3)},
+                    problem=False,
+                )
+            )
+    return out
+
+
 def _growth(samples: list[GpuSample], card: float | None) -> list[Finding]:
     """A time series per GPU whose memory climbs sample after sample."""
     out: list[Finding] = []
-    series: dict[int | None, list[GpuSample]] = {}
+    series: dict[str, list[GpuSample]] = {}
     for s in samples:
         if s.timestamp is not None and s.used_mib is not None:
-            series.setdefault(s.index, []).append(s)
-    for index, run in sorted(series.items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
+            series.setdefault(s.gpu, []).append(s)
+    for index, run in sorted(series.items()):
+        # Loading the model is not growth: the series starts once the card holds a tenth of itself.
+        size = card or max(s.total_mib or 0 for s in run) or 0.0
+        run = [
+            s
+            for i, s in enumerate(run)
+            if any((x.used_mib or 0) >= LOADED_SHARE * size for x in run[: i + 1])
+        ]
         if len(run) < MIN_SERIES:
             continue
         used = [s.used_mib or 0.0 for s in run]

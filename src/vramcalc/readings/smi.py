@@ -36,6 +36,12 @@ class GpuSample:
     total_mib: float | None
     timestamp: str | None = None  # as printed (query-gpu with a timestamp column)
     utilization_pct: float | None = None
+    key: str | None = None  # the GPU's uuid or PCI bus id where the output prints one
+
+    @property
+    def gpu(self) -> str:
+        """Which GPU this is, for grouping samples: its uuid or bus id, else its index."""
+        return self.key or str(self.index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,12 @@ class GpuProcess:
     pid: int | None
     name: str
     used_mib: float | None  # None where the driver does not report it (Windows WDDM: N/A)
+    gpu_key: str | None = None  # compute-apps: the gpu_uuid / gpu_bus_id column
+
+    @property
+    def card(self) -> str | None:
+        """Which GPU the process is on (None: the output does not say)."""
+        return self.gpu_key or (None if self.gpu is None else str(self.gpu))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +68,12 @@ class SmiReading:
     processes: tuple[GpuProcess, ...]
 
 
-def read_smi(path: str) -> SmiReading:
-    """A file (or `-` for stdin, read by the caller) of nvidia-smi output, validated."""
+def read_smi(path: str, header: str | None = None) -> SmiReading:
+    """A file of nvidia-smi output, validated; `header` names the columns of a noheader CSV."""
     from pathlib import Path
 
     data = files.read_bytes(Path(path), MAX_SMI_BYTES, "nvidia-smi output", SpecError)
-    return parse_smi(_decode(data, path), path)
+    return parse_smi(_decode(data, path), path, header)
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -75,10 +87,18 @@ def _decode(data: bytes, source: str) -> str:
         raise SpecError(f"{source}: not UTF-8 text (bad byte at offset {exc.start:,}); {EXPECTED}") from None
 
 
-def parse_smi(text: str, source: str) -> SmiReading:
+def parse_smi(text: str, source: str, header: str | None = None) -> SmiReading:
     """Recognise the output from its text: the table's "NVIDIA-SMI" banner or MiB-per-GPU rows, a
-    CSV header naming nvidia-smi's query fields, else CSV rows of memory figures."""
+    CSV header naming nvidia-smi's query fields, else CSV rows of memory figures. `header` (the
+    --query-gpu field list) names the columns of output taken with --format=csv,noheader."""
     lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if header is not None:
+        if len(header) > MAX_LINE_CHARS or ("," not in header and "memory" not in header):
+            raise SpecError(
+                f"--header {files.short(header)!r}: give the --query-gpu fields, e.g. "
+                "'timestamp, memory.used [MiB], memory.total [MiB]'"
+            )
+        lines = [header.replace(";", ","), *lines]
     if not any(line.strip() for line in lines):
         raise SpecError(f"{source}: the file is empty; {EXPECTED}")
     for n, line in enumerate(lines, 1):
@@ -86,9 +106,8 @@ def parse_smi(text: str, source: str) -> SmiReading:
             raise SpecError(f"{source}:{n}: a line of {len(line):,} characters is not nvidia-smi output")
     if text.lstrip().startswith("<"):
         raise SpecError(f"{source}: an HTML or XML page, not nvidia-smi output; {EXPECTED}")
-    if any(_MEMORY_CELL.search(line) for line in lines) and any(
-        line.lstrip().startswith("|") for line in lines
-    ):
+    boxed = any(line.lstrip().startswith("|") for line in lines)
+    if boxed and any("NVIDIA-SMI" in line or _MEMORY_CELL.search(line) for line in lines):
         return _table(lines, source)
     return _csv(lines, source)
 
@@ -99,10 +118,11 @@ def parse_smi(text: str, source: str) -> SmiReading:
 _GPU_ROW = re.compile(r"^\|\s{0,8}(\d{1,3})\s{1,8}(\S[^|]{0,120}?)\s{1,40}(?:On|Off|WDDM|TCC|N/A)\s{0,8}\|")
 # "|  0%   45C    P8    28W / 450W |   1234MiB / 24564MiB |   0%   Default |"
 _MEMORY_CELL = re.compile(r"\|\s{0,40}(\d{1,9})MiB\s{0,8}/\s{0,8}(\d{1,9})MiB\s{0,40}\|")
+_NOT_SUPPORTED = re.compile(r"\|\s{0,40}Not Supported\s{0,40}\|")
 # "|    0   N/A  N/A     12345      C   python                           7800MiB |"
 _PROCESS_ROW = re.compile(
     r"^\|\s{0,8}(\d{1,3})\s{1,12}(?:\S{1,8}\s{1,12}\S{1,8}\s{1,12})?(\d{1,10})\s{1,12}"
-    r"(C\+G|M\+C|C|G|M)\s{1,12}(\S.{0,300}?)\s{1,80}(\d{1,9}MiB|N/A)\s{0,8}\|$"
+    r"(C\+G|M\+C|C|G|M)\s{1,12}(\S.{0,300}?)\s{1,80}(\d{1,9}MiB|N/A|\d{1,9}\.\.\.)\s{0,8}\|$"
 )
 
 
@@ -119,12 +139,19 @@ def _table(lines: list[str], source: str) -> SmiReading:
         if in_processes:
             p = _PROCESS_ROW.match(text)
             if p:
-                used = None if p.group(5) == "N/A" else _mib(p.group(5).removesuffix("MiB"), source)
+                # "N/A" (Windows WDDM), or "13020..." where a wide figure was cut by the column
+                raw = p.group(5)
+                used = None if raw == "N/A" or raw.endswith("...") else _mib(raw.removesuffix("MiB"), source)
                 processes.append(GpuProcess(int(p.group(1)), int(p.group(2)), p.group(4).strip(), used))
             continue
         g = _GPU_ROW.match(text)
         if g and not _MEMORY_CELL.search(text):
             pending = (int(g.group(1)), g.group(2).strip())
+            continue
+        if pending and _NOT_SUPPORTED.search(text):
+            # unified memory (GB10, Jetson): the driver reports no per-card figure
+            samples.append(GpuSample(pending[0], pending[1], None, None))
+            pending = None
             continue
         m = _MEMORY_CELL.search(text)
         if m:
@@ -142,6 +169,8 @@ def _table(lines: list[str], source: str) -> SmiReading:
 # --- CSV (--query-gpu / --query-compute-apps) ---------------------------------------------------
 
 _GPU_WORDS = re.compile(r"nvidia|geforce|tesla|quadro|rtx|radeon|instinct", re.IGNORECASE)
+_BUS_ID = re.compile(r"^[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]$")
+_UUID = re.compile(r"^(?:GPU|MIG)-[0-9A-Fa-f-]{8,64}$")
 _TIMESTAMP = re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{1,6})?$")
 _NUMBER = re.compile(r"^(-?\d{1,12}(?:\.\d{1,6})?|nan|inf|-inf)(?:\s?(MiB|%|W|C))?$", re.IGNORECASE)
 
@@ -177,10 +206,18 @@ def _csv(lines: list[str], source: str) -> SmiReading:
             raise SpecError(f"{source}:{n}: {len(cells)} values for {len(header)} columns; {EXPECTED}")
         sample = _gpu_row(header, cells, f"{source}:{n}")
         stamp = sample.timestamp
-        index = per_stamp.get(stamp, 0)
-        per_stamp[stamp] = index + 1
+        index = sample.index if sample.index is not None else per_stamp.get(stamp, 0)
+        per_stamp[stamp] = per_stamp.get(stamp, 0) + 1
         samples.append(
-            GpuSample(index, sample.name, sample.used_mib, sample.total_mib, stamp, sample.utilization_pct)
+            GpuSample(
+                index,
+                sample.name,
+                sample.used_mib,
+                sample.total_mib,
+                stamp,
+                sample.utilization_pct,
+                sample.key,
+            )
         )
         _bounded(len(samples), source)
     if not samples:
@@ -202,37 +239,49 @@ def _gpu_row(header: list[str] | None, cells: list[str], where: str) -> GpuSampl
         if used is None and total is None:
             raise SpecError(f"{where}: no memory.used or memory.total column; {EXPECTED}")
         util = field("utilization.gpu")
+        index = field("index")
+        if index is not None and not index.isdigit():
+            raise SpecError(f"{where}: index {files.short(index)!r} is not a whole number")
         return GpuSample(
-            None,
+            int(index) if index is not None else None,
             field("name"),
             _value(used, where) if used is not None else None,
             _value(total, where) if total is not None else None,
             field("timestamp"),
             _value(util, where) if util is not None else None,
+            field("uuid", "gpu_uuid", "pci.bus_id", "gpu_bus_id"),
         )
-    stamp = name = None
+    stamp = name = key = None
     mib: list[float] = []
     pct: list[float] = []
     for cell in cells:
         if _TIMESTAMP.match(cell):
             stamp = cell
             continue
+        if _BUS_ID.match(cell) or _UUID.match(cell):
+            key = cell
+            continue
         m = _NUMBER.match(cell)
         if m is None:
             if name is None and cell:
                 name = cell
                 continue
-            raise SpecError(f"{where}: {files.short(cell)!r} is not a value nvidia-smi prints; {EXPECTED}")
+            raise SpecError(
+                f"{where}: {files.short(cell)!r} is not a value vramcalc reads without the column names; for "
+                "--format=csv,noheader output pass --header with the --query-gpu fields"
+            )
+        if m.group(2) in ("W", "C"):
+            continue
         (pct if m.group(2) == "%" else mib).append(_value(cell, where))
     if not mib:
         raise SpecError(f"{where}: no memory figure in the row; {EXPECTED}")
     if len(mib) > 2:
         raise SpecError(
-            f"{where}: {len(mib)} memory figures in a row without a header; add the header "
-            "(drop noheader from --format) so each column is named"
+            f"{where}: {len(mib)} memory figures in a row without a header; pass --header with the --query-gpu "
+            "fields (or drop noheader from --format) so each column is named"
         )
     low, high = (min(mib), max(mib)) if len(mib) == 2 else (mib[0], None)
-    return GpuSample(None, name, low, high, stamp, pct[0] if pct else None)
+    return GpuSample(None, name, low, high, stamp, pct[0] if pct else None, key)
 
 
 def _compute_apps(header: list[str], rows: list[tuple[int, list[str]]], source: str) -> SmiReading:
@@ -248,8 +297,9 @@ def _compute_apps(header: list[str], rows: list[tuple[int, list[str]]], source: 
             raise SpecError(f"{where}: pid {files.short(pid_text)!r} is not a whole number")
         used_text = values.get("used_gpu_memory", values.get("used_memory"))
         used = None if used_text in (None, "[N/A]", "N/A", "[Not Supported]") else _value(used_text, where)
+        key = values.get("gpu_uuid") or values.get("gpu_bus_id")
         processes.append(
-            GpuProcess(None, int(pid_text) if pid_text else None, values.get("process_name", "?"), used)
+            GpuProcess(None, int(pid_text) if pid_text else None, values.get("process_name", "?"), used, key)
         )
         _bounded(len(processes), source)
     if not processes:

@@ -10,6 +10,7 @@ from vramcalc.core.diagnose import Diagnosis
 def diagnose_dict(d: Diagnosis) -> dict[str, Any]:
     return {
         "gpu": d.gpu.id if d.gpu else None,
+        "gpu_names": list(d.names),
         "readings": list(d.readings),
         "comparisons": [
             {"quantity": c.quantity, "observed": c.observed, "planned": c.planned, "unit": c.unit}
@@ -24,7 +25,14 @@ def diagnose_dict(d: Diagnosis) -> dict[str, Any]:
 
 
 def diagnose_text(d: Diagnosis) -> str:
-    lines = [f"Diagnosis on {d.gpu.id if d.gpu else 'an unnamed card (pass --gpu)'}:"]
+    where = (
+        d.gpu.id
+        if d.gpu
+        else f"{', '.join(d.names)} (not a catalog GPU; pass --gpu to compare with one)"
+        if d.names
+        else "a card the reading does not name (pass --gpu)"
+    )
+    lines = [f"Diagnosis on {where}:"]
     lines += [f"  read: {r}" for r in d.readings]
     for c in d.comparisons:
         diff = (c.observed - c.planned) / c.planned if c.planned else 0.0
