@@ -1181,6 +1181,146 @@ def diagnose(
         raise typer.Exit(1)
 
 
+def _fetch_metrics(url: str) -> str:
+    """GET `url` once (a /metrics page): 5 s timeout, at most MAX_METRICS_BYTES, no credentials,
+    no redirect to another host."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from vramcalc.readings.metrics import MAX_METRICS_BYTES
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SpecError(f"--url {url!r}: give http(s)://host:port/metrics")
+    if parts.username or parts.password:
+        raise SpecError(f"--url: credentials in the address are not sent; drop them from {parts.hostname}")
+
+    class _SameHost(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+            if urllib.parse.urlsplit(newurl).hostname != parts.hostname:
+                fp.close()
+                raise SpecError(
+                    f"--url {url}: redirected to another host ({urllib.parse.urlsplit(newurl).hostname}); not followed"
+                )
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    opener = urllib.request.build_opener(_SameHost())
+    opener.addheaders = [("User-Agent", "vramcalc-observe")]
+    try:
+        with opener.open(url, timeout=5) as response:
+            data: bytes = response.read(MAX_METRICS_BYTES + 1)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise SpecError(f"--url {url}: cannot fetch ({getattr(exc, 'reason', exc)})") from None
+    if len(data) > MAX_METRICS_BYTES:
+        raise SpecError(f"--url {url}: the page is larger than a /metrics page can be")
+    return data.decode("utf-8", errors="replace")
+
+
+@app.command(cls=_Command)
+def observe(
+    snapshots: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="SNAPSHOT", help="Saved /metrics pages of the running server (vLLM, SGLang, llama.cpp)."
+        ),
+    ] = None,
+    model: Annotated[str, typer.Option(metavar="MODEL", help="The deployment's model.")] = "",
+    gpu: Annotated[str, typer.Option(metavar="GPU", help="Catalog GPU id the server runs on.")] = "",
+    engine: Annotated[
+        str | None, typer.Option(metavar="NAME[@VERSION]", help="Engine (default: the page's).")
+    ] = None,
+    bits: Annotated[int | None, typer.Option(metavar="BITS", help="Weight width.")] = None,
+    quant: Annotated[str | None, typer.Option(metavar="FORMAT", help="Exact weight format.")] = None,
+    ctx: Annotated[int, typer.Option(metavar="TOKENS", help="Context per request (max_model_len).")] = 4096,
+    users: Annotated[int, typer.Option(metavar="N", help="Users when the page does not say.")] = 1,
+    tp: Annotated[int, typer.Option(metavar="N", help="Tensor-parallel GPUs.")] = 1,
+    gpu_util: Annotated[
+        float | None, typer.Option("--gpu-util", metavar="SHARE", help="gpu_memory_utilization.")
+    ] = None,
+    max_num_seqs: Annotated[
+        int | None, typer.Option("--max-num-seqs", metavar="N", help="max_num_seqs.")
+    ] = None,
+    calibration: CalibrationOpt = None,
+    url: Annotated[
+        str | None, typer.Option(metavar="URL", help="Fetch /metrics live (5 s timeout, same host only).")
+    ] = None,
+    write_profile: Annotated[
+        Path | None,
+        typer.Option(
+            "--write-profile",
+            metavar="FILE",
+            help="Store the measured KV pool as a calibration profile (vLLM).",
+        ),
+    ] = None,
+    fmt: Annotated[str | None, _format_opt(DIAGNOSE_FORMATS)] = None,
+    json_out: JsonOpt = False,
+    output: OutputOpt = None,
+    catalog: CatalogOpt = None,
+    online: OnlineOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Hold /metrics snapshots of a running server against the assessment of the same deployment.
+
+    Observed vs planned: KV capacity, requests running and waiting, TTFT and TPOT medians; findings
+    a planner acts on. Exit 0 when the server agrees with the plan within its tolerances, 1 when a
+    figure breaches it (for cron or CI), 2 for bad input."""
+    from vramcalc import render
+    from vramcalc.core.assess import Deployment, LayoutKind
+    from vramcalc.core.engines.base import EngineSettings
+    from vramcalc.core.observe import kv_profile
+    from vramcalc.core.observe import observe as hold
+    from vramcalc.readings.metrics import parse_metrics, read_metrics
+
+    fmt_name = _pick_format(fmt, json_out, DIAGNOSE_FORMATS)
+    pages = [read_metrics(p) for p in snapshots or []]
+    if url is not None:
+        pages.append(parse_metrics(_fetch_metrics(url), url))
+    if not pages:
+        raise SpecError("give saved /metrics pages (SNAPSHOT...) or --url http://host:port/metrics")
+    if not model or not gpu:
+        raise SpecError("observe needs the deployment: --model MODEL --gpu GPU (and its settings)")
+    if bits is not None and quant is not None:
+        raise SpecError("give --bits or --quant, not both")
+    cat = _catalog(catalog)
+    resolved = _resolve(model, cat, online)
+    gpu_spec = cat.gpus.get(gpu)
+    chosen = engine or pages[-1].engine
+    layout: LayoutKind = "tensor-parallel" if tp > 1 else "single"
+    d = Deployment(
+        model=resolved.spec,
+        gpu=gpu_spec,
+        users=users,
+        ctx_tokens=ctx,
+        count=tp,
+        layout=layout,
+        engine=chosen,
+        bits=bits if quant is None else None,
+        quant=quant,
+        settings=EngineSettings(
+            gpu_util=gpu_util,
+            max_num_seqs=max_num_seqs,
+            measured=None
+            if calibration is None
+            else _measured(calibration, engine=chosen, model=resolved.spec.id, gpu=gpu_spec.id),
+        ),
+        stored=resolved.stored,
+    )
+    result = hold(pages, d)
+    if write_profile is not None:
+        from vramcalc.profiles import profile_text
+
+        _write_atomically(
+            write_profile, profile_text(kv_profile(result, pages[-1].source.rsplit("/", 1)[-1]))
+        )
+    if fmt_name == "json":
+        _emit(render.to_json(render.observe_dict(result)), output)
+    else:
+        _emit(render.observe_text(result), output)
+    if result.problems:
+        raise typer.Exit(1)
+
+
 def _write_atomically(path: Path, text: str | Iterator[str]) -> None:
     """Write to a temporary file next to `path`, then rename: a reader never sees half a report."""
     import contextlib

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         estimate_table,
         verdict,
     )
+    from vramcalc.render.observe import observe_dict, observe_text
     from vramcalc.render.recommend import (
         option_name,
         recommendation_dict,
@@ -77,6 +78,8 @@ _WHERE = {
     "detail_table": "vramcalc.render.catalog",
     "diagnose_dict": "vramcalc.render.diagnose",
     "diagnose_text": "vramcalc.render.diagnose",
+    "observe_dict": "vramcalc.render.observe",
+    "observe_text": "vramcalc.render.observe",
     "engine_dict": "vramcalc.render.estimate",
     "engine_lines": "vramcalc.render.estimate",
     "estimate_csv": "vramcalc.render.estimate",
@@ -146,6 +149,8 @@ __all__ = [
     "model_detail",
     "model_summary",
     "models_table",
+    "observe_dict",
+    "observe_text",
     "option_name",
     "recommendation_dict",
     "recommendation_markdown",
