@@ -86,7 +86,10 @@ def test_write_profile_carries_the_measured_pool(tmp_path: Path, run_cli: Run) -
     [
         ("<html><body>404</body></html>", "an HTML or XML page, not /metrics text"),
         ("", "the file is empty"),
-        ("# TYPE go_gc gauge\ngo_gc 1\n", "no vllm:, sglang: or llamacpp: metric"),
+        (
+            "# TYPE go_gc gauge\ngo_gc 1\n",
+            "neither a /metrics page of vLLM, SGLang or llama-server nor nvidia-smi",
+        ),
         ("vllm:num_requests_running 1\nvllm:num_requests_waiting NaN\n", "not a valid reading"),
         ("vllm:num_requests_running -3\n", "not a valid reading"),
         (
@@ -161,3 +164,29 @@ def test_url_fetches_and_never_leaves_the_host(server: str, run_cli: Run) -> Non
 def test_parse_is_bounded() -> None:
     with pytest.raises(SpecError, match="is not a /metrics line"):
         parse_metrics("vllm:x " + "1" * 70_000, "big")
+
+
+def test_nvidia_smi_against_the_plan(run_cli: Run) -> None:
+    """nvidia-smi of 8 x H200 (GPU 0 at 130,215 MiB = 127.16 GiB) held against Llama-3.1-70B bf16 on
+    one H200 (assumed): the busiest card against the plan's per-GPU bytes, within 5%: exit 0."""
+    r = run_cli("observe", "tests/fixtures/smi/03-table-8xh200-570-vllm-90pct-truncated-mem.txt",
+                "--model", "llama-3.1-70b", "--gpu", "h200", "--quant", "bf16", "--json")  # fmt: skip
+    d = json.loads(r.stdout)
+    c = d["comparisons"][0]
+    assert c["quantity"] == "GPU memory in use (GiB, the busiest card)" and c["observed"] == 127.163
+    assert r.exit_code == 0 and d["findings"] == []
+
+
+def test_a_directory_is_a_series_and_a_plan_names_the_deployment(tmp_path: Path, run_cli: Run) -> None:
+    """Two vLLM pages in a directory (notes beside them are not read) become two rows; a plan's
+    deployment is named with --deployment, and a wrong name gets the close match."""
+    import shutil
+
+    for n in ("04", "05"):
+        shutil.copy(_page(n), tmp_path / _page(n).name)
+    (tmp_path / "notes.md").write_text("# not a snapshot\n")
+    plan = "examples/plans/gemma-2-27b-4090-2-users.yaml"
+    r = run_cli("observe", str(tmp_path), "--plan", plan, "--deployment", "gemma-27b-4090-2-users", "--json")
+    assert [s["source"].rsplit("/", 1)[-1][:2] for s in json.loads(r.stdout)["snapshots"]] == ["04", "05"]
+    bad = run_cli("observe", str(tmp_path), "--plan", plan, "--deployment", "gemma-27b-4090-2-user")
+    assert bad.exit_code == 2 and "did you mean 'gemma-27b-4090-2-users'?" in bad.stderr

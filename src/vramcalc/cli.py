@@ -1222,8 +1222,16 @@ def observe(
     snapshots: Annotated[
         list[Path] | None,
         typer.Argument(
-            metavar="SNAPSHOT", help="Saved /metrics pages of the running server (vLLM, SGLang, llama.cpp)."
+            metavar="SNAPSHOT",
+            help="Saved /metrics pages (vLLM, SGLang, llama.cpp) or nvidia-smi outputs; a directory reads every "
+            "file in it.",
         ),
+    ] = None,
+    plan: Annotated[
+        Path | None, typer.Option("--plan", metavar="FILE", help="A plan file holding the deployment.")
+    ] = None,
+    deployment: Annotated[
+        str | None, typer.Option("--deployment", metavar="NAME", help="The deployment's name in --plan.")
     ] = None,
     model: Annotated[str, typer.Option(metavar="MODEL", help="The deployment's model.")] = "",
     gpu: Annotated[str, typer.Option(metavar="GPU", help="Catalog GPU id the server runs on.")] = "",
@@ -1265,27 +1273,56 @@ def observe(
     Observed vs planned: KV capacity, requests running and waiting, TTFT and TPOT medians; findings
     a planner acts on. Exit 0 when the server agrees with the plan within its tolerances, 1 when a
     figure breaches it (for cron or CI), 2 for bad input."""
-    from vramcalc import render
     from vramcalc.core.assess import Deployment, LayoutKind
     from vramcalc.core.engines.base import EngineSettings
-    from vramcalc.core.observe import kv_profile
     from vramcalc.core.observe import observe as hold
-    from vramcalc.readings.metrics import parse_metrics, read_metrics
+    from vramcalc.readings.metrics import parse_metrics
 
     fmt_name = _pick_format(fmt, json_out, DIAGNOSE_FORMATS)
-    pages = [read_metrics(p) for p in snapshots or []]
+    from vramcalc.readings.metrics import looks_like_metrics
+    from vramcalc.readings.smi import parse_smi
+
+    paths: list[Path] = []
+    for p in snapshots or []:
+        paths += (
+            sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in _SNAPSHOT_SUFFIXES)
+            if p.is_dir()
+            else [p]
+        )
+    pages, readings = [], []
+    for p in paths:
+        text = _read_reading(p)
+        if not text.strip():
+            raise SpecError(f"{p}: the file is empty; expected a /metrics page or nvidia-smi output")
+        if looks_like_metrics(text) or text.lstrip().startswith("<"):
+            pages.append(parse_metrics(text, str(p)))
+            continue
+        try:
+            readings.append(parse_smi(text, str(p)))
+        except SpecError:
+            raise SpecError(
+                f"{p}: neither a /metrics page of vLLM, SGLang or llama-server nor nvidia-smi output"
+            ) from None
     if url is not None:
         pages.append(parse_metrics(_fetch_metrics(url), url))
-    if not pages:
-        raise SpecError("give saved /metrics pages (SNAPSHOT...) or --url http://host:port/metrics")
+    if not pages and not readings:
+        raise SpecError(
+            "give saved /metrics pages or nvidia-smi outputs (SNAPSHOT...) or --url http://host:port/metrics"
+        )
+    cat = _catalog(catalog)
+    if plan is not None:
+        _observed(hold(pages, _planned_deployment(plan, deployment, cat), readings), fmt_name, output,
+                  write_profile, pages)  # fmt: skip
+        return
     if not model or not gpu:
-        raise SpecError("observe needs the deployment: --model MODEL --gpu GPU (and its settings)")
+        raise SpecError(
+            "observe needs the deployment: --plan FILE --deployment NAME, or --model MODEL --gpu GPU"
+        )
     if bits is not None and quant is not None:
         raise SpecError("give --bits or --quant, not both")
-    cat = _catalog(catalog)
     resolved = _resolve(model, cat, online)
     gpu_spec = cat.gpus.get(gpu)
-    chosen = engine or pages[-1].engine
+    chosen = engine or (pages[-1].engine if pages else resolved.default_engine)
     layout: LayoutKind = "tensor-parallel" if tp > 1 else "single"
     d = Deployment(
         model=resolved.spec,
@@ -1306,10 +1343,56 @@ def observe(
         ),
         stored=resolved.stored,
     )
-    result = hold(pages, d)
+    _observed(hold(pages, d, readings), fmt_name, output, write_profile, pages)
+
+
+# Files `observe DIR` reads: saved /metrics pages and nvidia-smi outputs (not notes or YAML).
+_SNAPSHOT_SUFFIXES = frozenset({"", ".txt", ".prom", ".metrics", ".csv", ".log", ".out"})
+
+
+def _read_reading(path: Path) -> str:
+    """A saved snapshot (a /metrics page or nvidia-smi output) as text."""
+    from vramcalc import files
+    from vramcalc.readings.smi import MAX_SMI_BYTES
+
+    data = files.read_bytes(path, MAX_SMI_BYTES, "reading", SpecError)
+    if b"\x00" in data:
+        raise SpecError(f"{path}: binary (it holds NUL bytes); expected a /metrics page or nvidia-smi output")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (bad byte at offset {exc.start:,})") from None
+
+
+def _planned_deployment(plan: Path, name: str | None, cat: Catalog) -> Any:
+    """The deployment `name` of the plan file (the only one when it holds one)."""
+    from vramcalc.plans import load_plans
+
+    planned = load_plans([str(plan)], cat)
+    if name is None and len(planned) == 1:
+        return planned[0].deployment
+    names = [p.name for p in planned]
+    hit = next((p for p in planned if p.name == name), None)
+    if hit is None:
+        import difflib
+
+        close = difflib.get_close_matches(name or "", names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise SpecError(f"--deployment {name!r} is not in {plan}{hint} (it holds: {', '.join(names)})")
+    return hit.deployment
+
+
+def _observed(
+    result: Any, fmt_name: str, output: Path | None, write_profile: Path | None, pages: list[Any]
+) -> None:
+    from vramcalc import render
+
     if write_profile is not None:
+        from vramcalc.core.observe import kv_profile
         from vramcalc.profiles import profile_text
 
+        if not pages:
+            raise SpecError("--write-profile: needs a vLLM /metrics page")
         _write_atomically(
             write_profile, profile_text(kv_profile(result, pages[-1].source.rsplit("/", 1)[-1]))
         )

@@ -17,6 +17,7 @@ from vramcalc.core.types import Measured
 
 if TYPE_CHECKING:
     from vramcalc.readings.metrics import MetricsSnapshot
+    from vramcalc.readings.smi import SmiReading
 
 # How far an observed KV capacity may sit from the plan before it is a finding: vLLM's pool on
 # published startup logs is within 2.3% median of ours (tests/test_published_logs.py), so 5% is
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 KV_TOLERANCE = 0.05
 # Latency is noisier (the load, prompt lengths, scheduling): a median 30% off the plan is a finding.
 LATENCY_TOLERANCE = 0.30
+# nvidia-smi adds what the plan does not hold (other processes, the driver): 5% over is a finding.
+MEMORY_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +68,38 @@ def _span(a: Assessment, key: str) -> tuple[float, float] | None:
     return (main, main) if main is not None else None
 
 
-def observe(snapshots: list[MetricsSnapshot], d: Deployment) -> Observation:
+def observe(
+    snapshots: list[MetricsSnapshot], d: Deployment, smi: list[SmiReading] | None = None
+) -> Observation:
     """Each snapshot against the assessment of `d` at the users the server holds then (running +
-    waiting; `d.users` when the page does not say)."""
+    waiting; `d.users` when the page does not say); nvidia-smi readings against its per-GPU bytes."""
+    from vramcalc.units import GIB, MIB
+
     rows: list[Row] = []
+    memory: list[Comparison] = []
+    memory_findings: list[Finding] = []
+    used = [s.used_mib for r in smi or [] for s in r.samples if s.used_mib is not None]
+    if used:
+        a0 = assess(d)
+        seen_gib = max(used) * MIB / GIB
+        plan_gib = a0.per_gpu_bytes / GIB
+        memory.append(
+            Comparison(
+                "GPU memory in use (GiB, the busiest card)", round(seen_gib, 3), round(plan_gib, 3), "GiB"
+            )
+        )
+        if seen_gib > plan_gib * (1 + MEMORY_TOLERANCE):
+            memory_findings.append(
+                Finding(
+                    "memory_above_plan",
+                    f"the busiest card holds {seen_gib:.2f} GiB, the plan {plan_gib:.2f} GiB ({seen_gib / plan_gib - 1:+.0%}): "
+                    "another process on the card, or the engine holds more than plan_gib (`vramcalc diagnose` on "
+                    "the same nvidia-smi output names the processes)",
+                    {"observed_gib": round(seen_gib, 3), "planned_gib": round(plan_gib, 3)},
+                )
+            )
+    if not snapshots:
+        return Observation((), tuple(memory), tuple(memory_findings))
     for snap in snapshots:
         if snap.engine != d.engine.partition("@")[0]:
             from vramcalc.errors import SpecError
@@ -77,8 +108,8 @@ def observe(snapshots: list[MetricsSnapshot], d: Deployment) -> Observation:
         load = (snap.running or 0) + (snap.waiting or 0)
         users = max(1, round(load)) if snap.running is not None else d.users
         rows.append(Row(snap, users, assess(replace(d, users=users))))
-    findings: list[Finding] = []
-    comparisons: list[Comparison] = []
+    findings: list[Finding] = list(memory_findings)
+    comparisons: list[Comparison] = list(memory)
     last = rows[-1]
     a, snap = last.assessment, last.snapshot
     span = _span(a, "kv_capacity_tokens")
@@ -174,6 +205,8 @@ def kv_profile(obs: Observation, source: str) -> Measured:
     settings, as a startup log's profile would carry it."""
     from vramcalc.errors import SpecError
 
+    if not obs.rows:
+        raise SpecError("--write-profile: needs a vLLM /metrics page")
     row = obs.rows[-1]
     a, snap = row.assessment, row.snapshot
     pool, capacity, non_torch = (
