@@ -190,3 +190,23 @@ def test_a_directory_is_a_series_and_a_plan_names_the_deployment(tmp_path: Path,
     assert [s["source"].rsplit("/", 1)[-1][:2] for s in json.loads(r.stdout)["snapshots"]] == ["04", "05"]
     bad = run_cli("observe", str(tmp_path), "--plan", plan, "--deployment", "gemma-27b-4090-2-user")
     assert bad.exit_code == 2 and "did you mean 'gemma-27b-4090-2-users'?" in bad.stderr
+
+
+def test_stdin_fifo_and_huge_files(tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`-` reads stdin; a FIFO and a file past the size limit are one-line errors (the reader never
+    blocks on the FIFO nor reads the 2 GB file)."""
+    import io
+    import os
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(_page("04").read_text()))
+    args = ("--model", "llama-3.1-8b", "--gpu", "rtx-4090", "--ctx", "2048", "--json")
+    r = run_cli("observe", "-", *args)
+    assert json.loads(r.stdout)["snapshots"][0]["source"] == "<stdin>"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert "not a regular file" in run_cli("observe", str(fifo), *args).stderr
+    big = tmp_path / "big.prom"
+    with big.open("wb") as f:
+        f.truncate(2 * 1024**3)
+    r = run_cli("observe", str(big), *args)
+    assert r.exit_code == 2 and "too large" in r.stderr

@@ -1286,19 +1286,20 @@ def observe(
     for p in snapshots or []:
         paths += (
             sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in _SNAPSHOT_SUFFIXES)
-            if p.is_dir()
+            if str(p) != "-" and p.is_dir()
             else [p]
         )
     pages, readings = [], []
     for p in paths:
-        text = _read_reading(p)
+        text = sys.stdin.read(64 * 1024 * 1024) if str(p) == "-" else _read_reading(p)
         if not text.strip():
             raise SpecError(f"{p}: the file is empty; expected a /metrics page or nvidia-smi output")
+        source = "<stdin>" if str(p) == "-" else str(p)
         if looks_like_metrics(text) or text.lstrip().startswith("<"):
-            pages.append(parse_metrics(text, str(p)))
+            pages.append(parse_metrics(text, source))
             continue
         try:
-            readings.append(parse_smi(text, str(p)))
+            readings.append(parse_smi(text, source))
         except SpecError:
             raise SpecError(
                 f"{p}: neither a /metrics page of vLLM, SGLang or llama-server nor nvidia-smi output"

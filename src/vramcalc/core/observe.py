@@ -129,7 +129,8 @@ def observe(
                     "kv_pool_below_plan",
                     f"the server's KV pool holds {snap.kv_capacity_tokens:,} tokens, {gap:.0%} below the plan's "
                     f"{low:,.0f}: something takes memory the plan does not count (another process on the card, "
-                    "a larger activation peak or non-torch memory). Calibrate from the server's startup log "
+                    "a larger activation peak: the sampler's warm-up path, or non-torch memory). Calibrate from "
+                    "the server's startup log "
                     "(`vramcalc calibrate LOG --save FILE`) or from this page (`--write-profile FILE`)",
                     {
                         "observed_tokens": snap.kv_capacity_tokens,

@@ -114,7 +114,9 @@ def parse_metrics(text: str, source: str) -> MetricsSnapshot:
         blocks = _int(info.get("num_gpu_blocks"), source, "num_gpu_blocks")
         block_size = _int(info.get("block_size"), source, "block_size")
         util = info.get("gpu_memory_utilization")
-        capacity = blocks * block_size if blocks is not None and block_size is not None else None
+        capacity = _int(info.get("kv_cache_size_tokens"), source, "kv_cache_size_tokens")
+        if capacity is None and blocks is not None and block_size is not None:
+            capacity = blocks * block_size
         v1 = "vllm:kv_cache_usage_perc" in samples
         tpot = "vllm:time_per_output_token_seconds"
         if f"{tpot}_bucket" not in samples:

@@ -58,6 +58,13 @@ def observe_text(o: Observation) -> str:
             f"{'-' if s.kv_usage is None else f'{s.kv_usage:.0%}'} | {_num(s.ttft_p50_s)} ({_num(a.ttft_s)}) | "
             f"{_num(s.tpot_p50_s)} ({_num(tpot)})"
         )
+    if len(o.rows) > 1:
+        lines.append("Users vs KV cache in use (# used, . free) and time per output token:")
+        for r in o.rows:
+            usage = r.snapshot.kv_usage
+            cells = 0 if usage is None else round(min(1.0, usage) * 30)
+            bar = "#" * cells + "." * (30 - cells) if usage is not None else "-" * 30
+            lines.append(f"  {r.users:>6} users |{bar}| {_num(r.snapshot.tpot_p50_s)} s/token")
     lines.append("Observed vs planned (the last snapshot):")
     for c in o.comparisons:
         diff = f" ({(c.observed - c.planned) / c.planned:+.0%})" if c.planned else ""
