@@ -30,6 +30,7 @@ def _page(n: str) -> Path:
     ("n", "engine", "names", "capacity", "running", "waiting"),
     [
         ("01", "vllm", "v1", 34470 * 16, None, None),  # 551,520 = its kv_cache_size_tokens label
+        ("02", "vllm", "v1", None, 0, 0),  # cut by `head -40`: ends on a dangling # HELP line
         ("03", "vllm", "v0", 2340 * 16, 0, 0),  # V1 engine still on the old gauge name
         ("04", "vllm", "v0", 2375 * 16, 0, 0),
         ("05", "vllm", "v0", 11560 * 16, 3, 2),
