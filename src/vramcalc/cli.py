@@ -1181,42 +1181,6 @@ def diagnose(
         raise typer.Exit(1)
 
 
-def _fetch_metrics(url: str) -> str:
-    """GET `url` once (a /metrics page): 5 s timeout, at most MAX_METRICS_BYTES, no credentials,
-    no redirect to another host."""
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    from vramcalc.readings.metrics import MAX_METRICS_BYTES
-
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SpecError(f"--url {url!r}: give http(s)://host:port/metrics")
-    if parts.username or parts.password:
-        raise SpecError(f"--url: credentials in the address are not sent; drop them from {parts.hostname}")
-
-    class _SameHost(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-            if urllib.parse.urlsplit(newurl).hostname != parts.hostname:
-                fp.close()
-                raise SpecError(
-                    f"--url {url}: redirected to another host ({urllib.parse.urlsplit(newurl).hostname}); not followed"
-                )
-            return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-    opener = urllib.request.build_opener(_SameHost())
-    opener.addheaders = [("User-Agent", "vramcalc-observe")]
-    try:
-        with opener.open(url, timeout=5) as response:
-            data: bytes = response.read(MAX_METRICS_BYTES + 1)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise SpecError(f"--url {url}: cannot fetch ({getattr(exc, 'reason', exc)})") from None
-    if len(data) > MAX_METRICS_BYTES:
-        raise SpecError(f"--url {url}: the page is larger than a /metrics page can be")
-    return data.decode("utf-8", errors="replace")
-
-
 @app.command(cls=_Command)
 def observe(
     snapshots: Annotated[
@@ -1276,43 +1240,23 @@ def observe(
     from vramcalc.core.assess import Deployment, LayoutKind
     from vramcalc.core.engines.base import EngineSettings
     from vramcalc.core.observe import observe as hold
-    from vramcalc.readings.metrics import parse_metrics
+    from vramcalc.readings.metrics import fetch_metrics, parse_metrics
 
     fmt_name = _pick_format(fmt, json_out, DIAGNOSE_FORMATS)
-    from vramcalc.readings.metrics import looks_like_metrics
-    from vramcalc.readings.smi import parse_smi
+    from vramcalc.readings.snapshots import read_snapshots
 
-    paths: list[Path] = []
-    for p in snapshots or []:
-        paths += (
-            sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in _SNAPSHOT_SUFFIXES)
-            if str(p) != "-" and p.is_dir()
-            else [p]
-        )
-    pages, readings = [], []
-    for p in paths:
-        text = sys.stdin.read(64 * 1024 * 1024) if str(p) == "-" else _read_reading(p)
-        if not text.strip():
-            raise SpecError(f"{p}: the file is empty; expected a /metrics page or nvidia-smi output")
-        source = "<stdin>" if str(p) == "-" else str(p)
-        if looks_like_metrics(text) or text.lstrip().startswith("<"):
-            pages.append(parse_metrics(text, source))
-            continue
-        try:
-            readings.append(parse_smi(text, source))
-        except SpecError:
-            raise SpecError(
-                f"{p}: neither a /metrics page of vLLM, SGLang or llama-server nor nvidia-smi output"
-            ) from None
+    pages, readings = read_snapshots([str(p) for p in snapshots or []], sys.stdin)
     if url is not None:
-        pages.append(parse_metrics(_fetch_metrics(url), url))
+        pages.append(parse_metrics(fetch_metrics(url), url))
     if not pages and not readings:
         raise SpecError(
             "give saved /metrics pages or nvidia-smi outputs (SNAPSHOT...) or --url http://host:port/metrics"
         )
     cat = _catalog(catalog)
     if plan is not None:
-        _observed(hold(pages, _planned_deployment(plan, deployment, cat), readings), fmt_name, output,
+        from vramcalc.plans import deployment_named
+
+        _observed(hold(pages, deployment_named(plan, deployment, cat), readings), fmt_name, output,
                   write_profile, pages)  # fmt: skip
         return
     if not model or not gpu:
@@ -1345,42 +1289,6 @@ def observe(
         stored=resolved.stored,
     )
     _observed(hold(pages, d, readings), fmt_name, output, write_profile, pages)
-
-
-# Files `observe DIR` reads: saved /metrics pages and nvidia-smi outputs (not notes or YAML).
-_SNAPSHOT_SUFFIXES = frozenset({"", ".txt", ".prom", ".metrics", ".csv", ".log", ".out"})
-
-
-def _read_reading(path: Path) -> str:
-    """A saved snapshot (a /metrics page or nvidia-smi output) as text."""
-    from vramcalc import files
-    from vramcalc.readings.smi import MAX_SMI_BYTES
-
-    data = files.read_bytes(path, MAX_SMI_BYTES, "reading", SpecError)
-    if b"\x00" in data:
-        raise SpecError(f"{path}: binary (it holds NUL bytes); expected a /metrics page or nvidia-smi output")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not UTF-8 text (bad byte at offset {exc.start:,})") from None
-
-
-def _planned_deployment(plan: Path, name: str | None, cat: Catalog) -> Any:
-    """The deployment `name` of the plan file (the only one when it holds one)."""
-    from vramcalc.plans import load_plans
-
-    planned = load_plans([str(plan)], cat)
-    if name is None and len(planned) == 1:
-        return planned[0].deployment
-    names = [p.name for p in planned]
-    hit = next((p for p in planned if p.name == name), None)
-    if hit is None:
-        import difflib
-
-        close = difflib.get_close_matches(name or "", names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise SpecError(f"--deployment {name!r} is not in {plan}{hint} (it holds: {', '.join(names)})")
-    return hit.deployment
 
 
 def _observed(

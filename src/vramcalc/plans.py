@@ -21,11 +21,12 @@ from vramcalc.core.engines import resolve_engine
 from vramcalc.core.engines.base import EngineSettings
 from vramcalc.core.formats import resolve_format
 from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS
-from vramcalc.errors import PlanError, VramcalcError
+from vramcalc.errors import PlanError, SpecError, VramcalcError
 from vramcalc.limits import MAX_PLAN_FILES, MAX_WALK_ENTRIES
 from vramcalc.specs import one_line
 
 if TYPE_CHECKING:
+    from vramcalc.core.assess import Deployment as CoreDeployment
     from vramcalc.importers import ResolvedModel
 
 # A plan is a few KB; anything far larger is not one (and is refused before it is read).
@@ -537,3 +538,19 @@ def load_plans(args: Iterable[str], catalog: Catalog, skipped: list[str] | None 
     if not planned:
         raise PlanError([f"{', '.join(arg_list)}: no plan (a YAML file with deployments:) among these files"])
     return planned
+
+
+def deployment_named(plan: Path, name: str | None, catalog: Catalog) -> CoreDeployment:
+    """The deployment `name` of the plan file (its only one when `name` is None)."""
+    import difflib
+
+    planned = load_plans([str(plan)], catalog)
+    if name is None and len(planned) == 1:
+        return planned[0].deployment
+    names = [p.name for p in planned]
+    hit = next((p for p in planned if p.name == name), None)
+    if hit is None:
+        close = difflib.get_close_matches(name or "", names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise SpecError(f"--deployment {name!r} is not in {plan}{hint} (it holds: {', '.join(names)})")
+    return hit.deployment

@@ -202,3 +202,37 @@ def _histogram_quantile(
             return lower + (bound - lower) * share
         lower, below = bound, count
     return lower
+
+
+def fetch_metrics(url: str) -> str:
+    """GET `url` once (a /metrics page): 5 s timeout, at most MAX_METRICS_BYTES, no credentials,
+    no redirect to another host."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SpecError(f"--url {url!r}: give http(s)://host:port/metrics")
+    if parts.username or parts.password:
+        raise SpecError(f"--url: credentials in the address are not sent; drop them from {parts.hostname}")
+
+    class _SameHost(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+            if urllib.parse.urlsplit(newurl).hostname != parts.hostname:
+                fp.close()
+                raise SpecError(
+                    f"--url {url}: redirected to another host ({urllib.parse.urlsplit(newurl).hostname}); not followed"
+                )
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    opener = urllib.request.build_opener(_SameHost())
+    opener.addheaders = [("User-Agent", "vramcalc-observe")]
+    try:
+        with opener.open(url, timeout=5) as response:
+            data: bytes = response.read(MAX_METRICS_BYTES + 1)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise SpecError(f"--url {url}: cannot fetch ({getattr(exc, 'reason', exc)})") from None
+    if len(data) > MAX_METRICS_BYTES:
+        raise SpecError(f"--url {url}: the page is larger than a /metrics page can be")
+    return data.decode("utf-8", errors="replace")
