@@ -150,8 +150,15 @@ class Assessment:
     regime: str
     reasons: tuple[str, ...]
     misses: tuple[Miss, ...]
-    # figure -> (low, high): where published benchmarks would put it (core.speed.SPEED_SPREAD)
-    speed_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def speed_ranges(self) -> dict[str, tuple[float, float]]:
+        """figure -> (low, high): where published runs would put it (core.speed.SPEED_SPREAD);
+        computed when asked (a check of 10,000 deployments keeps none of them)."""
+        if self.serving is None:
+            return {}
+        factors = _speed_factors(self.deployment, self.scenario.estimate)
+        return _speed_ranges(self.deployment, self.scenario.estimate, self.serving, factors)
 
     @property
     def users(self) -> int:
@@ -524,18 +531,8 @@ def _assess(d: Deployment) -> Assessment:
     reasons = list(mem.reasons)
     if d.replicas > 1:
         reasons.append(f"{d.replicas} replicas, each with its own copy, serve {plural(users, 'user')} each")
-    ranges: dict[str, tuple[float, float]] = {}
     if srv is not None and spd is not None:
-        engine = e.plan.engine
-        kind = "decode" if users == 1 else "load"
-        # A benchmark of this setup (calibration profile) pins the regime: no published spread.
-        if decode_factor is None:
-            ranges["decode_tokens_per_s_per_user"] = rate_range(
-                engine, kind, srv.decode_tokens_per_s_per_user
-            )
-            ranges["aggregate_tokens_per_s"] = rate_range(engine, kind, srv.output_tokens_per_s * d.replicas)
-        if prefill_factor is None and overhead_s is None:
-            ranges["ttft_s"] = time_range(engine, "ttft", srv.ttft_s)
+        ranges = _speed_ranges(d, e, srv, (decode_factor, prefill_factor, overhead_s, speed_note))
         decode_span = ranges.get("decode_tokens_per_s_per_user")
         first_span = ranges.get("ttft_s")
         reasons.append(
@@ -581,9 +578,25 @@ def _assess(d: Deployment) -> Assessment:
         regime=regime,
         reasons=tuple(reasons),
         misses=(),
-        speed_ranges=ranges,
     )
     return replace(a, users_at_once=min(d.users, a.users_at_once), misses=_misses(a))
+
+
+def _speed_ranges(
+    d: Deployment, e: Estimate, srv: Serving, factors: tuple[float | None, float | None, float | None, str]
+) -> dict[str, tuple[float, float]]:
+    """Where published runs would put the speed figures; a benchmark of this setup (a calibration
+    profile's speed terms) pins the regime: no published spread for what it measured."""
+    decode_factor, prefill_factor, overhead_s, _ = factors
+    engine = e.plan.engine
+    kind = "decode" if d.users_per_replica == 1 else "load"
+    ranges: dict[str, tuple[float, float]] = {}
+    if decode_factor is None:
+        ranges["decode_tokens_per_s_per_user"] = rate_range(engine, kind, srv.decode_tokens_per_s_per_user)
+        ranges["aggregate_tokens_per_s"] = rate_range(engine, kind, srv.output_tokens_per_s * d.replicas)
+    if prefill_factor is None and overhead_s is None:
+        ranges["ttft_s"] = time_range(engine, "ttft", srv.ttft_s)
+    return ranges
 
 
 def _speed_factors(d: Deployment, e: Estimate) -> tuple[float | None, float | None, float | None, str]:
