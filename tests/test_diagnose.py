@@ -245,3 +245,12 @@ def test_growing_memory_by_hand() -> None:
     d = explain([reading])
     f = next(x for x in d.findings if x.code == "growing_memory")
     assert f.figures["mib_per_sample"] == 525.0 and "full in 28 more samples" in f.message
+
+
+def test_cut_names_match_by_their_total(run_cli: Run) -> None:
+    """nvidia-smi cuts long names: "NVIDIA RTX PRO 6000 Blac..." at 97,887 MiB is the catalog's RTX PRO
+    6000 Blackwell (nvidia-smi total 97,887 MiB); "NVIDIA GeForce RTX 4060 ..." at 8,188 MiB (a laptop
+    part) is not the 16 GB RTX 4060 Ti the cut name also starts."""
+    assert _json(run_cli("diagnose", str(_smi("04")), "--json"))["gpu"] == "rtx-pro-6000-blackwell"
+    laptop = _json(run_cli("diagnose", str(_smi("08")), "--json"))
+    assert laptop["gpu"] is None and laptop["gpu_names"] == ["NVIDIA GeForce RTX 4060 ..."]

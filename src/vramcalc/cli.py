@@ -1129,7 +1129,7 @@ def diagnose(
 
     from vramcalc import render
     from vramcalc.core.assess import Deployment, assess
-    from vramcalc.core.calibrate import gpu_named
+    from vramcalc.core.diagnose import card_of
     from vramcalc.core.diagnose import diagnose as explain
     from vramcalc.readings.smi import parse_smi, read_smi
 
@@ -1148,8 +1148,7 @@ def diagnose(
     cat = _catalog(catalog)
     gpu_spec = cat.gpus.get(gpu) if gpu else None
     if gpu_spec is None:
-        names = [s.name for r in parsed for s in r.samples if s.name]
-        gpu_spec = next((g for g in (gpu_named(n, cat.gpus.all().values()) for n in names) if g), None)
+        gpu_spec = card_of([s for r in parsed for s in r.samples], list(cat.gpus.all().values()))
     assessment = None
     if model is not None:
         if gpu_spec is None:

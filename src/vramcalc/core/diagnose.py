@@ -80,6 +80,31 @@ def _card_of(sample: GpuSample, gpu: GpuSpec | None) -> float | None:
     return sample.total_mib
 
 
+def card_of(samples: list[GpuSample], gpus: list[GpuSpec]) -> GpuSpec | None:
+    """The catalog card the readings print: by name; a name nvidia-smi cut ("NVIDIA RTX PRO 6000
+    Blac...") by the catalog names it starts whose nvidia-smi total is the one printed."""
+    from vramcalc.core.calibrate import gpu_named
+
+    for s in samples:
+        if not s.name:
+            continue
+        named = gpu_named(s.name, gpus)
+        if named is not None:
+            return named
+        if s.name.endswith("..."):
+            stem = s.name.removesuffix("...").strip().lower()
+            hits = [g for g in gpus if g.name.lower().startswith(stem)]
+            if s.total_mib is not None:  # the cut name alone may be a sibling (a laptop part, a 16 GB Ti)
+                hits = [
+                    g
+                    for g in hits
+                    if g.usable_mib is not None and abs(g.usable_mib - s.total_mib) <= 0.005 * s.total_mib
+                ]
+            if len(hits) == 1:
+                return hits[0]
+    return None
+
+
 def card_mib(gpu: GpuSpec | None, samples: list[GpuSample]) -> float | None:
     """The card's memory in MiB: the catalog's nvidia-smi total, else the total the reading prints."""
     if gpu is not None:
