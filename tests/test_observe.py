@@ -211,3 +211,17 @@ def test_stdin_fifo_and_huge_files(tmp_path: Path, run_cli: Run, monkeypatch: py
         f.truncate(2 * 1024**3)
     r = run_cli("observe", str(big), *args)
     assert r.exit_code == 2 and "too large" in r.stderr
+
+
+def test_a_v1_profile_pins_the_pool_and_drops_the_sampler_range(tmp_path: Path, run_cli: Run) -> None:
+    """Page 03 (vLLM V1, Qwen3-0.6B, 2,340 blocks = 37,440 tokens; an RTX 4090 and 2,048 tokens are
+    assumed): --write-profile, then the estimate with it shows 37,440 tokens (to a block) and no
+    sampler range: the measured pool holds the install's own path."""
+    profile = tmp_path / "v1.yaml"
+    args = ("--model", "qwen3-0.6b", "--gpu", "rtx-4090", "--ctx", "2048", "--engine", "vllm@0.10")
+    run_cli("observe", str(_page("03")), *args, "--write-profile", str(profile))
+    est = json.loads(
+        run_cli("estimate", *args[:2], *args[2:], "--calibration", str(profile), "--json").stdout
+    )
+    assert abs(est["engine"]["kv_capacity_tokens"] - 37_440) <= 16
+    assert est["engine"]["ranges"] == {}

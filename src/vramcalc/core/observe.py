@@ -222,8 +222,8 @@ def kv_profile(obs: Observation, source: str) -> Measured:
         raise SpecError(
             "--write-profile: needs a vLLM /metrics page with vllm:cache_config_info (num_gpu_blocks, block_size)"
         )
-    # The verdicts count the pool's low end: the profile carries the measured pool against it.
-    low = (_span(a, "kv_pool_bytes") or (pool, pool))[0]
+    # With the profile the figures lose their sampler range (it holds the install's own path):
+    # the main pool becomes the measured one.
     observed_pool = snap.kv_capacity_tokens * pool / capacity
     e = a.scenario.estimate
     return Measured(
@@ -234,5 +234,5 @@ def kv_profile(obs: Observation, source: str) -> Measured:
         gpu=a.deployment.gpu.id,
         weights_format=e.weight_format.name,
         tp=a.deployment.tp,
-        non_torch_bytes=max(0, int(non_torch + low - observed_pool)),
+        non_torch_bytes=max(0, int(non_torch + pool - observed_pool)),
     )

@@ -251,6 +251,8 @@ def plan(
         # A calibration profile from this engine, model, GPU and tensor-parallel size: its
         # measured terms replace our defaults; what depends on settings still follows them.
         r = {**r, **_measured_settings(measured, gpu)}
+        # The measured terms hold the install's own sampler path: no range around them.
+        r["calibrated_from"] = measured.source
         non_torch = int(r.get("non_torch_bytes", non_torch))
         graphs = max(0, int(r.get("cuda_graph_bytes", graphs)))
         scale = measured.activation_scale or 1.0
@@ -353,7 +355,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
 
     blocks, capacity, concurrency = from_pool(pool)
     ranges: list[tuple[str, float, float]] = []
-    if not v0 and settings.sampler is None:
+    if not v0 and settings.sampler is None and "calibrated_from" not in p.settings:
         # The sampler path is not known: the other path's peak gives the range's other end.
         taken = str(p.settings.get("sampler"))
         other = plan_activations(
