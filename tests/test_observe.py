@@ -221,7 +221,7 @@ def test_a_v1_profile_pins_the_pool_and_drops_the_sampler_range(tmp_path: Path, 
     args = ("--model", "qwen3-0.6b", "--gpu", "rtx-4090", "--ctx", "2048", "--engine", "vllm@0.10")
     run_cli("observe", str(_page("03")), *args, "--write-profile", str(profile))
     est = json.loads(
-        run_cli("estimate", *args[:2], *args[2:], "--calibration", str(profile), "--json").stdout
+        run_cli("estimate", "qwen3-0.6b", *args[2:], "--calibration", str(profile), "--json").stdout
     )
     assert abs(est["engine"]["kv_capacity_tokens"] - 37_440) <= 16
     assert est["engine"]["ranges"] == {}
