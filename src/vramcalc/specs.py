@@ -291,6 +291,15 @@ class GpuSpec(_Spec):
         ),
     )
     release_year: int | None = Field(default=None, ge=lim.MIN_YEAR, le=lim.MAX_YEAR)
+    cuda_sm: int | None = Field(
+        default=None,
+        ge=30,
+        le=199,
+        description=(
+            "NVIDIA CUDA compute capability x 10 (sm_86 = 86): which kernels an engine can take on "
+            "the card (vLLM's MXFP4 MoE backend, for one). Null for other vendors."
+        ),
+    )
     price_usd: float | None = Field(default=None, gt=0, le=lim.MAX_PRICE_USD)
     price_note: str | None = None
     source: Sources = Field(min_length=1)
