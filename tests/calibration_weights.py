@@ -81,7 +81,9 @@ def compare(record: dict[str, Any]) -> Comparison:
         # vLLM's "weights loaded" is what the engine holds per GPU: the tp shard of every tensor
         # plus the rotary cos/sin cache it registers as a buffer (vllm/v1 engine profile).
         work = Workload(min(4096, model.max_position_embeddings), 1)
-        ours = run(model, work, quant=v["format"], settings=EngineSettings(tp=tp)).estimate.weights_bytes
+        gpu = _catalog().gpus.get(v["gpu"]) if "gpu" in v else None
+        sc = run(model, work, quant=v["format"], gpu=gpu, settings=EngineSettings(tp=tp))
+        ours = sc.estimate.weights_bytes
     else:
         ours = getattr(weight_bytes(model, resolve_format(v["format"])), v["compare"]) // tp
     return Comparison(

@@ -404,6 +404,15 @@ def estimate(
             "as a range and size on the larger).",
         ),
     ] = None,
+    mxfp4_backend: Annotated[
+        str | None,
+        typer.Option(
+            "--mxfp4-backend",
+            metavar="KERNEL",
+            help="vLLM MXFP4 MoE kernel (gpt-oss): marlin, triton or flashinfer (default: what the GPU "
+            "allows; where that is unknown, figures show both as a range and size on the larger).",
+        ),
+    ] = None,
     mmproj: Annotated[
         bool | None,
         typer.Option(
@@ -471,7 +480,7 @@ def estimate(
             gpu=gpu_spec.id if gpu_spec else None,
         ),
     )
-    settings = replace(settings, sampler=sampler)
+    settings = replace(settings, sampler=sampler, mxfp4_backend=mxfp4_backend)
     if bits is not None and quant is not None:
         raise SpecError("give --bits or --quant, not both")
     ask = Request(

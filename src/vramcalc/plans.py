@@ -91,6 +91,10 @@ class EngineOptions(_Strict):
         default=None,
         description="vLLM V1 top-k/top-p sampler path; pins the regime (unset: sized on the larger, pytorch).",
     )
+    mxfp4_backend: Literal["marlin", "triton", "flashinfer"] | None = Field(
+        default=None,
+        description="vLLM MXFP4 MoE kernel (gpt-oss); pins the regime (unset: sized on the larger layout).",
+    )
     mmproj: bool | None = Field(
         default=None,
         description="llama.cpp --mmproj: load the vision projector file beside a text GGUF (vision models).",
@@ -491,6 +495,7 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog, node: Yaml
             s.mmproj,
             measured,
             s.sampler,
+            s.mxfp4_backend,
         ),
     )
     return Planned(

@@ -281,8 +281,8 @@ def _pool_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
     pp = d.pp
     name = f"{e.plan.engine} {e.plan.version}"
     raw_pool = int(_lowest(sc, "kv_pool_bytes") or 0)
-    # Where the regime is unknown (the sampler path) the verdict counts the larger activation peak
-    # and so the smaller pool; the pre-allocation (activations + pool) is the same either way.
+    # Where a regime is unknown (the sampler path, vLLM's MXFP4 kernel) the verdict counts the larger
+    # activation peak and weights layout and so the smaller pool; the pre-allocation is the same.
     gap = int(_figure(sc, "kv_pool_bytes") or 0) - raw_pool
     fixed = e.weights_bytes // pp + e.activations.bytes + gap + e.reserve_bytes
     # Pipeline stages hold 1/pp of the weights: the rest of the same budget goes to the pool.
@@ -316,7 +316,13 @@ def _pool_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
         reasons.append(
             f"{name} does not start: "
             + (
-                f"weights and buffers leave no KV pool ({gib(pool):.2f} GiB)"
+                f"weights and buffers leave no KV pool ({gib(pool):.2f} GiB"
+                + (
+                    f", the low end of its range; {gib(pool + gap):.2f} GiB at the main value: "
+                    f"{view.range_reason})"
+                    if gap > 0
+                    else ")"
+                )
                 if pool <= 0
                 else f"its {gib(pool):.2f} GiB KV pool cannot hold one {d.ctx_tokens:,}-token request "
                 f"({gib(users_kv_bytes(e, 1) // pp):.2f} GiB)"

@@ -389,9 +389,10 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
         kv = str(s.get("kv_cache_dtype", "auto"))
         if kv.startswith("fp8"):
             kv = "fp8"
-        if "sampler" in s:
-            wanted["sampler"] = s["sampler"]
-            used["sampler"] = s["sampler"]
+        for key in ("sampler", "mxfp4_backend"):
+            if key in s:
+                wanted[key] = s[key]
+                used[key] = s[key]
     else:
         n_ctx = int(s["n_ctx"])
         seqs = max(1, int(s.get("n_seq_max", 1)))
@@ -452,6 +453,7 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
         flash_attn=bool(settings["flash_attn"]) if "flash_attn" in settings else None,
         tp=int(settings.get("tp", 1)),
         sampler=str(settings["sampler"]) if "sampler" in settings else None,
+        mxfp4_backend=str(settings["mxfp4_backend"]) if "mxfp4_backend" in settings else None,
     )
     _check_log_numbers(
         {"context": (ctx, lim.MAX_CTX_TOKENS), "sequences": (users, lim.MAX_USERS)}

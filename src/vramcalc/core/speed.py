@@ -443,7 +443,7 @@ def stepper(
         gpu=gpu,
         gpus_per_replica=gpus_per_replica,
         bandwidth_bytes_per_s=decode_bandwidth_gbs(e.plan.engine, gpu) * GB * decode_factor,
-        weights_on_gpu_bytes=max(0, e.weights_bytes - moved // gpus_per_replica),
+        weights_on_gpu_bytes=max(0, e.weights_bytes - e.plan.unread_weight_bytes - moved // gpus_per_replica),
         # Each running sequence reads its own KV; slots allocated up front hold one sequence each.
         kv_per_sequence_bytes=e.kv.bytes / max(1, e.plan.slots or e.workload.users),
         host_kv_share=min(1.0, host_kv_bytes / e.kv.bytes) if e.kv.bytes else 0.0,

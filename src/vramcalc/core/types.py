@@ -73,6 +73,7 @@ class EngineSettings:
     mmproj: bool | None = None  # llama.cpp --mmproj: load the model's vision projector file
     measured: Measured | None = None  # a calibration profile for this engine, model and GPU
     sampler: str | None = None  # vLLM V1 top-k/top-p path: "flashinfer" or "pytorch" (None: unknown)
+    mxfp4_backend: str | None = None  # vLLM MXFP4 MoE kernel: marlin, triton or flashinfer (None: unknown)
     # GPUs the layers are split over (layout pipeline-parallel: llama.cpp/Ollama -sm layer); part
     # of the layout, not an engine flag, so given() leaves it out
     pp: int = 1
@@ -90,6 +91,7 @@ class EngineSettings:
             "enforce_eager",
             "mmproj",
             "sampler",
+            "mxfp4_backend",
         )
         out: dict[str, object] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
         if self.tp != 1:
@@ -132,6 +134,10 @@ class EnginePlan:
     attention_kv_tokens: int = 0  # kv length of the materialised scores (0 when not eager)
     activation_dtype_bytes: int = 2  # 2 for PyTorch bf16 activations, 4 for llama.cpp's f32 graph
     extra_weight_bytes: int = 0  # per GPU, e.g. vLLM's rotary cos/sin cache
+    # per GPU, part of extra_weight_bytes a decode step does not stream: vLLM's MXFP4 layout extras
+    # (padding and the scales' second copy; on published A100 gpt-oss runs, counting the padding as
+    # read made TPOT 6-7 points slower than measured)
+    unread_weight_bytes: int = 0
     offload_weight_bytes: int = 0  # per GPU, weights kept in host memory and streamed each step
     # Where a GGUF engine finds a vision model's vision tower: None = in the model file and loaded
     # (Ollama, and every PyTorch engine for its checkpoint); "absent" = a text GGUF without it

@@ -120,6 +120,16 @@ def read_vllm(t: LogText) -> Collector:
         c.setting("sampler", "flashinfer")
     elif t.has("Falling back to the PyTorch-native implementation of top-p & top-k sampling"):
         c.setting("sampler", "pytorch")
+    # Source: vllm/model_executor/layers/quantization/mxfp4.py get_mxfp4_backend logs the MoE kernel
+    # ("Using Marlin backend", "Using Triton backend" from mxfp4.py, "Using FlashInfer MXFP4 ...");
+    # marlin_utils_fp4.py warns when Marlin serves FP4 weights on a GPU without FP4 hardware. The
+    # attention backend's "Using Triton backend on V1 engine" (cuda.py) is another line.
+    if t.has("marlin_utils_fp4") or t.has("Using Marlin backend"):
+        c.setting("mxfp4_backend", "marlin")
+    elif t.has("Using FlashInfer MXFP4"):
+        c.setting("mxfp4_backend", "flashinfer")
+    elif t.last(r"mxfp4\.py:\d+\] Using Triton backend"):
+        c.setting("mxfp4_backend", "triton")
 
     # Figures, most precise wording first.
     c.size(

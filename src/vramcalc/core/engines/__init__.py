@@ -39,8 +39,11 @@ SETTING_FLAGS = {
     "enforce_eager": "--enforce-eager",
     "mmproj": "--mmproj",
     "sampler": "--sampler",
+    "mxfp4_backend": "--mxfp4-backend",
 }
 SAMPLERS = ("flashinfer", "pytorch")
+# Source: vllm/model_executor/layers/quantization/mxfp4.py Mxfp4Backend (the MoE kernel families).
+MXFP4_BACKENDS = ("marlin", "triton", "flashinfer")
 # Settings of the workload, not of an engine: every engine takes them.
 WORKLOAD_SETTINGS = frozenset({"prompt_tokens"})
 
@@ -122,6 +125,12 @@ def check_settings(engine: Engine, settings: EngineSettings, model: ModelSpec) -
             check_count(SETTING_FLAGS[key], value, 1, most)
     if settings.sampler is not None and settings.sampler not in SAMPLERS:
         raise SpecError(f"unknown --sampler {settings.sampler!r}; choose {' or '.join(SAMPLERS)}")
+    if settings.mxfp4_backend is not None and settings.mxfp4_backend not in MXFP4_BACKENDS:
+        close = difflib.get_close_matches(settings.mxfp4_backend, MXFP4_BACKENDS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise SpecError(
+            f"unknown --mxfp4-backend {settings.mxfp4_backend!r}; {hint}choose {', '.join(MXFP4_BACKENDS)}"
+        )
     if settings.mmproj and model.vision is None:
         raise SpecError(
             f"--mmproj: {model.id} has no vision tower (no mmproj file exists for it); drop --mmproj"

@@ -16,6 +16,7 @@ from vramcalc.core.estimate import plan_activations
 from vramcalc.core.formats import kv_bytes
 from vramcalc.core.kv import kv_layer_groups
 from vramcalc.core.types import Measured
+from vramcalc.errors import SpecError
 from vramcalc.units import GIB, MIB
 
 if TYPE_CHECKING:
@@ -35,7 +36,16 @@ NAME = "vllm"
 VERSIONS = ("0.6", "0.6.5", "0.9.0", "0.9.1", "0.11.1", "0.19", "0.33")
 BASELINE_PROFILING_SINCE = "0.6.5"
 SETTINGS = frozenset(
-    {"gpu_util", "max_num_seqs", "max_num_batched_tokens", "tp", "cpu_offload_gb", "enforce_eager", "sampler"}
+    {
+        "gpu_util",
+        "max_num_seqs",
+        "max_num_batched_tokens",
+        "tp",
+        "cpu_offload_gb",
+        "enforce_eager",
+        "sampler",
+        "mxfp4_backend",
+    }
 )
 
 # Source: vllm/config/cache.py CacheConfig (gpu_memory_utilization 0.9, block_size 16).
@@ -95,6 +105,64 @@ CUDA_GRAPH_BYTES = 512 * MIB
 
 
 _SAMPLER_NAMES = {"flashinfer": "FlashInfer's kernels", "pytorch": "the PyTorch sort path"}
+
+# Source: vllm/model_executor/layers/quantization/mxfp4.py Mxfp4MoEMethod: create_weights
+# allocates the expert matrices padded for the MoE kernel (per rank: intermediate width multiple,
+# hidden width multiple). Marlin: "n % 256 == 0 and k % 128 == 0" -> intermediate to 128, hidden to
+# 256; Triton: intermediate to 64; FlashInfer (SM100 TRT-LLM / BF16): both to 256. MXFP4 stores
+# 4 bits + one 8-bit scale per 32 weights = 17/32 B per weight. process_weights_after_loading:
+# Triton and FlashInfer turn the bf16 expert biases into float32; Triton swizzles the scales into
+# a new tensor (PrecisionConfig) and never frees layer.w13/w2_weight_scale, so it holds the
+# scales twice (1 B more per 32 weights). Checked on published logs: A100 TP4 Marlin 17.22 GiB
+# (ours 17.24), H100 Marlin 65.97 GiB (vllm#23278; ours 65.91), H100 Triton 64.38 GiB
+# (vllm#33155, llm-d; ours 64.19).
+MXFP4_PAD = {"marlin": (128, 256), "triton": (64, 1), "flashinfer": (256, 256)}
+MXFP4_BYTES_PER_WEIGHT = 17 / 32
+_MXFP4_FP32_BIAS = frozenset({"triton", "flashinfer"})
+
+
+def mxfp4_backends(gpu: GpuSpec | None) -> tuple[str, ...]:
+    """The MXFP4 MoE kernels vLLM may take on `gpu`, the standard images' first; () where the
+    catalog gives no CUDA compute capability (other vendors: the checkpoint layout is used).
+
+    Source: mxfp4.py get_mxfp4_backend (0.10.1+): FlashInfer on SM100 when installed (the images
+    ship it); triton_kernels only for 9.0 <= capability < 11.0 and when installed (with torch
+    >= 2.8), else Marlin, the only kernel before Hopper and on SM12x (RTX 50, RTX PRO 6000, GB10).
+    On Hopper, Triton (images with triton_kernels) or Marlin (without): unknown, a range.
+    """
+    sm = gpu.cuda_sm if gpu is not None else None
+    if sm is None:
+        return ()
+    if sm < 90 or sm >= 110:
+        return ("marlin",)
+    if sm < 100:
+        return ("triton", "marlin")
+    return ("flashinfer", "triton")
+
+
+def mxfp4_padding_bytes(m: ModelSpec, tp: int, backend: str) -> int:
+    """Bytes one rank holds beyond the checkpoint's MXFP4 experts in `backend`'s layout.
+
+    Per expert and MoE layer: 3 matrices of (I' x H' - I x H) x 17/32 B, I = expert width / tp
+    (vLLM shards each expert's intermediate dimension), I' and H' padded to the kernel's multiples;
+    Triton: + 3 x I' x H' / 32 B of scales held twice; expert biases (2 I' + H') x 4 B in float32
+    (Triton, FlashInfer) or x 2 B (Marlin), less the checkpoint's (2 I + H) x 2 B.
+    """
+    moe = m.moe
+    if moe is None:
+        return 0
+    i = moe.expert_intermediate_size / tp
+    h = m.hidden_size
+    pad_i, pad_h = MXFP4_PAD[backend]
+    ip, hp = pad_i * math.ceil(i / pad_i), pad_h * math.ceil(h / pad_h)
+    per_expert = 3 * (ip * hp - i * h) * MXFP4_BYTES_PER_WEIGHT
+    if backend == "triton":
+        per_expert += 3 * ip * hp / 32  # the checkpoint's scales, kept beside the swizzled copy
+    if moe.expert_bias:
+        bias_bytes = 4 if backend in _MXFP4_FP32_BIAS else 2
+        per_expert += (2 * ip + hp) * bias_bytes - (2 * i + h) * 2
+    layers = m.num_hidden_layers - moe.first_dense_layers
+    return round(moe.num_experts * layers * per_expert)
 
 
 def default_sampler(version: str) -> str:
@@ -217,6 +285,35 @@ def plan(
         rope_bytes,
         (f"rotary cos/sin cache {m.max_position_embeddings:,} positions x {rotary} x 2 B = {rope_bytes:,} B"),
     )
+    backends = mxfp4_backends(gpu) if fmt.rules == "mxfp4-moe" and m.moe is not None else ()
+    if settings.mxfp4_backend is not None and not backends:
+        raise SpecError(
+            f"--mxfp4-backend applies to MXFP4 MoE weights on an NVIDIA GPU (gpt-oss as released); "
+            f"here the weights are {fmt.name}"
+            + ("" if gpu is None or gpu.cuda_sm is not None else f" on {gpu.name}")
+            + ": drop it"
+        )
+    mxfp4_words = ""
+    unread = 0
+    if backends:
+        backend = settings.mxfp4_backend or backends[0]
+        if backend not in backends:
+            assert gpu is not None
+            raise SpecError(
+                f"--mxfp4-backend {backend}: vLLM does not take it on {gpu.name} (sm_{gpu.cuda_sm}); "
+                f"it takes {' or '.join(backends)} there"
+            )
+        r["mxfp4_backend"] = backend
+        pad = mxfp4_padding_bytes(m, settings.tp, backend)
+        extra_weights += pad
+        unread = pad
+        extra_formula += f" + MXFP4 experts in {backend}'s padded layout {pad:,} B"
+        if settings.mxfp4_backend is None and len(backends) > 1:
+            mxfp4_words = (
+                f"MXFP4 MoE kernel unknown (depends on the install): {backend} is the main value, "
+                f"{' or '.join(b for b in backends if b != backend)} the range's other end "
+                "(--mxfp4-backend pins it)"
+            )
     assumptions = [
         f"vLLM {version} defaults: max_num_seqs {seqs}, max_num_batched_tokens {batched:,}, "
         f"gpu_memory_utilization {r['gpu_memory_utilization']:g}",
@@ -236,6 +333,8 @@ def plan(
                 f"{_SAMPLER_NAMES[other]} ({_sampler_bytes(other):g} B) is the range's other end; the verdict "
                 "counts the smaller KV pool; --sampler pins it"
             )
+    if mxfp4_words:
+        assumptions.append(mxfp4_words)
     measured = settings.measured
     if measured is not None and not measured.has_memory_terms:
         measured = None  # speed factors only (bench --save): nothing for the memory terms
@@ -261,6 +360,7 @@ def plan(
 
             extra_weights = measured.weights_bytes_per_gpu - weight_bytes(m, fmt, settings.tp).gpu_bytes
             extra_formula = f"measured weights {measured.weights_bytes_per_gpu:,} B (calibration profile)"
+            unread = min(unread, max(0, extra_weights))
         assumptions.append(_measured_words(measured, non_torch, graphs, scale))
     reserve = CUDA_CONTEXT_BYTES + non_torch + graphs
     return EnginePlan(
@@ -277,6 +377,7 @@ def plan(
         activation_scale=scale,
         tp=settings.tp,
         extra_weight_bytes=extra_weights,
+        unread_weight_bytes=unread,
         # Source: vllm/model_executor/models/utils.py maybe_offload_to_cpu: parameters up to
         # cpu_offload_gb x 1024**3 bytes stay in pinned host memory and are read over PCIe (UVA)
         # in every forward pass; only when --cpu-offload-gb is given.
@@ -354,24 +455,45 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         return blocks, (blocks // n_groups) * BLOCK_TOKENS, concurrency
 
     blocks, capacity, concurrency = from_pool(pool)
-    ranges: list[tuple[str, float, float]] = []
-    if not v0 and settings.sampler is None and "calibrated_from" not in p.settings:
-        # The sampler path is not known: the other path's peak gives the range's other end.
+    # Regimes the tool cannot know (the install's sampler path, its MXFP4 MoE kernel): each one's
+    # other ends give the range; the pool's low end takes every unknown at its larger peak.
+    calibrated = "calibrated_from" in p.settings
+    unknown: list[str] = []
+    acts = [e.activations.bytes]
+    if not v0 and settings.sampler is None and not calibrated:
         taken = str(p.settings.get("sampler"))
-        other = plan_activations(
-            m, p, _sampler_bytes("pytorch" if taken == "flashinfer" else "flashinfer")
-        ).bytes
-        pool_o = pool + e.activations.bytes - other
-        blocks_o, capacity_o, concurrency_o = from_pool(pool_o)
-        for key, one, two in (
-            ("activation_peak_bytes", other, e.activations.bytes),
-            ("kv_pool_bytes", pool, pool_o),
-            ("num_gpu_blocks", blocks, blocks_o),
-            ("kv_capacity_tokens", capacity, capacity_o),
-            ("max_concurrency", round(concurrency, 2), round(concurrency_o, 2)),
+        other = _sampler_bytes("pytorch" if taken == "flashinfer" else "flashinfer")
+        acts.append(plan_activations(m, p, other).bytes)
+        unknown.append(
+            f"sampler path unknown: {_SAMPLER_NAMES[taken]} is the main value (--sampler flashinfer|pytorch pins it)"
+        )
+    weights = [e.weights_bytes]
+    taken_backend = p.settings.get("mxfp4_backend")
+    if taken_backend is not None and settings.mxfp4_backend is None and not calibrated:
+        others = [b for b in mxfp4_backends(gpu) if b != taken_backend]
+        here = mxfp4_padding_bytes(m, p.tp, str(taken_backend))
+        weights += [e.weights_bytes - here + mxfp4_padding_bytes(m, p.tp, b) for b in others]
+        if others:
+            unknown.append(
+                f"MXFP4 MoE kernel unknown: {taken_backend} is the main value, {' or '.join(others)} the "
+                "other end (--mxfp4-backend pins it)"
+            )
+    ranges: list[tuple[str, float, float]] = []
+    if unknown:
+        pool_low = pool - (max(acts) - acts[0]) - (max(weights) - weights[0])
+        pool_high = pool + (acts[0] - min(acts)) + (weights[0] - min(weights))
+        low, high = from_pool(pool_low), from_pool(pool_high)
+        for key, lo, hi in (
+            ("weights_bytes_per_gpu", min(weights), max(weights)),
+            ("activation_peak_bytes", min(acts), max(acts)),
+            ("kv_pool_bytes", pool_low, pool_high),
+            ("num_gpu_blocks", low[0], high[0]),
+            ("kv_capacity_tokens", low[1], high[1]),
+            ("max_concurrency", round(low[2], 2), round(high[2], 2)),
+            ("starts", pool_low > 0 and low[2] >= 1, pool_high > 0 and high[2] >= 1),
         ):
-            if one != two:
-                ranges.append((key, min(one, two), max(one, two)))
+            if lo != hi:
+                ranges.append((key, lo, hi))
     starts = pool > 0 and concurrency >= 1
     process = requested + CUDA_CONTEXT_BYTES + (0 if graphs_inside else max(0, graph_bytes))
     usable = (gpu.usable_mib or 0) * MIB or total
@@ -496,10 +618,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         figures,
         tuple(notes),
         tuple(ranges),
-        f"sampler path unknown: {_SAMPLER_NAMES[str(p.settings.get('sampler'))]} is the main value "
-        "(--sampler flashinfer|pytorch pins it)"
-        if ranges
-        else "",
+        "; ".join(unknown) if ranges else "",
     )
 
 
