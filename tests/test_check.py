@@ -503,6 +503,18 @@ def test_emit_vllm_fp8_kv_and_tensor_parallel(run_cli: Run) -> None:
     assert "--quantization" not in ds  # the checkpoint is fp8 already
 
 
+def test_emit_launches_a_pinned_regime_as_assessed(run_cli: Run) -> None:
+    """A plan that pins vLLM's sampler and MXFP4 kernel gets the environment that makes vLLM take
+    them (vllm/envs.py VLLM_USE_FLASHINFER_SAMPLER; Triton needs triton_kernels installed, said in
+    a comment); an unpinned plan gets no environment."""
+    r = run_cli("plan", "emit", "tests/fixtures/plans/valid/gpt-oss-h100-pinned.yaml")
+    assert r.exit_code == 0 and r.stderr == ""
+    assert _argv(r.stdout)[:3] == ["VLLM_USE_FLASHINFER_SAMPLER=1", "vllm", "serve"]
+    assert "# the plan pins the triton MXFP4 MoE kernel: vLLM takes it only with triton_kernels" in r.stdout
+    plain = _argv(run_cli("plan", "emit", "examples/plans/gemma-2-27b-4090-2-users.yaml").stdout)
+    assert plain[0] == "vllm"
+
+
 def test_emit_replicas(run_cli: Run) -> None:
     out = run_cli("plan", "emit", "examples/plans/gemma-2-27b-2x4090-replicas.yaml").stdout
     commands = [c for c in out.split("\nCUDA_VISIBLE_DEVICES=")[1:]]

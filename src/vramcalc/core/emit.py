@@ -122,7 +122,21 @@ def _vllm(p: Planned, sc: Scenario) -> Launch:
     if quant:
         argv += _flag("--quantization", quant)
     notes = [n for n in (note,) if n]
-    return Launch(p, f"vllm@{e.plan.version}", _per_process(p, "vllm", program, argv), (), tuple(notes))
+    # A pinned regime is launched as assessed. Source: vllm/envs.py VLLM_USE_FLASHINFER_SAMPLER and
+    # VLLM_MXFP4_USE_MARLIN; Triton's and FlashInfer's MoE kernels are taken when installed.
+    env: tuple[tuple[str, str], ...] = ()
+    pinned = p.request.settings
+    if pinned.sampler is not None:
+        env += (("VLLM_USE_FLASHINFER_SAMPLER", "1" if pinned.sampler == "flashinfer" else "0"),)
+    if pinned.mxfp4_backend == "marlin":
+        env += (("VLLM_MXFP4_USE_MARLIN", "1"),)
+    elif pinned.mxfp4_backend is not None:
+        package = "triton_kernels" if pinned.mxfp4_backend == "triton" else "flashinfer-python"
+        notes.append(
+            f"the plan pins the {pinned.mxfp4_backend} MXFP4 MoE kernel: vLLM takes it only with {package} "
+            "installed (Marlin otherwise)"
+        )
+    return Launch(p, f"vllm@{e.plan.version}", _per_process(p, "vllm", program, argv, env), (), tuple(notes))
 
 
 def _sglang(p: Planned, sc: Scenario) -> Launch:
