@@ -109,7 +109,8 @@ def test_resolve_engine_versions() -> None:
     assert resolve_engine("vllm")[1] == "0.33"
     assert resolve_engine("vllm@0.10.2")[1] == "0.10.2"  # behaves like 0.9.1
     with pytest.raises(
-        SpecError, match=r"known vllm versions: 0\.6, 0\.6\.5, 0\.9\.0, 0\.9\.1, 0\.11\.1, 0\.19, 0\.33"
+        SpecError,
+        match=r"known vllm versions: 0\.6, 0\.6\.5, 0\.7\.1, 0\.8, 0\.9\.0, 0\.9\.1, 0\.11\.1, 0\.19, 0\.33",
     ):
         resolve_engine("vllm@1.2")
     with pytest.raises(SpecError, match="known vllm versions"):
@@ -124,7 +125,7 @@ def test_resolve_engine_versions() -> None:
         (("--engine", "vlm"), "unknown --engine 'vlm'; did you mean vllm?"),
         (
             ("--engine", "vllm@9.9"),
-            "no profile for vllm 9.9 (known vllm versions: 0.6, 0.6.5, 0.9.0, 0.9.1, 0.11.1, 0.19, 0.33",
+            "no profile for vllm 9.9 (known vllm versions: 0.6, 0.6.5, 0.7.1, 0.8, 0.9.0, 0.9.1, 0.11.1, 0.19, 0.33",
         ),
         (("--gpu-util", "1.5"), "--gpu-util must be in (0, 1], got 1.5"),
         (("--gpu-util", "0"), "--gpu-util must be in (0, 1]"),

@@ -228,8 +228,11 @@ def _engine_version(facts: LogFacts) -> tuple[str, str]:
         wording = next((w for w in VLLM_V0_BASELINE if w in facts.markers), None)
         if (asked is not None and asked >= (0, 6, 5)) or (asked is None and wording):
             why = f"{facts.version}" if asked is not None else f"the {wording!r} wording of 0.6.5 and later"
-            return "vllm@0.6.5", (
-                f"{said}V0 engine ({facts.era_evidence!r}), {why}: modelled as vllm 0.6.5, our V0 profile "
+            # A printed V0 version keeps its own number (0.7.x: MLA's absorbed weights); the
+            # memory accounting is 0.6.5's either way.
+            at = printed.group(0) if asked is not None and printed is not None else "0.6.5"
+            return f"vllm@{at}", (
+                f"{said}V0 engine ({facts.era_evidence!r}), {why}: modelled as vllm {at}, our V0 profile "
                 "with PR #10511's memory profiling"
             )
         return "vllm@0.6", f"{said}V0 engine ({facts.era_evidence!r}): modelled as vllm 0.6, our V0 profile"

@@ -33,7 +33,9 @@ NAME = "vllm"
 # #26859). 0.19: NCCL outside the budget, graphs still outside. 0.33: FlashInfer sampler on again,
 # CUDA-graph estimate inside the budget (default since 0.21), async scheduling doubles in-flight
 # tokens, >=160 GiB tier.
-VERSIONS = ("0.6", "0.6.5", "0.9.0", "0.9.1", "0.11.1", "0.19", "0.33")
+# 0.7.1: MLA with matrix absorption (fp8 re-quantized absorbed copies beside the raw weights) until
+# 0.8, which dropped the absorbed copies.
+VERSIONS = ("0.6", "0.6.5", "0.7.1", "0.8", "0.9.0", "0.9.1", "0.11.1", "0.19", "0.33")
 BASELINE_PROFILING_SINCE = "0.6.5"
 SETTINGS = frozenset(
     {
@@ -119,6 +121,38 @@ _SAMPLER_NAMES = {"flashinfer": "FlashInfer's kernels", "pytorch": "the PyTorch 
 MXFP4_PAD = {"marlin": (128, 256), "triton": (64, 1), "flashinfer": (256, 256)}
 MXFP4_BYTES_PER_WEIGHT = 17 / 32
 _MXFP4_FP32_BIAS = frozenset({"triton", "flashinfer"})
+
+
+MLA_ABSORPTION_SINCE = "0.7.1"
+MLA_ABSORPTION_UNTIL = "0.8"
+
+
+def mla_absorption_bytes(m: ModelSpec, fmt: WeightFormat, tp: int, version: str) -> int:
+    """Bytes one rank holds beside the checkpoint's MLA weights in vLLM 0.7.1-0.7.x.
+
+    Source: vllm/attention/backends/mla/utils.py MLACommonImpl.process_weights_after_loading
+    (VLLM_MLA_PERFORM_MATRIX_ABSORPTION, on by default): "we end up with absorbed weights for
+    decode and another copy of raw weights for prefill". Per layer, N = heads / tp: W_QR
+    (q_lora_rank x N x rope dim, bf16); a quantized kv_b_proj dequantized to bf16 (kv_lora_rank x
+    N x (nope + v dims)), kept through its W_UK / W_UV views; W_Q_UK (q_lora_rank x N x
+    kv_lora_rank) and W_UV_O (N x kv_lora_rank x hidden), re-quantized to fp8 (1 B) when the
+    weights are fp8, else bf16 (2 B); their block scales (~17 KB a layer) are left out. 0.8
+    computes W_UK_T / W_UV as views instead.
+    """
+    mla = m.mla
+    if mla is None or not version_at_least(version, MLA_ABSORPTION_SINCE):
+        return 0
+    if version_at_least(version, MLA_ABSORPTION_UNTIL):
+        return 0
+    n = m.num_attention_heads // tp
+    q = mla.q_lora_rank or m.hidden_size
+    quantized = fmt.rules not in ("bf16", "fp16")
+    absorbed = 1 if fmt.rules == "fp8" else 2
+    w_qr = q * n * mla.qk_rope_head_dim * 2
+    kv_b = mla.kv_lora_rank * n * (mla.qk_nope_head_dim + mla.v_head_dim) * 2 if quantized else 0
+    w_q_uk = q * n * mla.kv_lora_rank * absorbed
+    w_uv_o = n * mla.kv_lora_rank * m.hidden_size * absorbed
+    return m.num_hidden_layers * (w_qr + kv_b + w_q_uk + w_uv_o)
 
 
 def mxfp4_backends(gpu: GpuSpec | None) -> tuple[str, ...]:
@@ -285,6 +319,10 @@ def plan(
         rope_bytes,
         (f"rotary cos/sin cache {m.max_position_embeddings:,} positions x {rotary} x 2 B = {rope_bytes:,} B"),
     )
+    absorbed = mla_absorption_bytes(m, fmt, settings.tp, version)
+    if absorbed:
+        extra_weights += absorbed
+        extra_formula += f" + MLA absorbed copies (0.7.x) {absorbed:,} B"
     backends = mxfp4_backends(gpu) if fmt.rules == "mxfp4-moe" and m.moe is not None else ()
     if settings.mxfp4_backend is not None and not backends:
         raise SpecError(

@@ -1,5 +1,6 @@
-"""vLLM's MXFP4 MoE layout (gpt-oss): the kernel each GPU takes, the bytes its layout adds, the
-range where the kernel depends on the install, and the published "Model loading took" figures.
+"""vLLM's weights beyond the checkpoint's bytes. MXFP4 MoE (gpt-oss): the kernel each GPU takes,
+the bytes its layout adds, the range where the kernel depends on the install, and the published
+"Model loading took" figures. MLA (DeepSeek) in 0.7.x: the absorbed copies.
 
 Source: vllm/model_executor/layers/quantization/mxfp4.py (get_mxfp4_backend, create_weights,
 process_weights_after_loading); records in tests/calibration/vllm_mxfp4_weights.yaml.
@@ -151,3 +152,21 @@ def test_calibrate_reads_the_kernel_from_the_log(run_cli: Run) -> None:
         "calibrate", str(log), "--gpu", "a100-80gb-sxm", "--model", "gpt-oss-120b", "--tp", "4", "--json"
     )
     assert json.loads(r.stdout)["settings"]["mxfp4_backend"] == "marlin"
+
+
+# --- MLA's absorbed copies (vLLM 0.7.x) -------------------------------------------------------------
+
+
+def test_mla_absorbed_copies_by_hand() -> None:
+    """DeepSeek-R1 FP8 at TP 8 (128 heads -> N = 16; q_lora_rank 1536, kv_lora_rank 512, rope 64,
+    nope 128, v 128, hidden 7168, 61 layers), vLLM 0.7.3: W_QR 1536 x 16 x 64 x 2 = 3,145,728 B;
+    kv_b_proj dequantized 512 x 16 x 256 x 2 = 4,194,304 B; W_Q_UK fp8 1536 x 16 x 512 =
+    12,582,912 B; W_UV_O fp8 16 x 512 x 7168 = 58,720,256 B; 78,643,200 B x 61 = 4,797,235,200 B.
+    Not in 0.6.5 (no MLA backend) nor from 0.8 (views instead of copies)."""
+    from vramcalc.core.formats import resolve_format
+
+    r1, fp8 = CAT.models.get("deepseek-r1"), resolve_format("fp8")
+    assert vllm.mla_absorption_bytes(r1, fp8, 8, "0.7.3") == 4_797_235_200
+    assert vllm.mla_absorption_bytes(r1, fp8, 8, "0.6.5") == 0
+    assert vllm.mla_absorption_bytes(r1, fp8, 8, "0.8.4") == 0
+    assert vllm.mla_absorption_bytes(CAT.models.get("llama-3.1-8b"), fp8, 1, "0.7.3") == 0
