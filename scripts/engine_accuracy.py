@@ -27,11 +27,11 @@ def show(title: str, points: list[Point]) -> None:
     print(f"\n{title}")
     print(f"{'record':<48} {'figure':<20} {'measured':>12} {'ours':>12} {'error':>8}  note")
     for p in points:
+        note = "xfail: " + p.xfail[:60] + "..." if p.xfail else ""
         if p.kind == "starts":
             err = "ok" if p.rel_error == 0 else "WRONG"
-            print(f"{p.record:<48} {p.figure:<20} {p.measured!s:>12} {p.ours!s:>12} {err:>8}")
+            print(f"{p.record:<48} {p.figure:<20} {p.measured!s:>12} {p.ours!s:>12} {err:>8}  {note}")
             continue
-        note = "xfail: " + p.xfail[:60] + "..." if p.xfail else ""
         print(
             f"{p.record:<48} {p.figure:<20} {p.measured:>12.4g} {p.ours:>12.4g} {p.rel_error:>+8.2%}  {note}"
         )
