@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 
@@ -149,6 +150,13 @@ class EnginePlan:
     assumptions: tuple[str, ...] = field(default=())
     settings: dict[str, int | float | bool | str] = field(default_factory=dict)  # resolved, for output
 
+    def __post_init__(self) -> None:
+        # Deployments that share an engine and model repeat these sentences word for word (a check of
+        # 10,000 deployments keeps 10,000 plans): one shared copy of each.
+        object.__setattr__(self, "assumptions", tuple(sys.intern(a) for a in self.assumptions))
+        for name in ("reserve_formula", "extra_weight_formula"):
+            object.__setattr__(self, name, sys.intern(getattr(self, name)))
+
 
 @dataclass(frozen=True, slots=True)
 class EngineFigure:
@@ -160,6 +168,9 @@ class EngineFigure:
     unit: str
     formula: str
     source: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", sys.intern(self.label))  # one copy per context length
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +186,9 @@ class EngineView:
     # the default regime's); empty when every regime is pinned
     ranges: tuple[tuple[str, float, float], ...] = ()
     range_reason: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "range_reason", sys.intern(self.range_reason))
 
     def value(self, key: str) -> int | float | bool:
         for fig in self.figures:
