@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from tests.conftest import toy_model
@@ -290,6 +293,19 @@ def test_bits_pick_conventional_formats() -> None:
     assert format_for_bits(8, gguf_engine=False).name == "fp8"
     with pytest.raises(UnknownFormatError, match="--bits 5"):
         format_for_bits(5, gguf_engine=False)
+
+
+def test_bits_keep_a_checkpoint_shipped_at_that_width(run_cli: Any) -> None:
+    """A model shipped at the asked width keeps its own format on PyTorch engines: gpt-oss --bits 4
+    is its MXFP4 checkpoint (no AWQ of it is needed), DeepSeek-R1 --bits 8 its FP8 one; another width,
+    or a GGUF engine, takes the conventional format."""
+    assert format_for_bits(4, gguf_engine=False, native="mxfp4-moe").name == "mxfp4-moe"
+    assert format_for_bits(8, gguf_engine=False, native="fp8").name == "fp8"
+    assert format_for_bits(16, gguf_engine=False, native="mxfp4-moe").name == "bf16"
+    assert format_for_bits(4, gguf_engine=True, native="mxfp4-moe").name == "Q4_K_M"
+    assert format_for_bits(4, gguf_engine=False, native="fp8").name == "awq-int4"
+    out = json.loads(run_cli("recommend", "gpt-oss-120b", "--users", "2", "--json").stdout)
+    assert out["scenario"]["format"] == "mxfp4-moe"
 
 
 def test_long_ctx_is_an_error_unless_allowed(gemma2_27b: ModelSpec) -> None:

@@ -157,7 +157,7 @@ def _switch_engine(d: Deployment, engine: str) -> Deployment:
         bits = 4
     if not profile.gguf and bits not in (4, 8, 16):
         bits = 4 if bits < 8 else 8
-    fmt = format_for_bits(bits, profile.gguf).name
+    fmt = format_for_bits(bits, profile.gguf, d.model.native_weight_format).name
     return replace(
         d, engine=engine, quant=fmt, bits=None, stored=None, kv_dtype="auto", settings=EngineSettings()
     )

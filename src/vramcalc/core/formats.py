@@ -514,7 +514,17 @@ _BITS_PYTORCH = {16: "bf16", 8: "fp8", 4: "awq-int4"}
 _BITS_GGUF = {16: "F16", 8: "Q8_0", 6: "Q6_K", 5: "Q5_K_M", 4: "Q4_K_M", 3: "Q3_K_M"}
 
 
-def format_for_bits(bits: int, gguf_engine: bool) -> WeightFormat:
+def format_for_bits(bits: int, gguf_engine: bool, native: str | None = None) -> WeightFormat:
+    """The conventional `bits`-wide format of the stack; for a PyTorch engine, the model's own
+    checkpoint format (`native`: gpt-oss's MXFP4, DeepSeek's FP8) when it has that width: the
+    model ships at that width, and no requantized checkpoint is needed."""
+    if (
+        native is not None
+        and not gguf_engine
+        and native in DENSE_FORMATS
+        and DENSE_FORMATS[native].bits == bits
+    ):
+        return resolve_format(native)
     table = _BITS_GGUF if gguf_engine else _BITS_PYTORCH
     if bits not in table:
         stack = "llama.cpp/Ollama" if gguf_engine else "vLLM-style serving"

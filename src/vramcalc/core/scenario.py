@@ -71,7 +71,7 @@ def run(
     elif quant is not None:
         fmt = resolve_format(quant, prefer_gguf=profile.gguf)
     elif bits is not None:
-        fmt = format_for_bits(bits, profile.gguf)
+        fmt = format_for_bits(bits, profile.gguf, model.native_weight_format)
     else:
         fmt = stored or default_format(model, profile.gguf)
     if stored is not None and fmt.name == stored.name and fmt.kind == stored.kind:
