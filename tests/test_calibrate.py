@@ -470,6 +470,19 @@ def test_profile_bad_input(run_cli: Run, tmp_path: Path) -> None:
 PUBLISHED = LOGS / "published"
 
 
+def test_a_printed_v0_version_is_kept_below_0_9(run_cli: Run, tmp_path: Path) -> None:
+    """vllm-a-01 prints "Initializing a V0 LLM engine (v0.7.3)": modelled as vllm 0.7.3 (0.7.x's MLA
+    copies apply where the model has MLA). The same log saying v0.9.2 (V0 kept with VLLM_USE_V1=0)
+    is modelled as 0.8, our newest V0 label: 0.9.2 itself would be V1."""
+    log = PUBLISHED / "vllm-a-01-a100-40gb-phi4-mini.log"
+    args = ("--gpu", "a100-40gb-sxm", "--model", "phi-4-mini", "--json")
+    assert "modelled as vllm 0.7.3" in json.loads(run_cli("calibrate", str(log), *args).stdout)["era"]
+    later = tmp_path / "v0-0.9.2.log"
+    later.write_text(log.read_text().replace("(v0.7.3)", "(v0.9.2)"))
+    era = json.loads(run_cli("calibrate", str(later), *args).stdout)["era"]
+    assert "V0 engine" in era and "modelled as vllm 0.8," in era
+
+
 def test_a_cut_config_line_is_given_back(run_cli: Run) -> None:
     """vllm-a-04 (8 x H200, DeepSeek-R1 FP8; the source pasted the memory lines without the
     engine-config line): without --tp the weights are modelled on one GPU (671B FP8 does not fit

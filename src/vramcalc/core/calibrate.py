@@ -229,8 +229,11 @@ def _engine_version(facts: LogFacts) -> tuple[str, str]:
         if (asked is not None and asked >= (0, 6, 5)) or (asked is None and wording):
             why = f"{facts.version}" if asked is not None else f"the {wording!r} wording of 0.6.5 and later"
             # A printed V0 version keeps its own number (0.7.x: MLA's absorbed weights); the
-            # memory accounting is 0.6.5's either way.
-            at = printed.group(0) if asked is not None and printed is not None else "0.6.5"
+            # memory accounting is 0.6.5's either way. V0 run on 0.9 or later (VLLM_USE_V1=0) is
+            # our newest V0 label, 0.8 (our labels from 0.9.0 on are V1).
+            at = "0.6.5"
+            if asked is not None and printed is not None:
+                at = printed.group(0) if asked < (0, 9, 0) else "0.8"
             return f"vllm@{at}", (
                 f"{said}V0 engine ({facts.era_evidence!r}), {why}: modelled as vllm {at}, our V0 profile "
                 "with PR #10511's memory profiling"
