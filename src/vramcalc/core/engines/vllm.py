@@ -34,7 +34,8 @@ NAME = "vllm"
 # CUDA-graph estimate inside the budget (default since 0.21), async scheduling doubles in-flight
 # tokens, >=160 GiB tier.
 # 0.7.1: MLA with matrix absorption (fp8 re-quantized absorbed copies beside the raw weights) until
-# 0.8, which dropped the absorbed copies.
+# 0.8, which dropped the absorbed copies. The 0.8 label is our V0 profile: 0.8.x ran V1 by default
+# on Ampere and later, and calibrate models such a V1 log as 0.9.0, our oldest V1 profile.
 VERSIONS = ("0.6", "0.6.5", "0.7.1", "0.8", "0.9.0", "0.9.1", "0.11.1", "0.19", "0.33")
 BASELINE_PROFILING_SINCE = "0.6.5"
 SETTINGS = frozenset(
