@@ -141,6 +141,23 @@ def test_bad_backend_is_one_line(args: list[str], words: str, run_cli: Run) -> N
     assert r.exit_code == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
+def test_kernel_and_sampler_names_ignore_case(run_cli: Run) -> None:
+    r = run_cli(
+        "estimate",
+        "gpt-oss-20b",
+        "--gpu",
+        "h100-sxm",
+        "--mxfp4-backend",
+        "MARLIN",
+        "--sampler",
+        "PyTorch",
+        "--json",
+    )
+    assert r.exit_code in (0, 1), r.stderr
+    engine = json.loads(r.stdout)["engine"]
+    assert engine["settings"]["mxfp4_backend"] == "marlin" and engine["ranges"] == {}
+
+
 def test_backend_on_a_dense_model_is_refused(run_cli: Run) -> None:
     r = run_cli("estimate", "llama-3.1-8b", "--gpu", "h100-sxm", "--mxfp4-backend", "triton")
     assert r.exit_code == 2 and "here the weights are bf16: drop it" in r.stderr

@@ -480,7 +480,11 @@ def estimate(
             gpu=gpu_spec.id if gpu_spec else None,
         ),
     )
-    settings = replace(settings, sampler=sampler, mxfp4_backend=mxfp4_backend)
+    settings = replace(
+        settings,
+        sampler=sampler.lower() if sampler else sampler,
+        mxfp4_backend=mxfp4_backend.lower() if mxfp4_backend else mxfp4_backend,
+    )
     if bits is not None and quant is not None:
         raise SpecError("give --bits or --quant, not both")
     ask = Request(
