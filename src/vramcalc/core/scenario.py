@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 
 from vramcalc.core.engines import check_kv_dtype, check_settings, resolve_engine
-from vramcalc.core.engines.base import Engine, EngineSettings, EngineView
+from vramcalc.core.engines.base import Engine, EnginePlan, EngineSettings, EngineView
 from vramcalc.core.estimate import Estimate, Workload, estimate, validate_workload
 from vramcalc.core.formats import WeightFormat, format_for_bits, resolve_format, resolve_kv_dtype
 from vramcalc.errors import SpecError
@@ -84,7 +85,28 @@ def run(
         )
     kv = resolve_kv_dtype(default_kv_dtype(model, profile.gguf) if kv_dtype == "auto" else kv_dtype)
     check_kv_dtype(profile, kv)
+    if profile.plan_reads_users:
+        plan = profile.plan(model, workload, fmt, kv, gpu, settings, version)
+        result = estimate(model, workload, fmt, kv, plan, gpu)
+        view = profile.view(result, gpu, settings, version) if gpu is not None else None
+        return Scenario(result, profile, view)
+    plan, view = _plan_and_view(profile, model, replace(workload, users=1), fmt, kv, gpu, settings, version)
+    return Scenario(estimate(model, workload, fmt, kv, plan, gpu), profile, view)
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan_and_view(
+    profile: Engine,
+    model: ModelSpec,
+    workload: Workload,
+    fmt: WeightFormat,
+    kv: str,
+    gpu: GpuSpec | None,
+    settings: EngineSettings,
+    version: str,
+) -> tuple[EnginePlan, EngineView | None]:
+    """An engine whose plan and view do not read the user count plans once per deployment: the
+    capacity search and the users table assess the same deployment at many counts."""
     plan = profile.plan(model, workload, fmt, kv, gpu, settings, version)
-    result = estimate(model, workload, fmt, kv, plan, gpu)
-    view = profile.view(result, gpu, settings, version) if gpu is not None else None
-    return Scenario(result, profile, view)
+    one = estimate(model, workload, fmt, kv, plan, gpu)
+    return plan, profile.view(one, gpu, settings, version) if gpu is not None else None

@@ -33,6 +33,9 @@ class Engine:
     kv_dtypes: tuple[str, ...]  # KV cache dtypes it offers (our names: bf16, fp16, fp8, q8_0, q4_0)
     plan: PlanFn
     view: ViewFn
+    # The plan and view read the workload's context but not its user count (vLLM: the pool is sized
+    # before any user arrives), so one plan serves every user count of a deployment.
+    plan_reads_users: bool = True
 
     @property
     def default_version(self) -> str:
