@@ -402,10 +402,12 @@ def test_bad_plan_fields_are_one_line(field: str, value: str, run_cli: Run, tmp_
     assert f"deployments.0.{field}" in line
 
 
-def test_vllm_plans_once_per_deployment_whatever_the_user_count() -> None:
-    """vLLM's plan and startup view read the context, never the user count (its pool is sized before
-    any user arrives), so scenario.run plans a deployment once and reuses it for every count the
-    capacity search and the users table ask about; the figures are those of a fresh plan."""
+@pytest.mark.parametrize("engine_name", ["vllm", "sglang", "tgi"])
+def test_pool_engines_plan_once_per_deployment_whatever_the_user_count(engine_name: str) -> None:
+    """vLLM's, SGLang's and TGI's plans and startup views read the context, never the user count
+    (their pools are sized before any user arrives), so scenario.run plans a deployment once and
+    reuses it for every count the capacity search and the users table ask about; the figures are
+    those of a fresh plan. (llama.cpp, Ollama and transformers size slots or a batch by users.)"""
     from vramcalc.core import scenario
     from vramcalc.core.assess import by_users
     from vramcalc.core.engines import get_engine
@@ -414,17 +416,24 @@ def test_vllm_plans_once_per_deployment_whatever_the_user_count() -> None:
 
     cat = Catalog()
     model, gpu = cat.models.get("qwen3-8b"), cat.gpus.get("l40s")
-    vllm = get_engine("vllm")
-    assert vllm.plan_reads_users is False
+    engine = get_engine(engine_name)
+    assert engine.plan_reads_users is False
     fmt = resolve_format("bf16")
     plans = [
-        vllm.plan(model, Workload(8192, users), fmt, "bf16", gpu, EngineSettings(), "0.33")
+        engine.plan(model, Workload(8192, users), fmt, "bf16", gpu, EngineSettings(), engine.default_version)
         for users in (1, 7, 60)
     ]
     assert plans[0] == plans[1] == plans[2]
     scenario._plan_and_view.cache_clear()
     d = Deployment(
-        model=model, gpu=gpu, users=12, count=1, layout="single", engine="vllm", quant="bf16", ctx_tokens=8192
+        model=model,
+        gpu=gpu,
+        users=12,
+        count=1,
+        layout="single",
+        engine=engine_name,
+        quant="bf16",
+        ctx_tokens=8192,
     )
     rows = by_users(d, list(range(1, 13)))
     info = scenario._plan_and_view.cache_info()
@@ -434,3 +443,5 @@ def test_vllm_plans_once_per_deployment_whatever_the_user_count() -> None:
     assert [a.scenario.estimate.kv.bytes for a in rows] == sorted(
         {a.scenario.estimate.kv.bytes for a in rows}
     )
+    for other in ("llama.cpp", "ollama", "transformers"):
+        assert get_engine(other).plan_reads_users is True

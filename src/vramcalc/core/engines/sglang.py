@@ -251,4 +251,4 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
 
 
 # Source: sglang --kv-cache-dtype auto | fp8_e4m3 | fp8_e5m2.
-ENGINE = Engine(NAME, VERSIONS, SETTINGS, False, ("bf16", "fp16", "fp8"), plan, view)
+ENGINE = Engine(NAME, VERSIONS, SETTINGS, False, ("bf16", "fp16", "fp8"), plan, view, plan_reads_users=False)

@@ -166,4 +166,4 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
 
 
 # Source: TGI --kv-cache-dtype fp8 (e4m3fn / e5m2); default the model dtype.
-ENGINE = Engine(NAME, VERSIONS, SETTINGS, False, ("bf16", "fp16", "fp8"), plan, view)
+ENGINE = Engine(NAME, VERSIONS, SETTINGS, False, ("bf16", "fp16", "fp8"), plan, view, plan_reads_users=False)
