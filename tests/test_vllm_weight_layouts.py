@@ -1,6 +1,9 @@
-"""vLLM's weights beyond the checkpoint's bytes. MXFP4 MoE (gpt-oss): the kernel each GPU takes,
-the bytes its layout adds, the range where the kernel depends on the install, and the published
-"Model loading took" figures. MLA (DeepSeek) in 0.7.x: the absorbed copies.
+"""vLLM's memory beyond the checkpoint's bytes.
+
+- MXFP4 MoE (gpt-oss): the kernel each GPU takes, the bytes its layout adds, the range where the
+  kernel depends on the install, and the published "Model loading took" figures.
+- MLA (DeepSeek) in 0.7.x: the absorbed copies.
+- The fused MoE kernel's buffers, and the budget line vLLM 0.10.2+ prints.
 
 Source: vllm/model_executor/layers/quantization/mxfp4.py (get_mxfp4_backend, create_weights,
 process_weights_after_loading); records in tests/calibration/vllm_mxfp4_weights.yaml.
@@ -187,3 +190,52 @@ def test_mla_absorbed_copies_by_hand() -> None:
     assert vllm.mla_absorption_bytes(r1, fp8, 8, "0.6.5") == 0
     assert vllm.mla_absorption_bytes(r1, fp8, 8, "0.8.4") == 0
     assert vllm.mla_absorption_bytes(CAT.models.get("llama-3.1-8b"), fp8, 1, "0.7.3") == 0
+
+
+# --- the fused MoE kernel's buffers and vLLM 0.10.2+'s budget line --------------------------------
+
+
+def test_fused_moe_workspace_by_hand() -> None:
+    """Qwen3-235B-A22B (hidden 4096, expert width 1536, top 8) at TP 4, 8,192 batched tokens:
+    N = 2 x 1536 / 4 = 768; cache13 = 8192 x 8 x max(768, 4096) and cache2 = 8192 x 8 x 384
+    elements, bf16: 8192 x 8 x 4480 x 2 = 587,202,560 B. Past 16,384 tokens the kernel chunks."""
+    from vramcalc.core.activations import fused_moe_workspace_bytes
+
+    q = CAT.models.get("qwen3-235b-a22b")
+    assert fused_moe_workspace_bytes(q, 8192, 4, 2) == 587_202_560
+    assert fused_moe_workspace_bytes(q, 40_000, 4, 2) == 2 * 587_202_560
+    assert fused_moe_workspace_bytes(CAT.models.get("llama-3.1-8b"), 8192, 1, 2) == 0
+
+
+@pytest.mark.parametrize(
+    ("log", "args", "figures"),
+    [
+        (
+            "vllm-c-08-rtx-pro-6000-qwen3-235b-a22b-fp8-tp4.log",
+            ["--gpu", "rtx-pro-6000-blackwell", "--model", "qwen3-235b-a22b", "--tp", "4"],
+            # 0.76 GiB for peak activation, 56.89 GiB consumed (weights + non-torch) - 55.19 weights,
+            # 0.32 GiB for CUDAGraph memory, 27.85 GiB of KV in use
+            {
+                "activation_peak_bytes": 0.76,
+                "non_torch_bytes": 1.70,
+                "cuda_graph_bytes": 0.32,
+                "kv_pool_bytes": 27.85,
+            },
+        ),
+        (
+            "vllm-c-10-l40s-qwen3-235b-a22b-fp8-tp8-ep.log",
+            ["--gpu", "l40s", "--model", "qwen3-235b-a22b", "--quantization", "fp8"],
+            # 1.4 GiB for peak activation, 0.18 GiB for non-torch memory (the pool keeps the log's
+            # own "Available KV cache memory" line)
+            {"activation_peak_bytes": 1.40, "non_torch_bytes": 0.18, "kv_pool_bytes": 10.65},
+        ),
+    ],
+)
+def test_the_actual_usage_line_is_read(
+    log: str, args: list[str], figures: dict[str, float], run_cli: Run
+) -> None:
+    r = run_cli("calibrate", str(ROOT / "tests/fixtures/logs/published" / log), *args, "--json")
+    assert r.exit_code in (0, 1), r.stderr
+    theirs = {f["key"]: f["theirs"] for f in json.loads(r.stdout)["figures"]}
+    for key, gib in figures.items():
+        assert theirs[key] / 2**30 == pytest.approx(gib, abs=0.006), key

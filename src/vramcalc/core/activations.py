@@ -47,6 +47,24 @@ def qkv_width(m: ModelSpec) -> int:
     return (m.num_attention_heads + 2 * m.num_key_value_heads) * m.head_dim
 
 
+# Source: vllm/model_executor/layers/fused_moe/fused_moe.py fused_experts_impl (SGLang's
+# fused_moe_triton keeps the same buffers): for a chunk of M = min(tokens,
+# VLLM_FUSED_MOE_CHUNK_SIZE = 16,384) tokens, cache13 = M x top_k x max(N, K) elements (the
+# gate_up output and the down output share it) and cache2 = M x top_k x N / 2, with N = 2 x the
+# expert width / tp and K = hidden: every routed (token, expert) pair's down output is hidden-wide
+# on every rank, not split by tensor parallelism.
+FUSED_MOE_CHUNK_TOKENS = 16_384
+
+
+def fused_moe_workspace_bytes(m: ModelSpec, tokens: int, tp: int, dtype_bytes: int) -> int:
+    """The fused MoE kernel's intermediate buffers for one forward of `tokens` tokens (0 if dense)."""
+    if m.moe is None:
+        return 0
+    chunk = min(tokens, FUSED_MOE_CHUNK_TOKENS)
+    n = 2 * m.moe.expert_intermediate_size // tp
+    return chunk * m.moe.experts_per_token * (max(n, m.hidden_size) + n // 2) * dtype_bytes
+
+
 def activation_bytes(
     m: ModelSpec,
     prefill_tokens: int,
@@ -60,10 +78,12 @@ def activation_bytes(
     attention_kv_tokens: int = 0,
     dtype_bytes: int = ACTIVATION_DTYPE_BYTES,
     tp: int = 1,
+    fused_moe: bool = False,
 ) -> ActivationUse:
     """Peak temporary memory on one GPU for one forward pass and the sampler.
 
-    forward = tokens x (3 x ffn_width + qkv_width) / tp x dtype B + tokens x hidden_temporaries x
+    forward = tokens x (3 x ffn_width + qkv_width) / tp x dtype B (with `fused_moe`, at least the
+    fused MoE kernel's buffers, fused_moe_workspace_bytes) + tokens x hidden_temporaries x
     hidden x dtype B (bf16 in PyTorch engines, f32 in llama.cpp's graph); with eager (non-flash) attention, one layer's scores heads/tp x tokens x
     kv_tokens x score_bytes replace the MLP temporaries when larger; sampler = rows x vocab x
     bytes_per_logit. Peak = max(forward + rows x vocab x forward_logit_bytes, sampler): the sampler
@@ -73,6 +93,8 @@ def activation_bytes(
     ffn = ffn_width(m)
     qkv = qkv_width(m)
     mlp = prefill_tokens * MLP_TEMPORARIES * ffn // tp * dtype_bytes
+    if fused_moe:
+        mlp = max(mlp, fused_moe_workspace_bytes(m, prefill_tokens, tp, dtype_bytes))
     scores = 0
     if eager_attention:
         heads = max(1, m.num_attention_heads // tp)

@@ -281,6 +281,7 @@ def plan_activations(
         attention_kv_tokens=p.attention_kv_tokens,
         dtype_bytes=p.activation_dtype_bytes,
         tp=p.tp,
+        fused_moe=p.fused_moe,
     )
     if p.activation_scale != 1.0:
         act = replace(act, bytes=round(act.bytes * p.activation_scale))

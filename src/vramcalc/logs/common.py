@@ -21,7 +21,7 @@ _LONG_LINE = re.compile(rf"^([^\n]{{{MAX_LOG_LINE_CHARS}}})[^\n]+", re.MULTILINE
 # is a whole day of request logs, where the startup lines may be from several restarts.
 MAX_LOG_BYTES = 5 * 10**6
 
-_UNITS = {"B": 1, "KiB": KIB, "MiB": MIB, "GiB": GIB, "Gib": GIB}
+_UNITS = {"B": 1, "bytes": 1, "KiB": KIB, "MiB": MIB, "GiB": GIB, "Gib": GIB}
 # Every pattern here and in the engine readers runs in time linear in the log: each starts with a
 # literal (or a lookbehind that rejects most positions at once), and every repetition is bounded,
 # so no match attempt scans far before it fails. Numbers have at most 20 digits (a longer run is

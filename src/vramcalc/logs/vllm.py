@@ -188,6 +188,38 @@ def read_vllm(t: LogText) -> Collector:
         "Graph capturing finished ... took",
         t.last(rf"Graph capturing finished in \d{{1,20}}(?:\.\d{{1,20}})? secs?, took {NUM} ?(GiB)"),
     )
+    # Source: vllm/v1/worker/gpu_worker.py (0.10.2 on) sums up the budget it found in one line:
+    # "Free memory on device (F/T GiB) on startup. Desired GPU memory utilization is (u, R GiB).
+    # Actual usage is W GiB for weight, A GiB for peak activation, N GiB for non-torch memory, and
+    # G GiB for CUDAGraph memory" (later "W GiB for consumed memory (weights + non-torch)"), then
+    # "Current kv cache memory in use is K GiB" (or "K bytes"). Read after the older wordings.
+    usage = "Actual usage is "
+    c.size(
+        "activation_peak_bytes",
+        "for peak activation",
+        t.last_line(usage, rf"{usage}[^\n]{{0,300}}?{NUM} ?(GiB) for peak activation"),
+    )
+    c.size(
+        "non_torch_bytes",
+        "for non-torch memory",
+        t.last_line(usage, rf"{usage}[^\n]{{0,300}}?{NUM} ?(GiB) for non-torch memory"),
+    )
+    consumed = t.last_line(usage, rf"{usage}{NUM} ?(GiB) for consumed memory \(weights \+ non-torch\)")
+    weights = c.figures.get("weights_bytes_per_gpu")
+    if consumed is not None and weights is not None and "non_torch_bytes" not in c.figures:
+        c.figure(
+            "non_torch_bytes",
+            f"consumed memory (weights + non-torch) - {weights.label}",
+            to_bytes(consumed.group(1), "GiB") - int(weights.value),
+            "bytes",
+            f"{consumed.group(0)} - {weights.text}",
+            consumed,
+        )
+    c.size(
+        "cuda_graph_bytes",
+        "for CUDAGraph memory",
+        t.last_line(usage, rf"{usage}[^\n]{{0,400}}?{NUM} ?(GiB) for CUDAGraph memory"),
+    )
     c.size("kv_pool_bytes", "kv_cache_size", t.last(rf"kv_cache_size={NUM}(GiB)"))
     c.size("kv_pool_bytes", "reserved for KV Cache", t.last(rf"reserved for KV Cache is {NUM} ?(GiB)"))
     c.size("kv_pool_bytes", "Available KV cache memory", t.last(rf"Available KV cache memory: {NUM} ?(GiB)"))
@@ -195,6 +227,11 @@ def read_vllm(t: LogText) -> Collector:
         "kv_pool_bytes",
         "available KV cache memory",
         t.last(rf"larger than the available KV cache memory \({NUM} ?(GiB)\)"),
+    )
+    c.size(
+        "kv_pool_bytes",
+        "Current kv cache memory in use",
+        t.last(rf"Current kv cache memory in use is {NUM} ?(GiB|bytes)"),
     )
     m = t.last(rf"# (?:GPU|CUDA|cuda) blocks: ({DIGITS})")
     if m:

@@ -110,6 +110,7 @@ def plan(
         sampled_rows=min(settings.max_num_seqs or max_bs, max_bs),
         sampler_bytes_per_logit=LOGIT_BYTES,
         hidden_temporaries=HIDDEN_TEMPORARIES,
+        fused_moe=True,
         tp=settings.tp,
         reserve_bytes=reserve,
         reserve_formula=(

@@ -413,6 +413,7 @@ def plan(
         sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT if v0 else _sampler_bytes(str(r["sampler"])),
         forward_logit_bytes=V0_LOGIT_BYTES if v0 else 0.0,
         hidden_temporaries=HIDDEN_TEMPORARIES,
+        fused_moe=True,
         activation_scale=scale,
         tp=settings.tp,
         extra_weight_bytes=extra_weights,
