@@ -182,13 +182,15 @@ def test_mla_absorbed_copies_by_hand() -> None:
     nope 128, v 128, hidden 7168, 61 layers), vLLM 0.7.3: W_QR 1536 x 16 x 64 x 2 = 3,145,728 B;
     kv_b_proj dequantized 512 x 16 x 256 x 2 = 4,194,304 B; W_Q_UK fp8 1536 x 16 x 512 =
     12,582,912 B; W_UV_O fp8 16 x 512 x 7168 = 58,720,256 B; 78,643,200 B x 61 = 4,797,235,200 B.
-    Not in 0.6.5 (no MLA backend) nor from 0.8 (views instead of copies)."""
+    Not in 0.6.5 (no MLA backend); from 0.8 only the dequantized kv_b_proj the V1 backend's
+    W_UK_T / W_UV views keep: 4,194,304 B x 61 = 255,852,544 B; none for bf16 weights."""
     from vramcalc.core.formats import resolve_format
 
     r1, fp8 = CAT.models.get("deepseek-r1"), resolve_format("fp8")
     assert vllm.mla_absorption_bytes(r1, fp8, 8, "0.7.3") == 4_797_235_200
     assert vllm.mla_absorption_bytes(r1, fp8, 8, "0.6.5") == 0
-    assert vllm.mla_absorption_bytes(r1, fp8, 8, "0.8.4") == 0
+    assert vllm.mla_absorption_bytes(r1, fp8, 8, "0.8.4") == 255_852_544
+    assert vllm.mla_absorption_bytes(r1, resolve_format("bf16"), 8, "0.19") == 0
     assert vllm.mla_absorption_bytes(CAT.models.get("llama-3.1-8b"), fp8, 1, "0.7.3") == 0
 
 

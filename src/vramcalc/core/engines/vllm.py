@@ -129,28 +129,30 @@ MLA_ABSORPTION_UNTIL = "0.8"
 
 
 def mla_absorption_bytes(m: ModelSpec, fmt: WeightFormat, tp: int, version: str) -> int:
-    """Bytes one rank holds beside the checkpoint's MLA weights in vLLM 0.7.1-0.7.x.
+    """Bytes one rank holds beside the checkpoint's MLA weights.
 
-    Source: vllm/attention/backends/mla/utils.py MLACommonImpl.process_weights_after_loading
+    Source: vllm/attention/backends/mla/utils.py (0.7.x) MLACommonImpl.process_weights_after_loading
     (VLLM_MLA_PERFORM_MATRIX_ABSORPTION, on by default): "we end up with absorbed weights for
     decode and another copy of raw weights for prefill". Per layer, N = heads / tp: W_QR
     (q_lora_rank x N x rope dim, bf16); a quantized kv_b_proj dequantized to bf16 (kv_lora_rank x
     N x (nope + v dims)), kept through its W_UK / W_UV views; W_Q_UK (q_lora_rank x N x
     kv_lora_rank) and W_UV_O (N x kv_lora_rank x hidden), re-quantized to fp8 (1 B) when the
-    weights are fp8, else bf16 (2 B); their block scales (~17 KB a layer) are left out. 0.8
-    computes W_UK_T / W_UV as views instead.
+    weights are fp8, else bf16 (2 B); their block scales (~17 KB a layer) are left out. The V1 MLA
+    backend (vllm/v1/attention/backends/mla/common.py) keeps only W_UK_T / W_UV, views of the
+    dequantized kv_b_proj: that copy alone, for quantized weights. The 0.8 label is where we take
+    the absorbed copies to be gone (the release that made V1 the default).
     """
     mla = m.mla
     if mla is None or not version_at_least(version, MLA_ABSORPTION_SINCE):
         return 0
-    if version_at_least(version, MLA_ABSORPTION_UNTIL):
-        return 0
     n = m.num_attention_heads // tp
-    q = mla.q_lora_rank or m.hidden_size
     quantized = fmt.rules not in ("bf16", "fp16")
+    kv_b = mla.kv_lora_rank * n * (mla.qk_nope_head_dim + mla.v_head_dim) * 2 if quantized else 0
+    if version_at_least(version, MLA_ABSORPTION_UNTIL):
+        return m.num_hidden_layers * kv_b
+    q = mla.q_lora_rank or m.hidden_size
     absorbed = 1 if fmt.rules == "fp8" else 2
     w_qr = q * n * mla.qk_rope_head_dim * 2
-    kv_b = mla.kv_lora_rank * n * (mla.qk_nope_head_dim + mla.v_head_dim) * 2 if quantized else 0
     w_q_uk = q * n * mla.kv_lora_rank * absorbed
     w_uv_o = n * mla.kv_lora_rank * m.hidden_size * absorbed
     return m.num_hidden_layers * (w_qr + kv_b + w_q_uk + w_uv_o)
@@ -323,7 +325,7 @@ def plan(
     absorbed = mla_absorption_bytes(m, fmt, settings.tp, version)
     if absorbed:
         extra_weights += absorbed
-        extra_formula += f" + MLA absorbed copies (0.7.x) {absorbed:,} B"
+        extra_formula += f" + MLA's dequantized / absorbed copies {absorbed:,} B"
     backends = mxfp4_backends(gpu) if fmt.rules == "mxfp4-moe" and m.moe is not None else ()
     if settings.mxfp4_backend is not None and not backends:
         raise SpecError(
