@@ -177,6 +177,14 @@ def mxfp4_backends(gpu: GpuSpec | None) -> tuple[str, ...]:
     return ("flashinfer", "triton")
 
 
+def _mxfp4_unknown(taken: str, others: list[str]) -> str:
+    """The one sentence (assumptions and range reason) for an MXFP4 kernel the install decides."""
+    return (
+        f"MXFP4 MoE kernel unknown (depends on the install): {taken} is the main value, "
+        f"{' or '.join(others)} the range's other end (--mxfp4-backend pins it)"
+    )
+
+
 def mxfp4_padding_bytes(m: ModelSpec, tp: int, backend: str) -> int:
     """Bytes one rank holds beyond the checkpoint's MXFP4 experts in `backend`'s layout.
 
@@ -350,11 +358,7 @@ def plan(
         unread = pad
         extra_formula += f" + MXFP4 experts in {backend}'s padded layout {pad:,} B"
         if settings.mxfp4_backend is None and len(backends) > 1:
-            mxfp4_words = (
-                f"MXFP4 MoE kernel unknown (depends on the install): {backend} is the main value, "
-                f"{' or '.join(b for b in backends if b != backend)} the range's other end "
-                "(--mxfp4-backend pins it)"
-            )
+            mxfp4_words = _mxfp4_unknown(backend, [b for b in backends if b != backend])
     assumptions = [
         f"vLLM {version} defaults: max_num_seqs {seqs}, max_num_batched_tokens {batched:,}, "
         f"gpu_memory_utilization {r['gpu_memory_utilization']:g}",
@@ -516,10 +520,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         here = mxfp4_padding_bytes(m, p.tp, str(taken_backend))
         weights += [e.weights_bytes - here + mxfp4_padding_bytes(m, p.tp, b) for b in others]
         if others:
-            unknown.append(
-                f"MXFP4 MoE kernel unknown: {taken_backend} is the main value, {' or '.join(others)} the "
-                "other end (--mxfp4-backend pins it)"
-            )
+            unknown.append(_mxfp4_unknown(str(taken_backend), others))
     ranges: list[tuple[str, float, float]] = []
     if unknown:
         pool_low = pool - (max(acts) - acts[0]) - (max(weights) - weights[0])
