@@ -273,6 +273,21 @@ class GpuSpec(_Spec):
         ),
     )
     fp8_dense_tflops: float | None = Field(default=None, gt=0, le=lim.MAX_GPU_RATE)
+    bf16_achievable_tflops: float | None = Field(
+        default=None,
+        gt=0,
+        le=lim.MAX_GPU_RATE,
+        description=(
+            "Measured maximum achievable matmul rate (MAMF: the best large dense BF16 GEMM shape "
+            "found by brute force in torch), where published. Null: not measured."
+        ),
+    )
+    fp8_achievable_tflops: float | None = Field(
+        default=None,
+        gt=0,
+        le=lim.MAX_GPU_RATE,
+        description="The same for FP8 (e4m3) GEMMs, where published. Null: not measured.",
+    )
     int8_dense_tops: float | None = Field(default=None, gt=0, le=lim.MAX_GPU_RATE)
     fp4_dense_tflops: float | None = Field(default=None, gt=0, le=lim.MAX_GPU_RATE)
     ecc: bool | None = None

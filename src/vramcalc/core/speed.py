@@ -50,14 +50,31 @@ STEP_OVERHEAD_S: dict[str, float] = {}
 # engines read each sequence's KV once per step.
 KV_PASSES_PER_STEP = {"transformers": 3}
 
-# Source: prefill is compute-bound; 0.5-0.7 x dense peak on NVIDIA datacenter parts for PyTorch
-# engines (shared/reference/gpus.yaml estimation_hints; MAMF 0.80 on H100 for the best GEMM shape).
-# llama.cpp and Ollama take the GGUF kernel paths below instead (gguf_prefill_gemm_s).
-# The serving engines keep that 0.55: the fit (scripts/fit_speed.py) pulled it to 0.25 to match TTFT
-# measured under load, which also holds scheduling we do not model, and 0.25 would put a 27B
-# prompt on an RTX 4090 at half of llama.cpp's measured prompt rate. transformers' 0.069 is
-# fitted (fit half, split by source, 2026-12-02): eager/SDPA prefill without fused kernels.
-PREFILL_COMPUTE_EFFICIENCY = {"vllm": 0.55, "sglang": 0.55, "tgi": 0.55, "transformers": 0.069}
+# Source: what a GPU's best dense GEMM reaches, as a share of its spec where no measurement is
+# published: 0.807, the median of the NVIDIA BF16 rows of the maximum achievable matmul FLOPS (MAMF)
+# table (A100 SXM 0.869, A100 PCIe 0.811, GH200 0.838, H100 SXM 0.803, B200 0.776, B300 0.786;
+# github:stas00/ml-engineering compute/accelerator/README.md via shared/reference/gpus.yaml
+# estimation_hints). Cards with a published MAMF use it (GpuSpec.bf16_achievable_tflops): the
+# MI300X reaches 668 of its 1,307 spec TFLOPS (0.51), below what 0.55 x spec would have assumed.
+ACHIEVABLE_SHARE_OF_SPEC = 0.807
+
+# Source: prefill is compute-bound; 0.5-0.7 x dense spec on NVIDIA datacenter parts for PyTorch
+# engines (shared/reference/gpus.yaml estimation_hints.suggested_defaults), i.e. 0.55 / 0.807 = 0.68
+# of the achievable GEMM rate (achievable_tflops): on a card with no MAMF figure, 0.55 x spec as
+# before. llama.cpp and Ollama take the GGUF kernel paths below instead (gguf_prefill_gemm_s).
+# The serving engines keep that prior: the fit (scripts/fit_speed.py) pulled it to 0.25 x spec to
+# match TTFT measured under load, which also holds scheduling we do not model, and that would put
+# a 27B prompt on an RTX 4090 at half of llama.cpp's measured prompt rate. transformers' 0.062 of
+# the achievable GEMM (0.050 x spec) is fitted on the fit half, split by source (scan of 0.05-0.09
+# by scripts/fit_speed.py's loss, 2026-12-08, when the rates moved from spec to achievable; it was
+# 0.069 x spec): eager/SDPA prefill without fused kernels.
+_PAGED_PREFILL = 0.55 / ACHIEVABLE_SHARE_OF_SPEC
+PREFILL_COMPUTE_EFFICIENCY = {
+    "vllm": _PAGED_PREFILL,
+    "sglang": _PAGED_PREFILL,
+    "tgi": _PAGED_PREFILL,
+    "transformers": 0.062,
+}
 
 # Which kernel multiplies a GGUF weight matrix during prompt processing (ggml-cuda).
 # Source: ggml-org/llama.cpp ggml/src/ggml-cuda/ggml-cuda.cu ggml_cuda_op_mul_mat_cublas: F16
@@ -90,18 +107,18 @@ SIXTEEN_BIT_GGML = frozenset({"F16", "BF16", "F32"})
 GGUF_PREFILL_GEMM_EFFICIENCY = 0.44
 GGUF_PREFILL_TFLOPS_PER_WATT = 0.387
 # Source: decode FLOPs at large batches run at a lower share of peak than big prefill GEMMs (few
-# rows per weight matrix). A prior, not the fit's choice: scripts/fit_speed.py drives it to its
-# lower bound 0.10 (fit-half loss 0.170 vs 0.189 at 0.30) by absorbing regimes it does not model
-# (MoE expert GEMMs, MI300X/B200 kernels); at 0.10 a dense 70B AWQ on an A100 at 16 users would
-# decode at a third of what a dense GEMM at batch 16 reaches, so 0.30 stays until the data has
-# dense records past the compute crossover.
-DECODE_COMPUTE_EFFICIENCY = 0.3
+# rows per weight matrix). A prior, not the fit's choice: 0.30 x spec (0.372 of the achievable
+# GEMM rate, 0.30 / 0.807). scripts/fit_speed.py drives it to its lower bound by absorbing regimes
+# it does not model (MoE expert GEMMs, B200 kernels); at a third of this a dense 70B AWQ on an A100
+# at 16 users would decode at a third of what a dense GEMM at batch 16 reaches, so the prior stays
+# until the data has dense records past the compute crossover.
+DECODE_COMPUTE_EFFICIENCY = 0.3 / ACHIEVABLE_SHARE_OF_SPEC
 
 # Source: how far published benchmarks fall from our figure where the regime they ran in cannot
 # be known from a plan (engine build, kernel path, MoE kernels, scheduler settings): the lowest and
 # highest measured / ours (as a rate: ours / measured for a time) on the fit half, split by
 # source, of tests/calibration/serving.yaml, single_user.yaml and throughput.yaml, xfails left out;
-# printed by scripts/fit_speed.py --ranges (2026-12-07), which also prints how many test-half
+# printed by scripts/fit_speed.py --ranges (2026-12-08), which also prints how many test-half
 # figures fall inside. Kinds: decode (one user), load (2+ users: per-user decode, throughput,
 # TPOT), ttft. A family with fewer than MIN_SPREAD_ROWS fit rows takes the pooled ("all") spread.
 SPREAD_KINDS = ("decode", "load", "ttft")
@@ -110,11 +127,11 @@ SPEED_SPREAD: dict[tuple[str, str], tuple[float, float]] = {
     ("decode", "all"): (0.701, 1.756),
     ("decode", "gguf"): (0.701, 1.279),
     ("decode", "paged"): (0.769, 1.119),
-    ("decode", "transformers"): (0.775, 1.756),
+    ("decode", "transformers"): (0.847, 1.756),
     ("load", "all"): (0.717, 1.14),
     ("load", "paged"): (0.717, 1.14),
-    ("ttft", "all"): (0.478, 1.19),
-    ("ttft", "paged"): (0.478, 1.19),
+    ("ttft", "all"): (0.479, 1.192),
+    ("ttft", "paged"): (0.479, 1.192),
 }
 
 # Source: PCIe 4.0 x16 = 31.5 GB/s per direction (PCI-SIG); ~25 GB/s achieved by pinned copies.
@@ -191,12 +208,16 @@ def attention_flops_per_token(m: ModelSpec, context_tokens: int) -> float:
     )
 
 
-def peak_tflops(gpu: GpuSpec, weight_format: str) -> float | None:
-    """Dense tensor throughput for the format's compute: fp8 weights on fp8 tensor cores where the
-    GPU has them, else 16-bit (int4/GGUF kernels dequantise to 16-bit)."""
+def achievable_tflops(gpu: GpuSpec, weight_format: str) -> float | None:
+    """The best dense GEMM rate for the format's compute: fp8 weights on fp8 tensor cores where the
+    GPU has them, else 16-bit (int4 kernels dequantise to 16-bit). The card's measured MAMF where
+    published, else its spec x ACHIEVABLE_SHARE_OF_SPEC."""
     if weight_format in ("fp8",) and gpu.fp8_dense_tflops:
-        return gpu.fp8_dense_tflops
-    return gpu.bf16_dense_tflops or gpu.fp16_dense_tflops
+        return gpu.fp8_achievable_tflops or gpu.fp8_dense_tflops * ACHIEVABLE_SHARE_OF_SPEC
+    if gpu.bf16_achievable_tflops:
+        return gpu.bf16_achievable_tflops
+    spec = gpu.bf16_dense_tflops or gpu.fp16_dense_tflops
+    return spec * ACHIEVABLE_SHARE_OF_SPEC if spec else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +330,7 @@ class Stepper:
     host_kv_share: float
     offloaded_bytes: int
     host_bytes_per_s: float
-    peak_tflops: float | None
+    gemm_tflops: float | None  # achievable dense GEMM rate (achievable_tflops)
     overhead_s: float
     prefill_factor: float = 1.0  # a benchmark's prompt speed over ours (calibration profile)
 
@@ -326,12 +347,12 @@ class Stepper:
 
     def decode_compute_s(self, seqs: float) -> float:
         """2 x active params x seqs + attention FLOPs at the context, at decode efficiency."""
-        if not self.peak_tflops:
+        if not self.gemm_tflops:
             return 0.0
         m = self.e.model
         context = max(1, int(self.e.workload.fill * self.e.workload.ctx_tokens))
         flops = seqs * (2.0 * param_counts(m).active + attention_flops_per_token(m, context))
-        return flops / self.gpus_per_replica / (self.peak_tflops * 1e12 * DECODE_COMPUTE_EFFICIENCY)
+        return flops / self.gpus_per_replica / (self.gemm_tflops * 1e12 * DECODE_COMPUTE_EFFICIENCY)
 
     def prefill_compute_s(self, prompt_tokens: int) -> float:
         """GEMM and attention time of one `prompt_tokens` prompt, without the weight-read floor
@@ -342,7 +363,7 @@ class Stepper:
         if self.e.plan.engine in GGUF_ENGINES:
             gguf = gguf_prefill_gemm_s(self.e, self.gpu, prompt_tokens)
             return (gguf or 0.0) / self.gpus_per_replica
-        if not self.peak_tflops:
+        if not self.gemm_tflops:
             return 0.0
         m = self.e.model
         flops = 2.0 * param_counts(m).active * prompt_tokens
@@ -350,7 +371,7 @@ class Stepper:
         return (
             flops
             / self.gpus_per_replica
-            / (self.peak_tflops * 1e12 * PREFILL_COMPUTE_EFFICIENCY.get(self.e.plan.engine, 0.25))
+            / (self.gemm_tflops * 1e12 * PREFILL_COMPUTE_EFFICIENCY.get(self.e.plan.engine, _PAGED_PREFILL))
         )
 
     def offload_s(self, seqs: float) -> float:
@@ -382,7 +403,7 @@ class Stepper:
         gguf = self.e.plan.engine in GGUF_ENGINES
         if gguf and prefill_kernel(self.e, self.gpu, "F16") is None:
             return None
-        if not gguf and not self.peak_tflops:
+        if not gguf and not self.gemm_tflops:
             return None
         floor = self.e.weights_bytes / self.bandwidth_bytes_per_s
         t = max(self.prefill_compute_s(prompt_tokens), floor)
@@ -449,7 +470,7 @@ def stepper(
         host_kv_share=min(1.0, host_kv_bytes / e.kv.bytes) if e.kv.bytes else 0.0,
         offloaded_bytes=offloaded_bytes,
         host_bytes_per_s=host * GB,
-        peak_tflops=peak_tflops(gpu, e.weight_format.name),
+        gemm_tflops=achievable_tflops(gpu, e.weight_format.name),
         overhead_s=step_overhead_s(e) / decode_factor,
         prefill_factor=prefill_factor,
     )
