@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-from vramcalc.core.engines.common import version_at_least
+from vramcalc.core.engines.common import NVLINK_CLASS_GBS, version_at_least
 from vramcalc.core.estimate import Estimate
 from vramcalc.core.formats import WeightFormat, model_tensor_bytes, model_tensor_types
 from vramcalc.core.kv import kv_layer_groups, tokens_kept
@@ -149,8 +149,6 @@ ALL_REDUCES_PER_LAYER = 2
 # CUDA graph, haohervchb/sglang-V100 PR #2: "NCCL costs about 20 us per all-reduce").
 ALL_REDUCE_LATENCY_NVLINK_S = 6e-6
 ALL_REDUCE_LATENCY_PCIE_S = 20e-6
-# Source: links at or above this per-direction rate are NVLink/xGMI class (PCIe 5.0 x16 = 63 GB/s).
-NVLINK_CLASS_GBS = 100.0
 # Source: PCIe 4.0 x16 per direction (PCI-SIG: 16 GT/s x 16 lanes x 128/130 / 8), for cards whose
 # catalog entry has no link_gbs.
 DEFAULT_LINK_GBS = 31.5

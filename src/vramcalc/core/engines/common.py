@@ -23,6 +23,9 @@ RUNTIME_OVERHEAD_BYTES = 256 * MIB
 # figures in the catalog: RTX 3090 430 MiB, H100 479 MiB, A100-80GB 804 MiB (median 479).
 CUDA_TOTAL_GAP_BYTES = 480 * MIB
 
+# Source: links at or above this per-direction rate are NVLink/xGMI class (PCIe 5.0 x16 = 63 GB/s).
+NVLINK_CLASS_GBS = 100.0
+
 
 def cuda_total_bytes(gpu: GpuSpec) -> int:
     """Device memory as cudaMemGetInfo reports it: measured where the catalog has it, else the

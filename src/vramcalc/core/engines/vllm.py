@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from vramcalc.core.engines.base import Engine, EngineFigure, EnginePlan, EngineSettings, EngineView
 from vramcalc.core.engines.common import (
     CUDA_CONTEXT_BYTES,
+    NVLINK_CLASS_GBS,
     cuda_total_bytes,
     version_at_least,
 )
@@ -101,6 +102,28 @@ V0_SAMPLER_BYTES_PER_LOGIT = 38.9
 NON_TORCH_V1_BYTES = int(0.13 * GIB)
 NON_TORCH_V0_BYTES = int(0.35 * GIB)
 NON_TORCH_TP_EXTRA_BYTES = int(0.42 * GIB)
+
+# NCCL's NVLink SHARP (NVLS) buffer, which every rank of a communicator of 3 or more GPUs behind an
+# NVSwitch with multicast (Hopper and later SXM boards) allocates whole, nvlsTotalSize =
+# ranks x channels x 2 x per-channel buffer (NVIDIA/nccl src/transport/nvls.cc; `gpuCount <= 2`
+# returns early, so TP 2 never has it). vLLM never sets NCCL_NVLS_ENABLE, and each tensor-parallel
+# rank holds two NCCL communicators (its PyNcclCommunicator and torch's device group:
+# vllm/distributed/parallel_state.py GroupCoordinator, device_communicators/cuda_communicator.py).
+# Source: the per-channel buffer by the NCCL that vLLM's torch brings: NCCL 2.20 (torch 2.4,
+# vLLM 0.6.3 and before): BUFFSIZE 4 MiB + 2 MiB memSize = 6 MiB, x 2 = 12 MiB per channel;
+# NCCL 2.21.5 (pinned for vLLM 0.6.6-0.8.5): 8 x NVLS_CHUNKSIZE 128 KiB = 1 MiB + 2 MiB = 3 MiB,
+# x 2 = 6 MiB; NCCL 2.22+ (vLLM 0.10.2+ pins 2.27.3): 1 MiB, x 2 = 2 MiB, over 16 NVLS channels,
+# and connected only on first use since vLLM stopped setting NCCL_CUMEM_ENABLE=0 (0.8.5 set it,
+# 0.10.2 does not): one communicator (PyNccl's all-reduce) at most.
+# Source: 24 collective channels on 8-GPU H100/H200 boards (NCCL INFO "24 coll channels, ...,
+# 16 nvls channels" in published nccl-tests logs; vllm#9699 prints nvlsPerRankSize 301,989,888 =
+# 24 x 2 x 6 MiB and nvlsTotalSize 2,415,919,104 for 8 H200s on NCCL 2.20). Check: vllm#9699's
+# blocks with NVLS on and off differ by 4.9-5.0 GiB per rank; 2 x 2,304 MiB = 4.5 GiB here.
+NVLS_COLL_CHANNELS = 24
+NVLS_CHANNELS_SINCE_2_22 = 16
+NVLS_CHANNEL_BYTES = {"0.6": 12 * MIB, "0.6.5": 6 * MIB, "0.9.0": 2 * MIB}  # by vLLM label, oldest first
+NCCL_COMMUNICATORS_PER_RANK = 2
+NCCL_LAZY_SINCE = "0.9.0"  # our first label after 0.8.5, the last release that set NCCL_CUMEM_ENABLE=0
 
 # Source: shared/reference/engines.md section 1.8 (0.2-1 GiB for dense 7-30B models); the
 # positive values in the records are 0.10, 0.39, 0.60 and 1.03 GiB (median 0.5).
@@ -226,6 +249,28 @@ def _non_torch_tp1(version: str) -> int:
     return NON_TORCH_V1_BYTES if version_at_least(version, BASELINE_PROFILING_SINCE) else NON_TORCH_V0_BYTES
 
 
+def nvls_bytes(gpu: GpuSpec | None, tp: int, version: str) -> int:
+    """NCCL's NVLS buffers one rank holds (0 where NCCL does not set them up): ranks x channels x
+    the per-channel bytes of the NCCL this vLLM release runs, for each communicator that
+    allocates them (NVLS_CHANNEL_BYTES and the sources above)."""
+    if gpu is None or tp <= 2 or gpu.cuda_sm is None or gpu.cuda_sm < 90:
+        return 0
+    if (gpu.link_gbs or 0) < NVLINK_CLASS_GBS:  # PCIe and bridged cards: no NVSwitch multicast
+        return 0
+    per_channel = next(b for v, b in reversed(NVLS_CHANNEL_BYTES.items()) if version_at_least(version, v))
+    if version_at_least(version, NCCL_LAZY_SINCE):
+        return tp * NVLS_CHANNELS_SINCE_2_22 * per_channel
+    return NCCL_COMMUNICATORS_PER_RANK * tp * NVLS_COLL_CHANNELS * per_channel
+
+
+def non_torch_bytes(gpu: GpuSpec | None, tp: int, version: str) -> int:
+    """One rank's non-torch memory: the process's own (_non_torch_tp1), with tensor parallelism the
+    NCCL ring buffers and custom all-reduce (NON_TORCH_TP_EXTRA_BYTES), and NVLS (nvls_bytes)."""
+    if tp <= 1:
+        return _non_torch_tp1(version)
+    return _non_torch_tp1(version) + NON_TORCH_TP_EXTRA_BYTES + nvls_bytes(gpu, tp, version)
+
+
 def _batch_defaults(version: str, gpu: GpuSpec | None) -> tuple[int, int]:
     """(max_num_seqs, max_num_batched_tokens) of `vllm serve` by device memory.
 
@@ -321,9 +366,7 @@ def plan(
     batched, seqs = int(r["max_num_batched_tokens"]), int(r["max_num_seqs"])
     rotary = m.mla.qk_rope_head_dim if m.mla else m.head_dim
     rope_bytes = m.max_position_embeddings * rotary * 2
-    non_torch = _non_torch_tp1(version)
-    if settings.tp > 1:
-        non_torch += NON_TORCH_TP_EXTRA_BYTES
+    non_torch = non_torch_bytes(gpu, settings.tp, version)
     graphs = CUDA_GRAPH_BYTES
     scale = 1.0
     extra_weights, extra_formula = (
@@ -465,9 +508,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     total = int(r.get("cuda_total_bytes", cuda_total_bytes(gpu)))
     requested = math.ceil(util * total)
     v0 = not version_at_least(version, "0.9.0")
-    non_torch = int(
-        r.get("non_torch_bytes", _non_torch_tp1(version) + (NON_TORCH_TP_EXTRA_BYTES if p.tp > 1 else 0))
-    )
+    non_torch = int(r.get("non_torch_bytes", non_torch_bytes(gpu, p.tp, version)))
     graphs_inside = version_at_least(version, "0.21")
     graph_bytes = int(r.get("cuda_graph_bytes", CUDA_GRAPH_BYTES))
     graphs = max(0, graph_bytes) if graphs_inside else 0
@@ -521,14 +562,23 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         weights += [e.weights_bytes - here + mxfp4_padding_bytes(m, p.tp, b) for b in others]
         if others:
             unknown.append(_mxfp4_unknown(str(taken_backend), others))
+    # NCCL's NVLS buffers: vLLM's default, gone where NCCL_NVLS_ENABLE=0 or the fabric has no
+    # multicast (the main value counts them; the range's high end of the pool does not).
+    nvls = 0 if calibrated or "non_torch_bytes" in r else nvls_bytes(gpu, p.tp, version)
+    if nvls:
+        unknown.append(
+            f"NCCL's NVLS buffers {nvls / GIB:.2f} GiB per GPU counted (vLLM's default on an NVSwitch board); "
+            "NCCL_NVLS_ENABLE=0 frees them"
+        )
     ranges: list[tuple[str, float, float]] = []
     if unknown:
         pool_low = pool - (max(acts) - acts[0]) - (max(weights) - weights[0])
-        pool_high = pool + (acts[0] - min(acts)) + (weights[0] - min(weights))
+        pool_high = pool + (acts[0] - min(acts)) + (weights[0] - min(weights)) + nvls
         low, high = from_pool(pool_low), from_pool(pool_high)
         for key, lo, hi in (
             ("weights_bytes_per_gpu", min(weights), max(weights)),
             ("activation_peak_bytes", min(acts), max(acts)),
+            ("non_torch_bytes", non_torch - nvls, non_torch),
             ("kv_pool_bytes", pool_low, pool_high),
             ("num_gpu_blocks", low[0], high[0]),
             ("kv_capacity_tokens", low[1], high[1]),
@@ -578,8 +628,8 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             "non-torch memory",
             non_torch,
             "bytes",
-            f"{non_torch / GIB:.2f} GiB",
-            "vLLM records in tests/calibration",
+            f"{non_torch / GIB:.2f} GiB" + (f" (NCCL NVLS {nvls / GIB:.2f} GiB included)" if nvls else ""),
+            "vLLM records in tests/calibration; NVLS: NVIDIA/nccl src/transport/nvls.cc",
         ),
         EngineFigure(
             "cuda_graph_bytes",
