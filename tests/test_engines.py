@@ -29,6 +29,37 @@ def test_sglang_mem_fraction_static() -> None:
     assert mem_fraction_static("0.4.6", 81559, 1) == 0.88
 
 
+def test_sglang_fraction_by_release() -> None:
+    """Each release's own rule (read in the sglang wheels 0.4.6.post5 to 0.5.23):
+    - 0.5.3 on an RTX 4090 (24,564 MiB): 2,048-token chunks and graphs up to 16, so 512 + 3,072 +
+      128 + 32 = 3,744 MiB -> (24,564 - 3,744) / 24,564 = 0.848 (0.720 from 0.5.20 on, with 4,096
+      and 48); on an H100 the same as 0.5.23, 0.835.
+    - 0.4.8 on an RTX 5080 (16,303 MiB): (2.8 + 0.1) GiB = 2,969.6 MiB -> 0.818 (the published
+      log sglang-06, ~0.4.10, leaves 13.91 GiB after weights and allocates 11.14 GiB of KV: 13.91 -
+      15.16 x (1 - f) = 11.14 gives f = 0.817); on an H100 (9.5 + 0.5) GiB -> 0.874; on an H200
+      (143,771) (12 + 0.5) GiB -> 0.911; on an MI300X (196,288) 32 GiB -> 0.833.
+    - 0.4.6 above 96 GiB: an MI300X at tp 1 gets min(0.88 + 48 x 1024 x 0.12 / 196,288,
+      (196,288 - 18,432) / 196,288) = min(0.910, 0.906) = 0.906; at tp 8 on an 80 GB card 0.81.
+    The chunk and graph tier follow the release too: a 4090 takes 2,048 / 8 on 0.4.x, 2,048 / 16
+    on 0.5.3, 4,096 / 48 on 0.5.23."""
+    from vramcalc.core.engines.sglang import _tier
+
+    assert mem_fraction_static("0.5.3", 24564, 1) == 0.848
+    assert mem_fraction_static("0.5.3", 81559, 1) == 0.835
+    assert mem_fraction_static("0.4.8", 16303, 1) == 0.818
+    assert mem_fraction_static("0.4.8", 81559, 1) == 0.874
+    assert mem_fraction_static("0.4.8", 143771, 1) == 0.911
+    assert mem_fraction_static("0.4.8", 196288, 1) == 0.833
+    assert mem_fraction_static("0.4.6", 196288, 1) == pytest.approx((196288 - 18432) / 196288)
+    assert mem_fraction_static("0.4.6", 81559, 8) == 0.81
+    assert [_tier(v, 24564, 1) for v in ("0.4.6", "0.4.8", "0.5.3", "0.5.23")] == [
+        (2048, 8),
+        (2048, 8),
+        (2048, 16),
+        (4096, 48),
+    ]
+
+
 def test_sglang_and_tgi_give_gemma2_no_window_savings() -> None:
     """Gemma-2-27B on an H100 in bf16: SGLang ~42.5k tokens, TGI ~55.7k (engines.md 9): both count
     all 46 layers at 368 KiB per token, the same pool at ctx 4096 and 8192."""

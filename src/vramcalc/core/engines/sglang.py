@@ -23,8 +23,17 @@ if TYPE_CHECKING:
     from vramcalc.specs import GpuSpec, ModelSpec
 
 NAME = "sglang"
-# 0.4.6: fixed mem_fraction_static table; 0.5.23: fraction from a reserve by GPU tier.
-VERSIONS = ("0.4.6", "0.5.23")
+# How SGLang sizes memory by release, read in each release's wheel (sglang/srt/server_args.py
+# ServerArgs.__post_init__ / _handle_gpu_memory_settings; arg_groups/memory_hook.py from 0.5.19):
+# 0.4.6: a fixed mem_fraction_static by parallel size (read in 0.4.6.post5; 0.4.7 also gives cards
+#   above 180 GB 0.79);
+# 0.4.8: a reserve in GiB by memory tier, (2.8 + tp x pp / 10) below 35 GiB (0.4.8-0.5.2);
+# 0.5.3: reserve = 512 MiB + 1.5 x chunked prefill + 2 x decode graph batch + tp x pp / 8 GiB, with
+#   2,048-token chunks and graphs up to 16 (80 at tp >= 4) on 20-35 GiB cards (0.5.3-0.5.19;
+#   0.5.5 took 24 there, +16 MiB);
+# 0.5.23: the same reserve with 4,096-token chunks and graphs up to 48 (160) on 20-35 GiB cards
+#   (0.5.20 on). A release between two labels behaves like the older one.
+VERSIONS = ("0.4.6", "0.4.8", "0.5.3", "0.5.23")
 SETTINGS = frozenset({"gpu_util", "max_num_seqs", "max_num_batched_tokens", "tp", "enforce_eager"})
 
 # Source: sglang/srt/configs/model_config.py is_hybrid_swa_model (gpt-oss, Llama-4, ...; not
@@ -35,19 +44,28 @@ SWA_FULL_TOKENS_RATIO = 0.8
 # Source: sglang logits for the running batch are fp32 (4 B per vocab entry).
 LOGIT_BYTES = 4
 HIDDEN_TEMPORARIES = 1.0  # fused kernels as in vLLM (flashinfer / sgl-kernel); not calibrated separately
+# Source: the decode CUDA-graph batch SGLang captures up to when nothing lowers it (0.4.x-0.5.2:
+# "half of the default value 160" in server_args.py's comment on small cards).
+DEFAULT_GRAPH_MAX_BS = 160
 
 
-def _tier(gpu_mib: float, tp: int) -> tuple[int, int]:
-    """(chunked_prefill_size, decode CUDA-graph max_bs) by GPU memory.
-
-    Source: sglang/srt/arg_groups/memory_hook.py handle_gpu_memory_settings (engines.md 4.1).
-    """
+def _tier(version: str, gpu_mib: float, tp: int) -> tuple[int, int]:
+    """(chunked_prefill_size, decode CUDA-graph max_bs) by GPU memory (MiB, nvidia-smi's total),
+    as the release sets them (see VERSIONS)."""
     gib = gpu_mib / 1024
     big_tp = tp >= 4
+    if not version_at_least(version, "0.5.3"):
+        small = gpu_mib < 25_000 if not version_at_least(version, "0.4.8") else gib < 35
+        if small:
+            return 2048, 80 if big_tp else 8
+        large = version_at_least(version, "0.4.8") and gib >= 160
+        return (16384 if large else 8192), DEFAULT_GRAPH_MAX_BS
     if gib < 20:
         return 2048, 8
     if gib < 35:
-        return 4096, 160 if big_tp else 48
+        if version_at_least(version, "0.5.23"):
+            return 4096, 160 if big_tp else 48
+        return 2048, 80 if big_tp else 16
     if gib < 60:
         return 4096, 160 if big_tp else 32
     if gib < 160:
@@ -56,15 +74,35 @@ def _tier(gpu_mib: float, tp: int) -> tuple[int, int]:
 
 
 def mem_fraction_static(version: str, gpu_mib: float, tp: int) -> float:
-    """Share of memory for weights + KV pool.
+    """Share of memory for weights + KV pool (gpu_mib: nvidia-smi's total, MiB).
 
-    0.5.23: reserved MiB = 512 + 1.5 x max(chunked_prefill, 2048) + 1024 x tp / 8 + 2 x max_bs,
-    at least 10,240 above 60 GiB; fraction = round((gpu - reserved) / gpu, 3).
-    0.4.6: 0.88 (tp 1), 0.87 (2), 0.85 (4), 0.81 (8) for GPUs up to 80 GiB.
+    0.5.3 and 0.5.23: reserved MiB = 512 + 1.5 x max(chunked_prefill, 2048) + 1024 x tp / 8 +
+    2 x max_bs, at least 10,240 above 60 GiB; fraction = round((gpu - reserved) / gpu, 3).
+    0.4.8: reserved GiB = 2.8 + tp / 10 below 35 GiB, 9.5 + tp / 2 below 90, 12 + tp / 2 below 160,
+    else 32; the same rounding.
+    0.4.6: 0.88 (tp 1), 0.87 (2), 0.85 (4), 0.81 (8), 0.79 (16) up to 81,920 MiB, else 0.88; above
+    96 GiB raised to min(f + 48 GiB x (1 - f) / gpu, (gpu - 18 GiB) / gpu).
     """
-    if not version_at_least(version, "0.5"):
-        return {1: 0.88, 2: 0.87}.get(tp, 0.85 if tp < 8 else 0.81)
-    chunk, max_bs = _tier(gpu_mib, tp)
+    if not version_at_least(version, "0.4.8"):
+        if gpu_mib <= 81920:
+            f = 0.79 if tp >= 16 else 0.81 if tp >= 8 else 0.85 if tp >= 4 else 0.87 if tp >= 2 else 0.88
+        else:
+            f = 0.88
+        if gpu_mib > 96 * 1024:
+            f = min(f + 48 * 1024 * (1 - f) / gpu_mib, (gpu_mib - 18 * 1024) / gpu_mib)
+        return f
+    if not version_at_least(version, "0.5.3"):
+        gib = gpu_mib / 1024
+        if gib < 35:
+            reserved_gib = 2.8 + tp / 10
+        elif gib < 90:
+            reserved_gib = 9.5 + tp / 2
+        elif gib < 160:
+            reserved_gib = 12 + tp / 2
+        else:
+            reserved_gib = 32
+        return round((gpu_mib - reserved_gib * 1024) / gpu_mib, 3)
+    chunk, max_bs = _tier(version, gpu_mib, tp)
     reserved = 512 + 1.5 * max(chunk, 2048) + 1024 * tp / 8 + 2 * max_bs
     if gpu_mib > 60 * 1024:
         reserved = max(reserved, 10240)
@@ -88,7 +126,7 @@ def plan(
     version: str,
 ) -> EnginePlan:
     m = model
-    chunk, max_bs = _tier(_gpu_mib(gpu), settings.tp)
+    chunk, max_bs = _tier(version, _gpu_mib(gpu), settings.tp)
     chunk = settings.max_num_batched_tokens or chunk
     fraction = settings.gpu_util or mem_fraction_static(version, _gpu_mib(gpu), settings.tp)
     hybrid = m.family in HYBRID_SWA_FAMILIES
