@@ -280,11 +280,13 @@ def test_users_selection() -> None:
 
 def test_usable_gpu_bytes(catalog: Catalog) -> None:
     """RTX 4090: nvidia-smi 24,564 MiB = 25,757,220,864 B. M3 Max (unified 128 GB x 0.75 wired)
-    = 103,079,215,104 B. B200 has no measured total: 180 x GiB, stated as an assumption."""
+    = 103,079,215,104 B. B200: nvidia-smi 183,359 MiB (not the marketed 180 GiB = 184,320 MiB).
+    Intel Gaudi 3 has no measured total: 128 x GiB, stated as an assumption."""
     assert usable_gpu_bytes(catalog.gpus.get("rtx-4090"))[0] == 24564 * MIB == 25_757_220_864
     assert usable_gpu_bytes(catalog.gpus.get("apple-m3-max"))[0] == 103_079_215_104
-    usable, basis = usable_gpu_bytes(catalog.gpus.get("b200"))
-    assert usable == 180 * GIB and "marketed" in basis
+    assert usable_gpu_bytes(catalog.gpus.get("b200"))[0] == 183359 * MIB
+    usable, basis = usable_gpu_bytes(catalog.gpus.get("gaudi3"))
+    assert usable == 128 * GIB and "marketed" in basis
 
 
 def test_bits_pick_conventional_formats() -> None:
