@@ -68,19 +68,20 @@ def test_every_example_is_listed() -> None:
 def test_ten_users_on_a_4090_miss_by_hand() -> None:
     """Gemma-2-27B awq-int4 on vLLM 0.33, 10 users x 4,096 tokens on an RTX 4090, 10% headroom.
 
-    vLLM holds its pre-allocation, whatever the users: ceil(0.9 x 25,253,904,384 CUDA bytes) =
-    22,728,513,946 requested + 536,870,912 CUDA context = 23,265,384,858 B on the card.
-    Its KV pool: 22,728,513,946 - weights 15,895,135,232 - sampler peak 2,549,350,400 - non-torch
-    139,586,437 - graphs 536,870,912 = 3,607,570,965 B; one user's KV is 4,096 x 376,832 =
-    1,543,503,872 B, so the pool holds floor(2.34) = 2 users at once and 8 wait: verdict `queues`.
+    vLLM holds its pre-allocation, whatever the users: ceil(0.92 x 25,253,904,384 CUDA bytes) =
+    23,233,592,034 requested (0.92: vLLM's default since 0.20) + 536,870,912 CUDA context =
+    23,770,462,946 B on the card.
+    Its KV pool: 23,233,592,034 - weights 15,895,135,232 - sampler peak 2,549,350,400 - non-torch
+    139,586,437 - graphs 536,870,912 = 4,112,649,053 B; one user's KV is 4,096 x 376,832 =
+    1,543,503,872 B, so the pool holds floor(2.66) = 2 users at once and 8 wait: verdict `queues`.
     Budget int(0.9 x 25,757,220,864) = 23,181,498,777 B; in use with 2 running: weights + sampler +
     reserve 1,213,328,261 + 2 x 1,543,503,872 = 22,744,821,637 B, under it (no memory miss).
     """
     [r] = _check(EXAMPLES / "gemma-2-27b-4090-10-users.yaml")
     a = r.assessment
     assert not r.passed and a.verdict == "queues"
-    assert a.per_gpu_bytes == 23_265_384_858
-    assert a.kv_pool_bytes == 3_607_570_965
+    assert a.per_gpu_bytes == 23_770_462_946
+    assert a.kv_pool_bytes == 4_112_649_053
     assert a.users_at_once == 2
     assert a.budget_bytes == 23_181_498_777
     assert a.demand_bytes == 22_744_821_637
@@ -100,7 +101,7 @@ def test_miss_arithmetic() -> None:
 
 
 def test_two_users_fit_a_4090_with_headroom() -> None:
-    """2 users: KV 2 x 1,543,503,872 = 3,087,007,744 B fits the 3,607,570,965 B pool; in use
+    """2 users: KV 2 x 1,543,503,872 = 3,087,007,744 B fits the 4,112,649,053 B pool; in use
     22,744,821,637 B = 21.18 GiB under the 21.59 GiB budget."""
     [r] = _check(EXAMPLES / "gemma-2-27b-4090-2-users.yaml")
     assert r.passed and r.misses == () and r.fixes == ()
@@ -486,7 +487,7 @@ def test_emit_vllm(run_cli: Run) -> None:
         "--max-model-len": "4096",
         "--max-num-seqs": "256",
         "--max-num-batched-tokens": "2048",
-        "--gpu-memory-utilization": "0.9",
+        "--gpu-memory-utilization": "0.92",
         "--tensor-parallel-size": "1",
         "--kv-cache-dtype": "auto",
         "--quantization": "awq",

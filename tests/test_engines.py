@@ -141,7 +141,7 @@ def test_resolve_engine_versions() -> None:
     assert resolve_engine("vllm@0.10.2")[1] == "0.10.2"  # behaves like 0.9.1
     with pytest.raises(
         SpecError,
-        match=r"known vllm versions: 0\.6, 0\.6\.5, 0\.7\.1, 0\.8, 0\.9\.0, 0\.9\.1, 0\.11\.1, 0\.19, 0\.33",
+        match=r"known vllm versions: 0\.6, 0\.6\.5, 0\.7\.1, 0\.8, 0\.9\.0, 0\.9\.1, 0\.11\.1, 0\.19, 0\.20, 0\.33",
     ):
         resolve_engine("vllm@1.2")
     with pytest.raises(SpecError, match="known vllm versions"):
@@ -156,7 +156,7 @@ def test_resolve_engine_versions() -> None:
         (("--engine", "vlm"), "unknown --engine 'vlm'; did you mean vllm?"),
         (
             ("--engine", "vllm@9.9"),
-            "no profile for vllm 9.9 (known vllm versions: 0.6, 0.6.5, 0.7.1, 0.8, 0.9.0, 0.9.1, 0.11.1, 0.19, 0.33",
+            "no profile for vllm 9.9 (known vllm versions: 0.6, 0.6.5, 0.7.1, 0.8, 0.9.0, 0.9.1, 0.11.1, 0.19, 0.20, 0.33",
         ),
         (("--gpu-util", "1.5"), "--gpu-util must be in (0, 1], got 1.5"),
         (("--gpu-util", "0"), "--gpu-util must be in (0, 1]"),
@@ -239,7 +239,7 @@ def test_vllm_sampler_path_is_a_range_unless_pinned(run_cli: Callable[..., CliRe
     assert pinned_pt["ranges"] == {} and pinned_fi["ranges"] == {}
     assert "FlashInfer's kernels is the main value" in unknown["range_reason"]
     table = run_cli(*args).stdout
-    assert "Available KV cache memory: 4.88 GiB (range 3.36 GiB to 4.88 GiB)" in table
+    assert "Available KV cache memory: 5.35 GiB (range 3.83 GiB to 5.35 GiB)" in table
 
 
 def test_the_sampler_default_follows_the_release() -> None:

@@ -31,13 +31,14 @@ NAME = "vllm"
 # context: non-torch memory is this process's own, 0.01-0.11 GiB in published logs, where 0.6.4
 # counted the context and other processes too). 0.9.0: V1, sliding windows as full attention.
 # 0.9.1: hybrid KV manager (PR #17996). 0.11.1: the FlashInfer sampler off by default (PR
-# #26859). 0.19: NCCL outside the budget, graphs still outside. 0.33: FlashInfer sampler on again,
+# #26859). 0.19: NCCL outside the budget, graphs still outside. 0.20: gpu_memory_utilization 0.92 by
+# default (was 0.9). 0.33: FlashInfer sampler on again,
 # CUDA-graph estimate inside the budget (default since 0.21), async scheduling doubles in-flight
 # tokens, >=160 GiB tier.
 # 0.7.1: MLA with matrix absorption (fp8 re-quantized absorbed copies beside the raw weights) until
 # 0.8, which dropped the absorbed copies. The 0.8 label is our V0 profile: 0.8.x ran V1 by default
 # on Ampere and later, and calibrate models such a V1 log as 0.9.0, our oldest V1 profile.
-VERSIONS = ("0.6", "0.6.5", "0.7.1", "0.8", "0.9.0", "0.9.1", "0.11.1", "0.19", "0.33")
+VERSIONS = ("0.6", "0.6.5", "0.7.1", "0.8", "0.9.0", "0.9.1", "0.11.1", "0.19", "0.20", "0.33")
 BASELINE_PROFILING_SINCE = "0.6.5"
 SETTINGS = frozenset(
     {
@@ -52,8 +53,11 @@ SETTINGS = frozenset(
     }
 )
 
-# Source: vllm/config/cache.py CacheConfig (gpu_memory_utilization 0.9, block_size 16).
+# Source: vllm/config/cache.py CacheConfig (gpu_memory_utilization 0.9, block_size 16); the default
+# utilization is 0.92 from 0.20.0 on (read in the release sdists: 0.9 in 0.11.0-0.19.1, 0.92 in
+# 0.20.0-0.33.0).
 DEFAULT_GPU_UTIL = 0.9
+DEFAULT_GPU_UTIL_SINCE_0_20 = 0.92
 BLOCK_TOKENS = 16
 
 # Source: calibrated on the five vLLM V1 records in tests/calibration/measurements.yaml
@@ -243,6 +247,11 @@ def _sampler_bytes(sampler: str) -> float:
     return FLASHINFER_SAMPLER_BYTES_PER_LOGIT if sampler == "flashinfer" else SAMPLER_BYTES_PER_LOGIT
 
 
+def default_gpu_util(version: str) -> float:
+    """vLLM's gpu_memory_utilization when none is given (DEFAULT_GPU_UTIL_SINCE_0_20)."""
+    return DEFAULT_GPU_UTIL_SINCE_0_20 if version_at_least(version, "0.20") else DEFAULT_GPU_UTIL
+
+
 def _non_torch_tp1(version: str) -> int:
     """Non-torch memory of one rank: V0 before PR #10511 counted the CUDA context and other
     processes; from 0.6.5 (V0 and V1) only what this process holds outside PyTorch."""
@@ -304,7 +313,7 @@ def _resolved(
         default_batched = 512 if max_len > 32768 else max(max_len, 2048)
         batched = s.max_num_batched_tokens or default_batched
     return {
-        "gpu_memory_utilization": s.gpu_util or DEFAULT_GPU_UTIL,
+        "gpu_memory_utilization": s.gpu_util or default_gpu_util(version),
         "max_num_seqs": seqs,
         "max_num_batched_tokens": batched,
         "max_model_len": max_len,
