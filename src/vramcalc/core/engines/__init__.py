@@ -80,9 +80,16 @@ def resolve_engine(text: str) -> tuple[Engine, str]:
     newest = parse_version(engine.versions[-1])
     assert newest is not None
     if not eligible or asked[:2] > newest[:2]:
+        newer = eligible and asked[:2] > newest[:2]
         raise SpecError(
             f"--engine {text!r}: no profile for {name} {version} (known {name} versions: {known}; "
             f"versions between two known ones behave like the older)"
+            + (
+                f"; it is newer than the newest profile, whose memory sizing it may not share: "
+                f"--engine {name}@{engine.versions[-1]} sizes it as {engine.versions[-1]} does"
+                if newer
+                else ""
+            )
         )
     return engine, version
 
