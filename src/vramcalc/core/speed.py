@@ -57,6 +57,10 @@ KV_PASSES_PER_STEP = {"transformers": 3}
 # estimation_hints). Cards with a published MAMF use it (GpuSpec.bf16_achievable_tflops): the
 # MI300X reaches 668 of its 1,307 spec TFLOPS (0.51), below what 0.55 x spec would have assumed.
 ACHIEVABLE_SHARE_OF_SPEC = 0.807
+# Source: the same for FP8 GEMMs: 0.745, the median of the table's NVIDIA FP8 rows (H100 SXM 0.709,
+# H200 0.734, B300 0.745, B200 0.763, GH200 0.776); cards with a published FP8 MAMF use it
+# (GpuSpec.fp8_achievable_tflops).
+ACHIEVABLE_FP8_SHARE_OF_SPEC = 0.745
 
 # Source: prefill is compute-bound; 0.5-0.7 x dense spec on NVIDIA datacenter parts for PyTorch
 # engines (shared/reference/gpus.yaml estimation_hints.suggested_defaults), i.e. 0.55 / 0.807 = 0.68
@@ -109,7 +113,7 @@ GGUF_PREFILL_TFLOPS_PER_WATT = 0.387
 # Source: decode FLOPs at large batches run at a lower share of peak than big prefill GEMMs (few
 # rows per weight matrix). A prior, not the fit's choice: 0.30 x spec (0.372 of the achievable
 # GEMM rate, 0.30 / 0.807). scripts/fit_speed.py drives it to its lower bound by absorbing regimes
-# it does not model (MoE expert GEMMs, B200 kernels); at a third of this a dense 70B AWQ on an A100
+# it does not model (MoE expert GEMMs, B200 kernels); at its 0.10 x spec a dense 70B AWQ on an A100
 # at 16 users would decode at a third of what a dense GEMM at batch 16 reaches, so the prior stays
 # until the data has dense records past the compute crossover.
 DECODE_COMPUTE_EFFICIENCY = 0.3 / ACHIEVABLE_SHARE_OF_SPEC
@@ -209,9 +213,9 @@ def attention_flops_per_token(m: ModelSpec, context_tokens: int) -> float:
 def achievable_tflops(gpu: GpuSpec, weight_format: str) -> float | None:
     """The best dense GEMM rate for the format's compute: fp8 weights on fp8 tensor cores where the
     GPU has them, else 16-bit (int4 kernels dequantise to 16-bit). The card's measured MAMF where
-    published, else its spec x ACHIEVABLE_SHARE_OF_SPEC."""
+    published, else its spec x the median share of the cards that have one."""
     if weight_format in ("fp8",) and gpu.fp8_dense_tflops:
-        return gpu.fp8_achievable_tflops or gpu.fp8_dense_tflops * ACHIEVABLE_SHARE_OF_SPEC
+        return gpu.fp8_achievable_tflops or gpu.fp8_dense_tflops * ACHIEVABLE_FP8_SHARE_OF_SPEC
     if gpu.bf16_achievable_tflops:
         return gpu.bf16_achievable_tflops
     spec = gpu.bf16_dense_tflops or gpu.fp16_dense_tflops
