@@ -545,3 +545,33 @@ def test_a_pinned_sampler_has_no_range(run_cli: Run) -> None:
     assert rows["kv_capacity_tokens"]["theirs"] == 97_680 and rows["kv_capacity_tokens"]["ours"] == 102_768
     bad = run_cli("calibrate", str(PUBLISHED / "vllm-c-01-rtx3090-qwen25-7b.log"), *args, "--gpu-util", "1.5")
     assert bad.exit_code == 2 and "--gpu-util must be in (0, 1], got 1.5" in bad.stderr
+
+
+def test_vllm_034_reads_the_cache_sized_after_warmup(run_cli: Run, tmp_path: Path) -> None:
+    """vLLM 0.34 prints the plan before warmup as "Available KV cache memory" and the cache it
+    commits in "Memory after warmup: ... N KV cache blocks (K GiB) ..." (format strings of
+    vllm/v1/worker/gpu_worker.py determine_available_memory and
+    vllm/v1/worker/extensible_kv_cache.py measure_kv_cache_blocks, 0.34.0). The log below is made
+    of those lines with our own figures for Llama-3.1-8B bf16 on one H100 at 8,192 tokens and the
+    FlashInfer sampler, 0.34's default (test_engines.test_vllm_034_sizes_the_kv_cache_after_warmup_by_hand: plan
+    66,409,329,787 B = 61.85 GiB, cache 63,553,926,267 B = 59.19 GiB, 7,576 blocks of 64 tokens):
+    it is not a published log, it checks the reading. The cache is read from the after-warmup line
+    (the pool and its blocks), the plan as its own figure, and every figure agrees."""
+    log = tmp_path / "vllm-034.log"
+    log.write_text(
+        "(APIServer pid=1) INFO 12-01 10:00:00 [api_server.py:1] vLLM API server version 0.34.0\n"
+        "(APIServer pid=1) INFO 12-01 10:00:00 [utils.py:1] non-default args: {'model_tag': "
+        "'meta-llama/Llama-3.1-8B-Instruct', 'max_model_len': 8192, 'model': 'meta-llama/Llama-3.1-8B-Instruct'}\n"
+        "(EngineCore pid=2) INFO 12-01 10:00:10 [model_runner.py:1] Model loading took 14.99 GiB memory and 5.0 seconds\n"
+        "(EngineCore pid=2) INFO 12-01 10:00:20 [gpu_worker.py:1] Available KV cache memory: 61.85 GiB\n"
+        "(EngineCore pid=2) INFO 12-01 10:00:40 [extensible_kv_cache.py:1] Memory after warmup: 61.8 GiB free, "
+        "0.02 GiB committed to the KV cache, 2.21 GiB kept for transient activations (2.21 GiB allocated at "
+        "peak, 0.0 GiB of torch reservation growth); 7576 KV cache blocks (59.19 GiB) fit within the "
+        "requested 79.18 GiB. Torch may reserve up to 20.0 GiB.\n"
+    )
+    result = run_cli("calibrate", str(log), "--gpu", "h100-sxm", "--json")
+    rows = _rows(result)
+    assert rows["kv_pool_bytes"]["theirs"] == round(59.19 * 2**30)
+    assert rows["num_gpu_blocks"]["theirs"] == rows["num_gpu_blocks"]["ours"] == 7576
+    assert rows["kv_budget_bytes"]["theirs"] == round(61.85 * 2**30)
+    assert result.exit_code == 0 and json.loads(result.stdout)["engine_profile"] == "vllm 0.34.0"

@@ -66,31 +66,37 @@ def test_every_example_is_listed() -> None:
 
 
 def test_ten_users_on_a_4090_miss_by_hand() -> None:
-    """Gemma-2-27B awq-int4 on vLLM 0.33, 10 users x 4,096 tokens on an RTX 4090, 10% headroom.
+    """Gemma-2-27B awq-int4 on vLLM 0.34 (the default), 10 users x 4,096 tokens on an RTX 4090, 10%
+    headroom.
 
-    vLLM holds its pre-allocation, whatever the users: ceil(0.92 x 25,253,904,384 CUDA bytes) =
-    23,233,592,034 requested (0.92: vLLM's default since 0.20) + 536,870,912 CUDA context =
-    23,770,462,946 B on the card.
-    Its KV pool: 23,233,592,034 - weights 15,895,135,232 - sampler peak 2,549,350,400 - non-torch
-    139,586,437 - graphs 536,870,912 = 4,112,649,053 B; one user's KV is 4,096 x 376,832 =
-    1,543,503,872 B, so the pool holds floor(2.66) = 2 users at once and 8 wait: verdict `queues`.
-    Budget int(0.9 x 25,757,220,864) = 23,181,498,777 B; in use with 2 running: weights + sampler +
-    reserve 1,213,328,261 + 2 x 1,543,503,872 = 22,744,821,637 B, under it (no memory miss).
+    0.34 sizes its extensible KV cache after warmup (vllm/v1/worker/extensible_kv_cache.py
+    measure_kv_cache_bytes), with gpu_memory_utilization unset = 1.0: requested R = 25,253,904,384
+    CUDA bytes, free at init I = R - CUDA context 536,870,912 = 24,717,033,472. The engine then holds
+    used = weights 15,895,135,232 + non-torch 139,586,437 + graphs 536,870,912 = 16,571,592,581.
+    The sampler path is unknown, so the verdict counts its larger peak (the sort path, 2,549,350,400):
+    transient T = 2,549,350,400 + graphs 536,870,912 = 3,086,221,312; margin = max(1 GiB,
+    0.75 x T = 2,314,665,984) = 2,314,665,984.
+    KV = min(R - used = 8,682,311,803, I - used - margin = 5,830,774,907) - T = 2,744,553,595 B.
+    One user's KV is 4,096 x 376,832 = 1,543,503,872 B: the pool holds floor(1.78) = 1 user, 9 wait.
+    The process at the main value (FlashInfer's sampler, peak 917,504,000; pool 5,600,284,795):
+    context + used + pool + peak = 23,626,252,288 B. In use with 1 running: weights + peak 917,504,000
+    + the range's gap 2,855,731,200 + reserve 1,213,328,261 + 1,543,503,872 = 22,425,202,565 B, under
+    the budget int(0.9 x 25,757,220,864) = 23,181,498,777 B (no memory miss).
     """
     [r] = _check(EXAMPLES / "gemma-2-27b-4090-10-users.yaml")
     a = r.assessment
     assert not r.passed and a.verdict == "queues"
-    assert a.per_gpu_bytes == 23_770_462_946
-    assert a.kv_pool_bytes == 4_112_649_053
-    assert a.users_at_once == 2
+    assert a.per_gpu_bytes == 23_626_252_288
+    assert a.kv_pool_bytes == 2_744_553_595
+    assert a.users_at_once == 1
     assert a.budget_bytes == 23_181_498_777
-    assert a.demand_bytes == 22_744_821_637
+    assert a.demand_bytes == 22_425_202_565
     assert a.kv_bytes == 15_435_038_720
     kinds = [m.kind for m in r.misses]
-    assert kinds == ["queue"]  # the 2 running stream at full speed; the queue is the miss
+    assert kinds == ["queue"]  # the one running streams at full speed; the queue is the miss
     queue = r.misses[0]
-    assert (queue.value, queue.limit, queue.unit) == (2, 10, "users")
-    assert r.most_users == 2
+    assert (queue.value, queue.limit, queue.unit) == (1, 10, "users")
+    assert r.most_users == 1
 
 
 def test_miss_arithmetic() -> None:
@@ -101,15 +107,22 @@ def test_miss_arithmetic() -> None:
 
 
 def test_two_users_fit_a_4090_with_headroom() -> None:
-    """2 users: KV 2 x 1,543,503,872 = 3,087,007,744 B fits the 4,112,649,053 B pool; in use
-    22,744,821,637 B = 21.18 GiB under the 21.59 GiB budget."""
+    """2 users with --max-num-seqs 2 on vLLM 0.34: the profile samples 2 rows, so the peak is the
+    forward's, 505,413,632 B, whatever the sampler path (no range). Transient T = 505,413,632 +
+    graphs 536,870,912 = 1,042,284,544; margin = max(1 GiB, 0.75 x T) = 1,073,741,824; used =
+    16,571,592,581 (see test_ten_users_on_a_4090_miss_by_hand).
+    KV = min(25,253,904,384 - used, 24,717,033,472 - used - margin = 7,071,699,067) - T
+    = 6,029,414,523 B; 2 x 1,543,503,872 = 3,087,007,744 B of KV fits it. In use: weights
+    15,895,135,232 + peak 505,413,632 + reserve 1,213,328,261 + KV 3,087,007,744 = 20,700,884,869 B
+    = 19.28 GiB, under the 21.59 GiB budget."""
     [r] = _check(EXAMPLES / "gemma-2-27b-4090-2-users.yaml")
     assert r.passed and r.misses == () and r.fixes == ()
     a = r.assessment
     assert a.verdict == "fits" and a.users_at_once == 2
+    assert a.kv_pool_bytes == 6_029_414_523
     assert a.kv_bytes == 3_087_007_744
-    assert a.demand_bytes < a.budget_bytes
-    assert round(a.demand_bytes / GIB, 2) == 21.18
+    assert a.demand_bytes == 20_700_884_869 < a.budget_bytes
+    assert round(a.demand_bytes / GIB, 2) == 19.28
 
 
 def test_replicas_split_the_users() -> None:
@@ -191,17 +204,18 @@ def test_every_fix_passes_and_is_the_smallest(run_cli: Run, tmp_path: Path, plan
 def test_ten_users_on_a_4090_fixes() -> None:
     """The guide's question: what makes 10 users of Gemma-2-27B 4-bit work on one 4090?
 
-    No single engine setting does (fp8 KV alone holds about 4; max_num_seqs or gpu_util alone less),
-    so the search combines them and finds another engine with a 4-bit KV cache: llama.cpp with
-    Q4_K_M weights (15.5 GiB on the GPU) and q4_0 KV (10 x 4,096 x 376,832 x 18/64 B = 4.04 GiB)
-    fits the card. The context cap (768 tokens) and more GPUs also pass; 2 users is the most
-    as planned. Every fix is verified by assess() (test_every_fix_passes_and_is_the_smallest)."""
+    No single engine setting does (fp8 KV alone holds about 4; max_num_seqs alone about 4, gpu_util
+    is already 1.0 on vLLM 0.34), so the search combines them and finds another engine with a 4-bit
+    KV cache: llama.cpp with Q4_K_M weights (15.5 GiB on the GPU) and q4_0 KV (10 x 4,096 x 376,832
+    x 18/64 B = 4.04 GiB) fits the card. The context cap (512 tokens) and more GPUs also pass; 1
+    user is the most as planned (vLLM's pool holds 1 at its sampler range's low end). Every fix is
+    verified by assess() (test_every_fix_passes_and_is_the_smallest)."""
     [r] = _check(EXAMPLES / "gemma-2-27b-4090-10-users.yaml")
     changes = [f.change for f in r.fixes]
     assert "engine: llama.cpp (Q4_K_M), kv_dtype: q4_0" in changes
-    assert "ctx: 768" in changes and "users: 2" in changes
+    assert "ctx: 512" in changes and "users: 1" in changes
     assert "gpu_count: 2, layout: tensor-parallel" in changes
-    assert changes[-1] == "users: 2"  # fewer users serve less of the ask: ranked last
+    assert changes[-1] == "users: 1"  # fewer users serve less of the ask: ranked last
     assert all(f.assessment.passes for f in r.fixes)
 
 
@@ -485,9 +499,9 @@ def test_emit_vllm(run_cli: Run) -> None:
     flags = dict(zip(argv[3::2], argv[4::2], strict=True))
     assert flags == {
         "--max-model-len": "4096",
-        "--max-num-seqs": "256",
+        "--max-num-seqs": "2",
         "--max-num-batched-tokens": "2048",
-        "--gpu-memory-utilization": "0.92",
+        "--gpu-memory-utilization": "1",
         "--tensor-parallel-size": "1",
         "--kv-cache-dtype": "auto",
         "--quantization": "awq",
@@ -583,7 +597,10 @@ def test_emit_refuses_another_engine_and_unknown_names(run_cli: Run, tmp_path: P
     )
     tgi = tmp_path / "tgi.yaml"
     tgi.write_text(
-        (EXAMPLES / "gemma-2-27b-4090-2-users.yaml").read_text().replace("engine: vllm", "engine: tgi")
+        (EXAMPLES / "gemma-2-27b-4090-10-users.yaml")
+        .read_text()
+        .replace("engine: vllm", "engine: tgi")
+        .replace("users: 10", "users: 2")
     )
     r = run_cli("plan", "emit", str(tgi))
     _assert_one_line_exit_2(r, f"{tgi}:6: ", "no launch settings for tgi yet")
@@ -655,8 +672,8 @@ def test_emit_refuses_a_plan_that_does_not_pass(run_cli: Run) -> None:
     r = run_cli("plan", "emit", plan)
     assert r.exit_code == 1 and r.stdout == ""
     assert r.stderr == (
-        "vramcalc: error: gemma-27b-4090-10-users does not pass its check: vllm runs 2 of 10 users at "
-        "once; the rest wait up to 57.4 s; fix the plan (vramcalc check shows the changes that pass) "
+        "vramcalc: error: gemma-27b-4090-10-users does not pass its check: vllm runs 1 of 10 users at "
+        "once; the rest wait up to 119.3 s; fix the plan (vramcalc check shows the changes that pass) "
         "or pass --force\n"
     )
     forced = run_cli("plan", "emit", plan, "--force")

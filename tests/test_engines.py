@@ -75,12 +75,57 @@ def test_sglang_and_tgi_give_gemma2_no_window_savings() -> None:
 def test_vllm_hybrid_blocks_per_request() -> None:
     """vLLM 0.33, Gemma-2-27B, H100 defaults (8,192 batched tokens, async x2 in flight): at
     max_model_len 4096 a request needs 256 full-group blocks + (ceil(min(4095 + 16384, 4096)/16) + 1)
-    = 257 sliding-group blocks = 513 (engines.md 1.9), so concurrency = blocks / 513."""
-    view = run(CAT.models.get("gemma-2-27b"), Workload(4096, 1), gpu=CAT.gpus.get("h100-sxm")).view
+    = 257 sliding-group blocks = 513 (engines.md 1.9), so concurrency = blocks / 513. vLLM 0.34's
+    blocks hold 64 tokens (vllm/config/cache.py DEFAULT_BLOCK_SIZE): 64 + (ceil(4096/64) + 1) = 129."""
+    gemma, h100 = CAT.models.get("gemma-2-27b"), CAT.gpus.get("h100-sxm")
+    for engine, per_request, block in (("vllm@0.33", 513, 16), ("vllm@0.34", 129, 64)):
+        view = run(gemma, Workload(4096, 1), engine=engine, gpu=h100).view
+        assert view is not None
+        blocks = int(view.value("num_gpu_blocks"))
+        pool = int(view.value("kv_pool_bytes"))
+        assert blocks == pool // (block * 2 * 16 * 128 * 2 * 23)  # page x 23 layers per group
+        assert view.value("max_concurrency") == round(blocks / per_request, 2)
+        assert view.value("kv_capacity_tokens") == int(blocks / per_request * 4096)
+
+
+def test_vllm_034_sizes_the_kv_cache_after_warmup_by_hand() -> None:
+    """vLLM 0.34 (vllm/v1/worker/extensible_kv_cache.py measure_kv_cache_bytes), Llama-3.1-8B bf16
+    on one H100 SXM at 8,192 tokens, --sampler flashinfer, gpu_memory_utilization unset (1.0):
+    requested R = the CUDA total 85,018,542,080 (81,080 MiB); free at init I = R - CUDA context
+    536,870,912 = 84,481,671,168. used = weights 16,094,076,928 + non-torch 139,586,437 + graphs
+    536,870,912 = 16,770,534,277. Transient T = peak 1,838,678,016 (1,024 rows x 128,256 x 14 B) +
+    graphs = 2,375,548,928; margin = max(1 GiB, 0.75 x T = 1,781,661,696) = 1,781,661,696.
+    KV = min(R - used, I - used - margin = 65,929,475,195) - T = 63,553,926,267 B. The plan printed
+    before warmup ("Available KV cache memory") is R - weights - peak - non-torch - graphs =
+    66,409,329,787 B. With --enforce-eager no graphs are captured or estimated: used and T drop by
+    536,870,912 each and the margin by 0.75 x that, 402,653,184: KV 65,030,321,275 B. On ROCm the
+    margin's floor is 3 GiB."""
+    from vramcalc.core.engines.vllm import extensible_kv_bytes
+
+    m, h100 = CAT.models.get("llama-3.1-8b"), CAT.gpus.get("h100-sxm")
+    view = run(
+        m, Workload(8192, 1), engine="vllm@0.34", gpu=h100, settings=EngineSettings(sampler="flashinfer")
+    ).view
     assert view is not None
-    blocks = int(view.value("num_gpu_blocks"))
-    assert view.value("max_concurrency") == round(blocks / 513, 2)
-    assert view.value("kv_capacity_tokens") == int(blocks / 513 * 4096)
+    assert view.value("cuda_total_bytes") == view.value("requested_bytes") == 85_018_542_080
+    assert view.value("weights_bytes_per_gpu") == 16_094_076_928
+    assert view.value("activation_peak_bytes") == 1_838_678_016
+    assert view.value("kv_pool_bytes") == 63_553_926_267
+    assert view.value("kv_budget_bytes") == 66_409_329_787
+    assert view.value("num_gpu_blocks") == 63_553_926_267 // (64 * 2 * 8 * 128 * 2 * 32)
+    gib = 2**30  # R 100, I 99, used 20, T 2 GiB: margin max(1, 1.5) = 1.5 GiB (3 on ROCm)
+    assert extensible_kv_bytes(100 * gib, 99 * gib, 20 * gib, 2 * gib, rocm=False) == int(75.5 * gib)
+    assert extensible_kv_bytes(100 * gib, 99 * gib, 20 * gib, 2 * gib, rocm=True) == 74 * gib
+    assert extensible_kv_bytes(50 * gib, 99 * gib, 20 * gib, 2 * gib, rocm=False) == 28 * gib  # util 0.5
+    eager = run(
+        m,
+        Workload(8192, 1),
+        engine="vllm@0.34",
+        gpu=h100,
+        settings=EngineSettings(sampler="flashinfer", enforce_eager=True),
+    ).view
+    assert eager is not None and eager.value("cuda_graph_bytes") == 0
+    assert eager.value("kv_pool_bytes") == 65_030_321_275 == 63_553_926_267 + 2 * 536_870_912 + 402_653_184
 
 
 def test_vllm_block_page_and_pool() -> None:
@@ -137,22 +182,22 @@ def test_transformers_eager_gemma2_quadratic() -> None:
 
 
 def test_resolve_engine_versions() -> None:
-    assert resolve_engine("vllm")[1] == "0.33"
+    assert resolve_engine("vllm")[1] == "0.34"
     assert resolve_engine("vllm@0.10.2")[1] == "0.10.2"  # behaves like 0.9.1
     with pytest.raises(
         SpecError,
-        match=r"known vllm versions: 0\.6, 0\.6\.5, 0\.7\.1, 0\.8, 0\.9\.0, 0\.9\.1, 0\.11\.1, 0\.19, 0\.20, 0\.33",
+        match=r"known vllm versions: 0\.6, 0\.6\.5, 0\.7\.1, 0\.8, 0\.9\.0, 0\.9\.1, 0\.11\.1, 0\.19, 0\.20, 0\.33, 0\.34",
     ):
         resolve_engine("vllm@1.2")
     with pytest.raises(SpecError, match="known vllm versions") as older:
         resolve_engine("vllm@0.5")
     assert "newer than the newest" not in str(older.value)
-    # vLLM 0.34 sizes an extensible KV cache from memory measured after warmup: not modelled, so
-    # it is refused with the flag that sizes it as the newest profile does.
+    # A release newer than the newest profile may size memory differently (0.34 did): refused, with
+    # the flag that sizes it as the newest profile does.
     with pytest.raises(
-        SpecError, match=r"newer than the newest profile.*--engine vllm@0\.33 sizes it as 0\.33"
+        SpecError, match=r"newer than the newest profile.*--engine vllm@0\.34 sizes it as 0\.34"
     ):
-        resolve_engine("vllm@0.34")
+        resolve_engine("vllm@0.35")
     with pytest.raises(SpecError, match="not a version"):
         resolve_engine("vllm@latest")
 
@@ -163,7 +208,7 @@ def test_resolve_engine_versions() -> None:
         (("--engine", "vlm"), "unknown --engine 'vlm'; did you mean vllm?"),
         (
             ("--engine", "vllm@9.9"),
-            "no profile for vllm 9.9 (known vllm versions: 0.6, 0.6.5, 0.7.1, 0.8, 0.9.0, 0.9.1, 0.11.1, 0.19, 0.20, 0.33",
+            "no profile for vllm 9.9 (known vllm versions: 0.6, 0.6.5, 0.7.1, 0.8, 0.9.0, 0.9.1, 0.11.1, 0.19, 0.20, 0.33, 0.34",
         ),
         (("--gpu-util", "1.5"), "--gpu-util must be in (0, 1], got 1.5"),
         (("--gpu-util", "0"), "--gpu-util must be in (0, 1]"),
@@ -210,7 +255,7 @@ def test_engine_json_view(run_cli: Run) -> None:
 
 def test_engine_table_view_speaks_the_engines_words(run_cli: Run) -> None:
     out = " ".join(run_cli("estimate", "llama-3.1-8b", "--ctx", "16000", "--gpu", "h100-sxm").stdout.split())
-    assert "What vllm 0.33 will do on h100-sxm" in out
+    assert "What vllm 0.34 will do on h100-sxm" in out
     assert "GPU KV cache size:" in out and "Maximum concurrency for 16,000 tokens per request" in out
 
 
@@ -232,7 +277,10 @@ def test_vllm_sampler_path_is_a_range_unless_pinned(run_cli: Callable[..., CliRe
     figures are those of the path 0.33's images take (FlashInfer's kernels, #40376) and carry the
     range: the KV pool is 1,631,846,400 B smaller at the sort-path end; --sampler pins one path
     and the range goes."""
-    args = ("estimate", "gemma-2-27b", "--bits", "4", "--ctx", "4096", "--users", "10", "--gpu", "rtx-4090")
+    args = (
+        "estimate", "gemma-2-27b", "--bits", "4", "--ctx", "4096", "--users", "10", "--gpu", "rtx-4090",
+        "--engine", "vllm@0.33",
+    )  # fmt: skip
     unknown = json.loads(run_cli(*args, "--json").stdout)["engine"]
     pinned_pt = json.loads(run_cli(*args, "--sampler", "pytorch", "--json").stdout)["engine"]
     pinned_fi = json.loads(run_cli(*args, "--sampler", "flashinfer", "--json").stdout)["engine"]
@@ -261,8 +309,10 @@ def test_the_sampler_default_follows_the_release() -> None:
 
 def test_check_sizes_an_unpinned_sampler_on_the_larger_peak(tmp_path, run_cli) -> None:  # type: ignore[no-untyped-def]
     """A plan that does not pin the sampler is checked on the sort path's larger peak (the
-    pessimistic end) although 0.33's main figure is FlashInfer's: its assessment equals the one
-    with `sampler: pytorch`, and pinning flashinfer gives a larger KV pool."""
+    pessimistic end) although 0.34's main figure is FlashInfer's: its assessment equals the one
+    with `sampler: pytorch`, and pinning flashinfer gives a larger KV pool. On 0.34 the peak is
+    kept free once and its margin (0.75 x the transient, above the 1 GiB floor at both ends) once
+    more: the pools differ by 1.75 x (2,549,350,400 - 917,504,000) = 2,855,731,200 B."""
     body = (
         "deployments:\n  - model: gemma-2-27b\n    bits: 4\n    gpu: rtx-4090\n    ctx: 4096\n    users: 2\n"
     )
@@ -278,7 +328,7 @@ def test_check_sizes_an_unpinned_sampler_on_the_larger_peak(tmp_path, run_cli) -
 
     unpinned = pool("")
     assert unpinned == pool("    settings:\n      sampler: pytorch\n")
-    assert pool("    settings:\n      sampler: flashinfer\n") - unpinned == 2_549_350_400 - 917_504_000
+    assert pool("    settings:\n      sampler: flashinfer\n") - unpinned == 2_855_731_200
 
 
 def test_sampler_bad_input(run_cli: Callable[..., CliResult]) -> None:

@@ -31,6 +31,7 @@ _VLLM_V0 = (
 _VLLM_V1 = (
     "Initializing a V1 LLM engine",
     "Available KV cache memory",
+    "Memory after warmup:",
     "GPU KV cache size:",
     "torch peak memory increase",
     "non-torch forward increase memory",
@@ -220,6 +221,19 @@ def read_vllm(t: LogText) -> Collector:
         "for CUDAGraph memory",
         t.last_line(usage, rf"{usage}[^\n]{{0,400}}?{NUM} ?(GiB) for CUDAGraph memory"),
     )
+    # Source: vllm/v1/worker/extensible_kv_cache.py measure_kv_cache_blocks (0.34+): "Memory after
+    # warmup: F GiB free, C GiB committed to the KV cache, T GiB kept for transient activations (...);
+    # N KV cache blocks (K GiB) fit within the requested R GiB." is the cache as sized; its
+    # "Available KV cache memory" line, printed before warmup, is the tentative plan.
+    m = t.last(rf"Memory after warmup: [^\n]{{0,400}}?; ({DIGITS}) KV cache blocks \({NUM} ?(GiB)\)")
+    if m:
+        c.size("kv_pool_bytes", "Memory after warmup: ... KV cache blocks", m, 2, 3)
+        c.figure("num_gpu_blocks", "KV cache blocks (after warmup)", int(m.group(1)), "blocks", m.group(0), m)
+        c.size(
+            "kv_budget_bytes",
+            "Available KV cache memory (before warmup)",
+            t.last(rf"Available KV cache memory: {NUM} ?(GiB)"),
+        )
     c.size("kv_pool_bytes", "kv_cache_size", t.last(rf"kv_cache_size={NUM}(GiB)"))
     c.size("kv_pool_bytes", "reserved for KV Cache", t.last(rf"reserved for KV Cache is {NUM} ?(GiB)"))
     c.size("kv_pool_bytes", "Available KV cache memory", t.last(rf"Available KV cache memory: {NUM} ?(GiB)"))

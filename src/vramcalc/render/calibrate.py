@@ -22,6 +22,7 @@ _FIGURE_NAMES = {
     "activation_peak_bytes": "activation peak",
     "non_torch_bytes": "non-torch",
     "cuda_graph_bytes": "CUDA graphs",
+    "kv_budget_bytes": "KV plan before warmup",
     "kv_pool_bytes": "KV cache pool",
     "num_gpu_blocks": "KV blocks",
     "kv_capacity_tokens": "KV capacity",

@@ -35,10 +35,13 @@ NAME = "vllm"
 # default (was 0.9). 0.33: FlashInfer sampler on again,
 # CUDA-graph estimate inside the budget (default since 0.21), async scheduling doubles in-flight
 # tokens, >=160 GiB tier.
+# 0.34: the extensible KV cache (on by default on CUDA and ROCm) is sized after warmup and real
+# CUDA-graph capture from the memory then free, gpu_memory_utilization unset means 1.0, and KV
+# blocks hold 64 tokens (was 16).
 # 0.7.1: MLA with matrix absorption (fp8 re-quantized absorbed copies beside the raw weights) until
 # 0.8, which dropped the absorbed copies. The 0.8 label is our V0 profile: 0.8.x ran V1 by default
 # on Ampere and later, and calibrate models such a V1 log as 0.9.0, our oldest V1 profile.
-VERSIONS = ("0.6", "0.6.5", "0.7.1", "0.8", "0.9.0", "0.9.1", "0.11.1", "0.19", "0.20", "0.33")
+VERSIONS = ("0.6", "0.6.5", "0.7.1", "0.8", "0.9.0", "0.9.1", "0.11.1", "0.19", "0.20", "0.33", "0.34")
 BASELINE_PROFILING_SINCE = "0.6.5"
 SETTINGS = frozenset(
     {
@@ -59,6 +62,23 @@ SETTINGS = frozenset(
 DEFAULT_GPU_UTIL = 0.9
 DEFAULT_GPU_UTIL_SINCE_0_20 = 0.92
 BLOCK_TOKENS = 16
+
+# Source: vLLM 0.34.0 (sdist from PyPI). vllm/config/vllm.py _resolve_extensible_kv_cache turns
+# the extensible KV cache on where it is supported (CUDA and ROCm) unless kv_cache_memory_bytes,
+# num_gpu_blocks_override, elastic EP or some KV connectors rule it out; vllm/config/cache.py
+# resolved_gpu_memory_utilization is then 1.0 when none is given, and DEFAULT_BLOCK_SIZE is 64.
+# vllm/v1/worker/extensible_kv_cache.py measure_kv_cache_bytes sizes the cache after warmup and
+# CUDA-graph capture: KV = min(R - used, I - used - margin) - max(T, torch growth), with R =
+# ceil(util x total), I = free memory at init (total - CUDA context), used = what the engine holds
+# then (weights, non-torch, captured graphs), T = the profiled transient peak + the CUDA-graph
+# estimate (gpu_worker.py peak_activation_memory, kept as reserved_headroom_bytes, raised by the
+# sizing warmup's own peak when larger) and margin = max(1 GiB (3 GiB on ROCm), 0.75 x T).
+EXTENSIBLE_KV_SINCE = "0.34"
+EXTENSIBLE_UTIL = 1.0
+BLOCK_TOKENS_SINCE_0_34 = 64
+KV_MARGIN_FLOOR_BYTES = 1 * GIB
+KV_MARGIN_FLOOR_ROCM_BYTES = 3 * GIB
+KV_MARGIN_FRACTION = 0.75
 
 # Source: calibrated on the five vLLM V1 records in tests/calibration/measurements.yaml
 # (llm-d H100 logs: peak activation / (1024 rows x vocab) = 38.4, 38.5, 38.9, 38.9, 39.6 B for
@@ -247,9 +267,33 @@ def _sampler_bytes(sampler: str) -> float:
     return FLASHINFER_SAMPLER_BYTES_PER_LOGIT if sampler == "flashinfer" else SAMPLER_BYTES_PER_LOGIT
 
 
-def default_gpu_util(version: str) -> float:
-    """vLLM's gpu_memory_utilization when none is given (DEFAULT_GPU_UTIL_SINCE_0_20)."""
+def extensible_kv(version: str, gpu: GpuSpec | None) -> bool:
+    """Whether the release sizes an extensible KV cache after warmup (0.34+, CUDA and ROCm)."""
+    on_platform = gpu is None or gpu.vendor in ("NVIDIA", "AMD")
+    return version_at_least(version, EXTENSIBLE_KV_SINCE) and on_platform
+
+
+def block_tokens(version: str) -> int:
+    """Tokens per KV block by default (vllm/config/cache.py DEFAULT_BLOCK_SIZE)."""
+    return BLOCK_TOKENS_SINCE_0_34 if version_at_least(version, EXTENSIBLE_KV_SINCE) else BLOCK_TOKENS
+
+
+def default_gpu_util(version: str, gpu: GpuSpec | None = None) -> float:
+    """vLLM's gpu_memory_utilization when none is given: 0.9, 0.92 from 0.20, 1.0 with the
+    extensible KV cache (0.34+ on CUDA and ROCm)."""
+    if extensible_kv(version, gpu):
+        return EXTENSIBLE_UTIL
     return DEFAULT_GPU_UTIL_SINCE_0_20 if version_at_least(version, "0.20") else DEFAULT_GPU_UTIL
+
+
+def extensible_kv_bytes(requested: int, free_at_init: int, used: int, transient: int, rocm: bool) -> int:
+    """The KV cache vLLM 0.34+ commits after warmup (EXTENSIBLE_KV_SINCE, measure_kv_cache_bytes):
+    min(requested - used, free at init - used - margin) - the transient peak, where margin =
+    max(1 GiB (3 on ROCm), 0.75 x transient). Torch's reservation growth is taken to stay within
+    the transient peak."""
+    floor = KV_MARGIN_FLOOR_ROCM_BYTES if rocm else KV_MARGIN_FLOOR_BYTES
+    margin = max(floor, int(transient * KV_MARGIN_FRACTION))
+    return min(requested - used, free_at_init - used - margin) - transient
 
 
 def _non_torch_tp1(version: str) -> int:
@@ -313,12 +357,12 @@ def _resolved(
         default_batched = 512 if max_len > 32768 else max(max_len, 2048)
         batched = s.max_num_batched_tokens or default_batched
     return {
-        "gpu_memory_utilization": s.gpu_util or default_gpu_util(version),
+        "gpu_memory_utilization": s.gpu_util or default_gpu_util(version, gpu),
         "max_num_seqs": seqs,
         "max_num_batched_tokens": batched,
         "max_model_len": max_len,
         "tensor_parallel_size": s.tp,
-        "block_size": BLOCK_TOKENS,
+        "block_size": block_tokens(version),
         "enforce_eager": bool(s.enforce_eager),
     }
 
@@ -376,7 +420,10 @@ def plan(
     rotary = m.mla.qk_rope_head_dim if m.mla else m.head_dim
     rope_bytes = m.max_position_embeddings * rotary * 2
     non_torch = non_torch_bytes(gpu, settings.tp, version)
-    graphs = CUDA_GRAPH_BYTES
+    # --enforce-eager captures no CUDA graphs (and 0.21+ estimates none).
+    graphs = 0 if settings.enforce_eager else CUDA_GRAPH_BYTES
+    if settings.enforce_eager:
+        r["cuda_graph_bytes"] = 0
     scale = 1.0
     extra_weights, extra_formula = (
         rope_bytes,
@@ -465,7 +512,7 @@ def plan(
         version=version,
         kv_frees_windows=_hma(m, version),
         kv_window_extra_tokens=_in_flight(version, batched),
-        kv_block_tokens=BLOCK_TOKENS,
+        kv_block_tokens=block_tokens(version),
         prefill_tokens=batched,
         sampled_rows=min(seqs, batched),
         sampler_bytes_per_logit=V0_SAMPLER_BYTES_PER_LOGIT if v0 else _sampler_bytes(str(r["sampler"])),
@@ -495,8 +542,8 @@ def plan(
             "calibrated on tests/calibration vLLM records"
         ),
         kv_source=(
-            "vllm/v1/kv_cache_interface.py (page = 16 tokens x kv_heads x head_dim x 2 x dtype; sliding "
-            "window keeps window - 1 + in-flight tokens + 1 block); hybrid manager since 0.9.1"
+            f"vllm/v1/kv_cache_interface.py (page = {block_tokens(version)} tokens x kv_heads x head_dim x 2 x "
+            "dtype; sliding window keeps window - 1 + in-flight tokens + 1 block); hybrid manager since 0.9.1"
         ),
         assumptions=tuple(assumptions),
         settings=dict(r),
@@ -521,10 +568,29 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     graphs_inside = version_at_least(version, "0.21")
     graph_bytes = int(r.get("cuda_graph_bytes", CUDA_GRAPH_BYTES))
     graphs = max(0, graph_bytes) if graphs_inside else 0
-    pool = requested - e.weights_bytes - e.activations.bytes - non_torch - graphs
+    extensible = extensible_kv(version, gpu)
+    rocm = gpu.vendor == "AMD"
 
+    def pool_of(act: int, weights: int, non_torch: int) -> int:
+        """The KV pool: the budget left after the profile (the plan before warmup from 0.34), or
+        the extensible cache sized after warmup (extensible_kv_bytes)."""
+        budget = requested - weights - act - non_torch - graphs
+        if not extensible:
+            return budget
+        used = weights + non_torch + graphs
+        return extensible_kv_bytes(requested, total - CUDA_CONTEXT_BYTES, used, act + graphs, rocm)
+
+    budget = requested - e.weights_bytes - e.activations.bytes - non_torch - graphs
+    pool = pool_of(e.activations.bytes, e.weights_bytes, non_torch)
+    budget_text = (
+        f"{requested:,} - {e.weights_bytes:,} - {e.activations.bytes:,} - {non_torch:,}"
+        + (f" - {graphs:,}" if graphs else "")
+        + f" = {budget:,}"
+    )
+
+    bt = block_tokens(version)
     groups = kv_layer_groups(m, p.tp)
-    page = BLOCK_TOKENS * kv_bytes(e.kv_dtype, groups[0][0].elements_per_token)
+    page = bt * kv_bytes(e.kv_dtype, groups[0][0].elements_per_token)
     n_layers = sum(n for _, n in groups)
     n_full = sum(n for lay, n in groups if lay.window_tokens is None or not p.kv_frees_windows)
     n_local = n_layers - n_full
@@ -534,12 +600,12 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         full_groups, local_groups = math.ceil(n_full / group), math.ceil(n_local / group)
     else:
         group, full_groups, local_groups = n_layers, 1, 0
-    per_request = full_groups * math.ceil(max_len / BLOCK_TOKENS)
+    per_request = full_groups * math.ceil(max_len / bt)
     if local_groups:
         window = next(lay.window_tokens for lay, _ in groups if lay.window_tokens is not None)
         assert window is not None
         span = min(window - 1 + p.kv_window_extra_tokens, max_len)
-        per_request += local_groups * (math.ceil(span / BLOCK_TOKENS) + 1)
+        per_request += local_groups * (math.ceil(span / bt) + 1)
     n_groups = full_groups + local_groups
 
     def from_pool(pool: int) -> tuple[int, int, float]:
@@ -548,7 +614,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         concurrency = blocks / per_request if per_request else 0.0
         if version_at_least(version, "0.33"):
             return blocks, math.floor(concurrency * max_len), concurrency
-        return blocks, (blocks // n_groups) * BLOCK_TOKENS, concurrency
+        return blocks, (blocks // n_groups) * bt, concurrency
 
     blocks, capacity, concurrency = from_pool(pool)
     # Regimes the tool cannot know (the install's sampler path, its MXFP4 MoE kernel): each one's
@@ -581,8 +647,8 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         )
     ranges: list[tuple[str, float, float]] = []
     if unknown:
-        pool_low = pool - (max(acts) - acts[0]) - (max(weights) - weights[0])
-        pool_high = pool + (acts[0] - min(acts)) + (weights[0] - min(weights)) + nvls
+        pool_low = pool_of(max(acts), max(weights), non_torch)
+        pool_high = pool_of(min(acts), min(weights), non_torch - nvls)
         low, high = from_pool(pool_low), from_pool(pool_high)
         for key, lo, hi in (
             ("weights_bytes_per_gpu", min(weights), max(weights)),
@@ -597,7 +663,14 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             if lo != hi:
                 ranges.append((key, lo, hi))
     starts = pool > 0 and concurrency >= 1
-    process = requested + CUDA_CONTEXT_BYTES + (0 if graphs_inside else max(0, graph_bytes))
+    if extensible:
+        # The cache is committed after warmup: the process holds what it measured, the cache, and
+        # at its peak the transient activations.
+        process = (
+            CUDA_CONTEXT_BYTES + e.weights_bytes + non_torch + graphs + max(0, pool) + e.activations.bytes
+        )
+    else:
+        process = requested + CUDA_CONTEXT_BYTES + (0 if graphs_inside else max(0, graph_bytes))
     usable = (gpu.usable_mib or 0) * MIB or total
     figures = (
         EngineFigure(
@@ -649,14 +722,27 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             "vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS (default on since 0.21)",
         ),
         EngineFigure(
+            "kv_budget_bytes",
+            "Available KV cache memory" + (" (the plan before warmup)" if extensible else ""),
+            budget,
+            "bytes",
+            budget_text,
+            "vllm/v1/worker/gpu_worker.py determine_available_memory",
+        ),
+        EngineFigure(
             "kv_pool_bytes",
-            "Available KV cache memory",
+            "KV cache after warmup" if extensible else "Available KV cache memory",
             pool,
             "bytes",
-            f"{requested:,} - {e.weights_bytes:,} - {e.activations.bytes:,} - {non_torch:,}"
-            + (f" - {graphs:,}" if graphs else "")
-            + f" = {pool:,}",
-            "vllm/v1/worker/gpu_worker.py determine_available_memory",
+            (
+                f"min({requested:,} - used, {total - CUDA_CONTEXT_BYTES:,} free at init - used - margin) - "
+                f"transient {e.activations.bytes + graphs:,}, used {e.weights_bytes + non_torch + graphs:,} = {pool:,}"
+            )
+            if extensible
+            else budget_text,
+            "vllm/v1/worker/extensible_kv_cache.py measure_kv_cache_bytes"
+            if extensible
+            else "vllm/v1/worker/gpu_worker.py determine_available_memory",
         ),
         EngineFigure(
             "num_gpu_blocks",
@@ -671,7 +757,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             "GPU KV cache size",
             capacity,
             "tokens",
-            f"{'max_concurrency x max_model_len' if version_at_least(version, '0.33') else f'{blocks} // {n_groups} groups x 16'}",
+            f"{'max_concurrency x max_model_len' if version_at_least(version, '0.33') else f'{blocks} // {n_groups} groups x {bt}'}",
             "vllm/v1/core/kv_cache_utils.py _report_kv_cache_config",
         ),
         EngineFigure(
@@ -687,7 +773,9 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             "GPU memory the process holds",
             process,
             "bytes",
-            "requested + CUDA context" + ("" if graphs_inside else " + CUDA graphs"),
+            "CUDA context + weights + non-torch + graphs + KV cache + activation peak"
+            if extensible
+            else "requested + CUDA context" + ("" if graphs_inside else " + CUDA graphs"),
             "vllm/v1/worker/gpu_worker.py Worker.determine_available_memory",
         ),
         EngineFigure(
