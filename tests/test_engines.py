@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -367,6 +368,39 @@ def test_nccl_nvls_buffers_by_board_tp_and_release() -> None:
     # + NVLS: 0.55 GiB on 2 A100s (the calibrated TP-2 record), 2.80 GiB on 8 H200s at 0.7.x.
     assert non_torch_bytes(gpus.get("a100-80gb-sxm"), 2, "0.7.1") == int(0.13 * GIB) + int(0.42 * GIB)
     assert non_torch_bytes(h200, 8, "0.7.1") == int(0.13 * GIB) + int(0.42 * GIB) + 2304 * MIB
+    assert non_torch_bytes(h200, 8, "0.7.1", nvls=False) == int(0.13 * GIB) + int(0.42 * GIB)
+
+
+def test_nccl_nvls_pin_collapses_the_range(run_cli: Run, tmp_path: Path) -> None:
+    from vramcalc.units import MIB
+
+    """Llama-3.1-70B fp8 on 4 H100 SXM at vLLM 0.34 (NCCL 2.22+: 4 ranks x 16 channels x 2 MiB =
+    128 MiB of NVLS per GPU). Unpinned, non-torch counts them and the KV pool's high end is the pool
+    without them; --nccl-nvls pins the main value, --no-nccl-nvls (NCCL_NVLS_ENABLE=0) the other
+    end, and neither carries an NVLS range. plan emit launches the off regime with the variable."""
+    args = ("estimate", "llama-3.1-70b", "--quant", "fp8", "--tp", "4", "--gpu", "h100-sxm", "--ctx", "8192",
+            "--sampler", "flashinfer", "--json")  # fmt: skip
+    unset = json.loads(run_cli(*args).stdout)["engine"]
+    on = json.loads(run_cli(*args, "--nccl-nvls").stdout)["engine"]
+    off = json.loads(run_cli(*args, "--no-nccl-nvls").stdout)["engine"]
+    assert (
+        unset["non_torch_bytes"] - off["non_torch_bytes"]
+        == 128 * MIB
+        == on["non_torch_bytes"] - off["non_torch_bytes"]
+    )
+    assert unset["ranges"]["non_torch_bytes"] == [off["non_torch_bytes"], on["non_torch_bytes"]]
+    assert unset["ranges"]["kv_pool_bytes"] == [on["kv_pool_bytes"], off["kv_pool_bytes"]]
+    assert on["ranges"] == {} and off["ranges"] == {}
+    assert "NVLS" in unset["range_reason"] and "range_reason" not in on
+    plan = tmp_path / "p.yaml"
+    plan.write_text(
+        "deployments:\n  - model: llama-3.1-8b\n    gpu: h100-sxm\n    gpu_count: 4\n"
+        "    layout: tensor-parallel\n    ctx: 8192\n    users: 4\n    settings:\n      nccl_nvls: false\n"
+    )
+    r = run_cli("plan", "emit", str(plan))
+    assert r.exit_code == 0 and "NCCL_NVLS_ENABLE=0" in r.stdout, r.stderr
+    bad = run_cli("estimate", "llama-3.1-8b", "--engine", "sglang", "--no-nccl-nvls")
+    assert bad.exit_code == 2 and "sglang has no --nccl-nvls/--no-nccl-nvls setting" in bad.stderr
 
 
 def test_nvls_is_a_range_that_narrows_the_deepseek_log(run_cli: Run) -> None:

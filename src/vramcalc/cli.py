@@ -413,6 +413,14 @@ def estimate(
             "allows; where that is unknown, figures show both as a range and size on the larger).",
         ),
     ] = None,
+    nccl_nvls: Annotated[
+        bool | None,
+        typer.Option(
+            "--nccl-nvls/--no-nccl-nvls",
+            help="vLLM on an NVSwitch board at --tp 3+: NCCL's NVLS buffers on (NCCL's default) or off "
+            "(NCCL_NVLS_ENABLE=0); default: unknown, figures show both as a range and size with them.",
+        ),
+    ] = None,
     mmproj: Annotated[
         bool | None,
         typer.Option(
@@ -484,6 +492,7 @@ def estimate(
         settings,
         sampler=sampler.lower() if sampler else sampler,
         mxfp4_backend=mxfp4_backend.lower() if mxfp4_backend else mxfp4_backend,
+        nccl_nvls=nccl_nvls,
     )
     if bits is not None and quant is not None:
         raise SpecError("give --bits or --quant, not both")

@@ -95,6 +95,11 @@ class EngineOptions(_Strict):
         default=None,
         description="vLLM MXFP4 MoE kernel (gpt-oss); pins the regime (unset: sized on the larger layout).",
     )
+    nccl_nvls: bool | None = Field(
+        default=None,
+        description="vLLM: NCCL's NVLS buffers on an NVSwitch board at tensor parallel 3+ (false: "
+        "NCCL_NVLS_ENABLE=0); pins the regime (unset: sized with them, the default).",
+    )
     mmproj: bool | None = Field(
         default=None,
         description="llama.cpp --mmproj: load the vision projector file beside a text GGUF (vision models).",
@@ -496,6 +501,7 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog, node: Yaml
             measured,
             s.sampler,
             s.mxfp4_backend,
+            s.nccl_nvls,
         ),
     )
     return Planned(

@@ -128,6 +128,9 @@ def _vllm(p: Planned, sc: Scenario) -> Launch:
     pinned = p.request.settings
     if pinned.sampler is not None:
         env += (("VLLM_USE_FLASHINFER_SAMPLER", "1" if pinned.sampler == "flashinfer" else "0"),)
+    if pinned.nccl_nvls is False:
+        # Source: NVIDIA/nccl docs, environment variables: NCCL_NVLS_ENABLE=0 turns NVLink SHARP off.
+        env += (("NCCL_NVLS_ENABLE", "0"),)
     if pinned.mxfp4_backend == "marlin":
         env += (("VLLM_MXFP4_USE_MARLIN", "1"),)
     elif pinned.mxfp4_backend is not None:

@@ -75,6 +75,7 @@ class EngineSettings:
     measured: Measured | None = None  # a calibration profile for this engine, model and GPU
     sampler: str | None = None  # vLLM V1 top-k/top-p path: "flashinfer" or "pytorch" (None: unknown)
     mxfp4_backend: str | None = None  # vLLM MXFP4 MoE kernel: marlin, triton or flashinfer (None: unknown)
+    nccl_nvls: bool | None = None  # NCCL's NVLS buffers on an NVSwitch board: on, off (NCCL_NVLS_ENABLE=0)
     # GPUs the layers are split over (layout pipeline-parallel: llama.cpp/Ollama -sm layer); part
     # of the layout, not an engine flag, so given() leaves it out
     pp: int = 1
@@ -93,6 +94,7 @@ class EngineSettings:
             "mmproj",
             "sampler",
             "mxfp4_backend",
+            "nccl_nvls",
         )
         out: dict[str, object] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
         if self.tp != 1:

@@ -40,6 +40,7 @@ SETTING_FLAGS = {
     "mmproj": "--mmproj",
     "sampler": "--sampler",
     "mxfp4_backend": "--mxfp4-backend",
+    "nccl_nvls": "--nccl-nvls/--no-nccl-nvls",
 }
 SAMPLERS = ("flashinfer", "pytorch")
 # Source: vllm/model_executor/layers/quantization/mxfp4.py Mxfp4Backend (the MoE kernel families).

@@ -53,6 +53,7 @@ SETTINGS = frozenset(
         "enforce_eager",
         "sampler",
         "mxfp4_backend",
+        "nccl_nvls",
     }
 )
 
@@ -316,12 +317,14 @@ def nvls_bytes(gpu: GpuSpec | None, tp: int, version: str) -> int:
     return NCCL_COMMUNICATORS_PER_RANK * tp * NVLS_COLL_CHANNELS * per_channel
 
 
-def non_torch_bytes(gpu: GpuSpec | None, tp: int, version: str) -> int:
+def non_torch_bytes(gpu: GpuSpec | None, tp: int, version: str, nvls: bool | None = None) -> int:
     """One rank's non-torch memory: the process's own (_non_torch_tp1), with tensor parallelism the
-    NCCL ring buffers and custom all-reduce (NON_TORCH_TP_EXTRA_BYTES), and NVLS (nvls_bytes)."""
+    NCCL ring buffers and custom all-reduce (NON_TORCH_TP_EXTRA_BYTES), and NVLS (nvls_bytes) unless
+    `nvls` is False (NCCL_NVLS_ENABLE=0)."""
     if tp <= 1:
         return _non_torch_tp1(version)
-    return _non_torch_tp1(version) + NON_TORCH_TP_EXTRA_BYTES + nvls_bytes(gpu, tp, version)
+    shared = 0 if nvls is False else nvls_bytes(gpu, tp, version)
+    return _non_torch_tp1(version) + NON_TORCH_TP_EXTRA_BYTES + shared
 
 
 def _batch_defaults(version: str, gpu: GpuSpec | None) -> tuple[int, int]:
@@ -419,7 +422,7 @@ def plan(
     batched, seqs = int(r["max_num_batched_tokens"]), int(r["max_num_seqs"])
     rotary = m.mla.qk_rope_head_dim if m.mla else m.head_dim
     rope_bytes = m.max_position_embeddings * rotary * 2
-    non_torch = non_torch_bytes(gpu, settings.tp, version)
+    non_torch = non_torch_bytes(gpu, settings.tp, version, settings.nccl_nvls)
     # --enforce-eager captures no CUDA graphs (and 0.21+ estimates none).
     graphs = 0 if settings.enforce_eager else CUDA_GRAPH_BYTES
     if settings.enforce_eager:
@@ -564,7 +567,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     total = int(r.get("cuda_total_bytes", cuda_total_bytes(gpu)))
     requested = math.ceil(util * total)
     v0 = not version_at_least(version, "0.9.0")
-    non_torch = int(r.get("non_torch_bytes", non_torch_bytes(gpu, p.tp, version)))
+    non_torch = int(r.get("non_torch_bytes", non_torch_bytes(gpu, p.tp, version, settings.nccl_nvls)))
     graphs_inside = version_at_least(version, "0.21")
     graph_bytes = int(r.get("cuda_graph_bytes", CUDA_GRAPH_BYTES))
     graphs = max(0, graph_bytes) if graphs_inside else 0
@@ -639,11 +642,12 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             unknown.append(_mxfp4_unknown(str(taken_backend), others))
     # NCCL's NVLS buffers: vLLM's default, gone where NCCL_NVLS_ENABLE=0 or the fabric has no
     # multicast (the main value counts them; the range's high end of the pool does not).
-    nvls = 0 if calibrated or "non_torch_bytes" in r else nvls_bytes(gpu, p.tp, version)
+    pinned_nvls = settings.nccl_nvls is not None
+    nvls = 0 if calibrated or pinned_nvls or "non_torch_bytes" in r else nvls_bytes(gpu, p.tp, version)
     if nvls:
         unknown.append(
             f"NCCL's NVLS buffers {nvls / GIB:.2f} GiB per GPU counted (vLLM's default on an NVSwitch board); "
-            "NCCL_NVLS_ENABLE=0 frees them"
+            "NCCL_NVLS_ENABLE=0 frees them (--nccl-nvls/--no-nccl-nvls pins it)"
         )
     ranges: list[tuple[str, float, float]] = []
     if unknown:
