@@ -225,3 +225,19 @@ def test_a_v1_profile_pins_the_pool_and_drops_the_sampler_range(tmp_path: Path, 
     )
     assert abs(est["engine"]["kv_capacity_tokens"] - 37_440) <= 16
     assert est["engine"]["ranges"] == {}
+
+
+def test_vllm_034_unset_utilization_label_reads_as_unset() -> None:
+    """vLLM exports CacheConfig as str(value) labels (vllm/config/cache.py metrics_info); 0.34 leaves
+    gpu_memory_utilization unset unless given (its extensible KV cache resolves it to 1.0), so the
+    label reads "None": not a number, and not an error either."""
+    page = (
+        "# TYPE vllm:cache_config_info gauge\n"
+        'vllm:cache_config_info{block_size="64",cache_dtype="auto",gpu_memory_utilization="None",'
+        'num_gpu_blocks="7576",enable_extensible_kv_cache="True"} 1.0\n'
+    )
+    s = parse_metrics(page, "page")
+    assert (s.gpu_memory_utilization, s.num_gpu_blocks, s.block_size) == (None, 7576, 64)
+    assert s.kv_capacity_tokens == 7576 * 64
+    with pytest.raises(SpecError, match="gpu_memory_utilization 'nine' is not a number"):
+        parse_metrics(page.replace('"None"', '"nine"'), "page")

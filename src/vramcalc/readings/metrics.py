@@ -150,21 +150,27 @@ def parse_metrics(text: str, source: str) -> MetricsSnapshot:
     )  # fmt: skip
 
 
+# vLLM exports its cache config as label strings, str(value) of each field
+# (vllm/config/cache.py CacheConfig.metrics_info): a field left unset reads "None" (0.34 leaves
+# gpu_memory_utilization unset unless given, and resolves it to 1.0 with its extensible KV cache).
+_UNSET = "None"
+
+
 def _int(text: str | None, source: str, name: str) -> int | None:
-    if text is None:
+    if text is None or text == _UNSET:
         return None
     if not text.isdigit() or len(text) > 15:
-        raise SpecError(f"{source}: {name} {files.short(text)!r} is not a whole number")
+        raise SpecError(f"{source}: {name} {files.short(text)} is not a whole number")
     return int(text)
 
 
 def _float(text: str | None, source: str, name: str) -> float | None:
-    if text is None:
+    if text is None or text == _UNSET:
         return None
     try:
         value = float(text)
     except ValueError:
-        raise SpecError(f"{source}: {name} {files.short(text)!r} is not a number") from None
+        raise SpecError(f"{source}: {name} {files.short(text)} is not a number") from None
     if not math.isfinite(value) or value < 0:
         raise SpecError(f"{source}: {name} {text!r} is not a valid reading")
     return value
@@ -181,7 +187,7 @@ def _histogram_quantile(
         try:
             bound = math.inf if le in ("+Inf", "Inf", "inf") else float(le)
         except ValueError:
-            raise SpecError(f"{source}: {name} bucket le={files.short(le)!r} is not a number") from None
+            raise SpecError(f"{source}: {name} bucket le={files.short(le)} is not a number") from None
         if not math.isfinite(value) or value < 0:
             raise SpecError(f"{source}: {name} bucket count {value} is not a valid reading")
         counts[bound] = counts.get(bound, 0.0) + value

@@ -95,7 +95,7 @@ def parse_smi(text: str, source: str, header: str | None = None) -> SmiReading:
     if header is not None:
         if len(header) > MAX_LINE_CHARS or ("," not in header and "memory" not in header):
             raise SpecError(
-                f"--header {files.short(header)!r}: give the --query-gpu fields, e.g. "
+                f"--header {files.short(header)}: give the --query-gpu fields, e.g. "
                 "'timestamp, memory.used [MiB], memory.total [MiB]'"
             )
         lines = [header.replace(";", ","), *lines]
@@ -241,7 +241,7 @@ def _gpu_row(header: list[str] | None, cells: list[str], where: str) -> GpuSampl
         util = field("utilization.gpu")
         index = field("index")
         if index is not None and not index.isdigit():
-            raise SpecError(f"{where}: index {files.short(index)!r} is not a whole number")
+            raise SpecError(f"{where}: index {files.short(index)} is not a whole number")
         return GpuSample(
             int(index) if index is not None else None,
             field("name"),
@@ -267,7 +267,7 @@ def _gpu_row(header: list[str] | None, cells: list[str], where: str) -> GpuSampl
                 name = cell
                 continue
             raise SpecError(
-                f"{where}: {files.short(cell)!r} is not a value vramcalc reads without the column names; for "
+                f"{where}: {files.short(cell)} is not a value vramcalc reads without the column names; for "
                 "--format=csv,noheader output pass --header with the --query-gpu fields"
             )
         if m.group(2) in ("W", "C"):
@@ -294,7 +294,7 @@ def _compute_apps(header: list[str], rows: list[tuple[int, list[str]]], source: 
         values = dict(zip(names, cells, strict=True))
         pid_text = values.get("pid", "")
         if pid_text and not pid_text.isdigit():
-            raise SpecError(f"{where}: pid {files.short(pid_text)!r} is not a whole number")
+            raise SpecError(f"{where}: pid {files.short(pid_text)} is not a whole number")
         used_text = values.get("used_gpu_memory", values.get("used_memory"))
         used = None if used_text in (None, "[N/A]", "N/A", "[Not Supported]") else _value(used_text, where)
         key = values.get("gpu_uuid") or values.get("gpu_bus_id")
@@ -310,7 +310,7 @@ def _compute_apps(header: list[str], rows: list[tuple[int, list[str]]], source: 
 def _value(text: str, where: str) -> float:
     m = _NUMBER.match(text.strip())
     if m is None:
-        raise SpecError(f"{where}: {files.short(text)!r} is not a number nvidia-smi prints")
+        raise SpecError(f"{where}: {files.short(text)} is not a number nvidia-smi prints")
     value = float(m.group(1))
     if not math.isfinite(value) or value < 0:
         raise SpecError(f"{where}: {text.strip()!r} is not a valid reading (NaN, infinite or negative)")
