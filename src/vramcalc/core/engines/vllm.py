@@ -467,6 +467,18 @@ def plan(
         f"activation peak = the profile run: max of forward{' (+ fp32 logits)' if v0 else ''} and sampler over "
         f"{min(seqs, batched)} rows",
     ]
+    if extensible_kv(version, gpu):
+        util = r["gpu_memory_utilization"]
+        assumptions.append(
+            f"vLLM {version} sizes its KV cache after warmup and CUDA-graph capture from the memory then "
+            "free, keeping the profiled peak plus graphs and a margin of max(1 GiB, 0.75 x that) free"
+            + (
+                f"; gpu_memory_utilization {util:g} caps it (vLLM warns when that withholds 1 GiB or more: "
+                "leave it unset unless other processes share the GPU)"
+                if settings.gpu_util is not None and float(util) < 1
+                else " (gpu_memory_utilization unset: the whole card)"
+            )
+        )
     if v0 and settings.sampler is not None:
         assumptions.append("V0's profile run always takes the PyTorch sort path: --sampler changes nothing")
     elif not v0:
