@@ -429,3 +429,18 @@ def test_nvls_is_a_range_that_narrows_the_deepseek_log(run_cli: Run) -> None:
     )  # fmt: skip
     main = int(0.13 * 2**30) + int(0.42 * 2**30) + 2304 * 2**20
     assert est["engine"]["ranges"]["non_torch_bytes"] == [main - 2304 * 2**20, main]
+
+
+def test_cuda_graph_estimate_moves_inside_the_budget_at_0_20() -> None:
+    """vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to "0" in 0.19.1 and "1" from
+    0.20.0 (release sdists), and gpu_worker.py then takes the estimate out of the KV budget. Llama-3.1-8B
+    on an L40S at the same gpu_memory_utilization 0.9 and sampler: 0.20's pool is the 512 MiB
+    estimate smaller, and the process no longer holds the graphs beside its budget (it held
+    requested + context + graphs), so it is 512 MiB smaller too."""
+    m, l40s = CAT.models.get("llama-3.1-8b"), CAT.gpus.get("l40s")
+    pinned = EngineSettings(gpu_util=0.9, sampler="pytorch")
+    before = run(m, Workload(8192, 1), engine="vllm@0.19", gpu=l40s, settings=pinned).view
+    after = run(m, Workload(8192, 1), engine="vllm@0.20", gpu=l40s, settings=pinned).view
+    assert before is not None and after is not None
+    assert int(before.value("kv_pool_bytes")) - int(after.value("kv_pool_bytes")) == 536_870_912
+    assert int(before.value("process_bytes")) - int(after.value("process_bytes")) == 536_870_912

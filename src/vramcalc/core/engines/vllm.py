@@ -33,7 +33,7 @@ NAME = "vllm"
 # 0.9.1: hybrid KV manager (PR #17996). 0.11.1: the FlashInfer sampler off by default (PR
 # #26859). 0.19: NCCL outside the budget, graphs still outside. 0.20: gpu_memory_utilization 0.92 by
 # default (was 0.9). 0.33: FlashInfer sampler on again,
-# CUDA-graph estimate inside the budget (default since 0.21), async scheduling doubles in-flight
+# CUDA-graph estimate inside the budget (from 0.20), async scheduling doubles in-flight
 # tokens, >=160 GiB tier.
 # 0.34: the extensible KV cache (on by default on CUDA and ROCm) is sized after warmup and real
 # CUDA-graph capture from the memory then free, gpu_memory_utilization unset means 1.0, and KV
@@ -102,6 +102,7 @@ FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 14.0
 # v0.11.1: "flashinfer-python is a default dep of vLLM CUDA now"); #40376 (2026-04-20) turned it
 # on again, read as on in 0.33 (engines.md section 1.7). 0.19.1 is taken to predate #40376.
 SAMPLER_OFF_SINCE = "0.11.1"
+GRAPHS_INSIDE_SINCE = "0.20"
 SAMPLER_ON_AGAIN_SINCE = "0.33"
 
 # Source: vLLM V0 profile (RTX 3090 records, vllm-project/vllm#10517): peak minus weights at
@@ -423,7 +424,7 @@ def plan(
     rotary = m.mla.qk_rope_head_dim if m.mla else m.head_dim
     rope_bytes = m.max_position_embeddings * rotary * 2
     non_torch = non_torch_bytes(gpu, settings.tp, version, settings.nccl_nvls)
-    # --enforce-eager captures no CUDA graphs (and 0.21+ estimates none).
+    # --enforce-eager captures no CUDA graphs (and 0.20+ estimates none).
     graphs = 0 if settings.enforce_eager else CUDA_GRAPH_BYTES
     if settings.enforce_eager:
         r["cuda_graph_bytes"] = 0
@@ -568,7 +569,7 @@ def plan(
 def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: str) -> EngineView:
     """The startup figures vLLM logs, from the same weights, activation and reserve terms.
 
-    KV pool = ceil(util x total) - weights - activation peak - non-torch (- graphs since 0.21);
+    KV pool = ceil(util x total) - weights - activation peak - non-torch (- graphs since 0.20);
     blocks = floor(pool / (page x layers per group)); capacity and concurrency as
     vllm/v1/core/kv_cache_utils.py reports them (engines.md sections 1.1-1.4).
     """
@@ -580,7 +581,10 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     requested = math.ceil(util * total)
     v0 = not version_at_least(version, "0.9.0")
     non_torch = int(r.get("non_torch_bytes", non_torch_bytes(gpu, p.tp, version, settings.nccl_nvls)))
-    graphs_inside = version_at_least(version, "0.21")
+    # Source: vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to "1" from 0.20.0 ("0" in
+    # 0.19.1; read in the release sdists), and gpu_worker.py subtracts the estimate from the KV
+    # budget when it is on. 0.20's own log line says "default since v0.21.0"; its code is already on.
+    graphs_inside = version_at_least(version, GRAPHS_INSIDE_SINCE)
     graph_bytes = int(r.get("cuda_graph_bytes", CUDA_GRAPH_BYTES))
     graphs = max(0, graph_bytes) if graphs_inside else 0
     extensible = extensible_kv(version, gpu)
@@ -735,7 +739,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             graph_bytes,
             "bytes",
             "inside the budget" if graphs_inside else "captured after the KV cache, outside the budget",
-            "vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS (default on since 0.21)",
+            "vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS (default on from 0.20.0)",
         ),
         EngineFigure(
             "kv_budget_bytes",
