@@ -444,3 +444,18 @@ def test_cuda_graph_estimate_moves_inside_the_budget_at_0_20() -> None:
     assert before is not None and after is not None
     assert int(before.value("kv_pool_bytes")) - int(after.value("kv_pool_bytes")) == 536_870_912
     assert int(before.value("process_bytes")) - int(after.value("process_bytes")) == 536_870_912
+
+
+def test_vllm_batch_defaults_by_release_and_card() -> None:
+    """`vllm serve`'s max_num_seqs / max_num_batched_tokens (vllm/engine/arg_utils.py
+    get_batch_defaults, read in the release sdists): >= 70 GiB and not an A100 -> 1024 / 8192 (0.9.0
+    on); >= 160 GiB -> 1024 / 16384 from 0.28.0 (a B200 at 0.27 is in the 70 GiB tier); a GB10 (DGX
+    Spark) leaves the 70 GiB tier at 0.33.0; an A100 80GB stays at 256 / 2048."""
+    from vramcalc.core.engines.vllm import _batch_defaults
+
+    b200, spark, a100 = CAT.gpus.get("b200"), CAT.gpus.get("dgx-spark-gb10"), CAT.gpus.get("a100-80gb-sxm")
+    assert _batch_defaults("0.27.1", b200) == (1024, 8192)
+    assert _batch_defaults("0.28.0", b200) == (1024, 16384)
+    assert _batch_defaults("0.32.0", spark) == (1024, 8192)
+    assert _batch_defaults("0.33", spark) == (256, 2048)
+    assert _batch_defaults("0.34", a100) == (256, 2048)

@@ -103,6 +103,8 @@ FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 14.0
 # on again, read as on in 0.33 (engines.md section 1.7). 0.19.1 is taken to predate #40376.
 SAMPLER_OFF_SINCE = "0.11.1"
 GRAPHS_INSIDE_SINCE = "0.20"
+LARGEST_TIER_SINCE = "0.28"
+GB10_TIER_EXCLUDED_SINCE = "0.33"
 SAMPLER_ON_AGAIN_SINCE = "0.33"
 
 # Source: vLLM V0 profile (RTX 3090 records, vllm-project/vllm#10517): peak minus weights at
@@ -331,16 +333,19 @@ def non_torch_bytes(gpu: GpuSpec | None, tp: int, version: str, nvls: bool | Non
 def _batch_defaults(version: str, gpu: GpuSpec | None) -> tuple[int, int]:
     """(max_num_seqs, max_num_batched_tokens) of `vllm serve` by device memory.
 
-    Source: vllm/engine/arg_utils.py EngineArgs.get_batch_defaults (engines.md section 1.5):
-    >= 160 GiB (0.33+) 1024/16384; >= 70 GiB and not A100 / GB10: 1024/8192; else 256/2048.
+    Source: vllm/engine/arg_utils.py EngineArgs.get_batch_defaults (engines.md section 1.5), read in
+    the release sdists: >= 160 GiB 1024/16384 from 0.28.0 (absent in 0.27.0); >= 70 GiB and not an
+    A100 1024/8192 (0.9.0 on), and not a GB10 (DGX Spark, compute capability 12.1) from 0.33.0
+    (absent in 0.32.0); else 256/2048.
     """
     if gpu is None:
         return 256, 2048
     total_gib = cuda_total_bytes(gpu) / GIB
     name = gpu.name.lower()
-    if version_at_least(version, "0.33") and total_gib >= 160:
+    if version_at_least(version, LARGEST_TIER_SINCE) and total_gib >= 160:
         return 1024, 16384
-    if total_gib >= 70 and "a100" not in name and "gb10" not in name:
+    gb10 = "gb10" in name and version_at_least(version, GB10_TIER_EXCLUDED_SINCE)
+    if total_gib >= 70 and "a100" not in name and not gb10:
         return 1024, 8192
     return 256, 2048
 
