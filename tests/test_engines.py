@@ -459,3 +459,26 @@ def test_vllm_batch_defaults_by_release_and_card() -> None:
     assert _batch_defaults("0.32.0", spark) == (1024, 8192)
     assert _batch_defaults("0.33", spark) == (256, 2048)
     assert _batch_defaults("0.34", a100) == (256, 2048)
+
+
+def test_window_in_flight_and_capacity_report_follow_the_release() -> None:
+    """Gemma-2-27B (23 sliding layers, window 4,096) at 8,192 tokens with --max-num-batched-tokens 512.
+    A sliding layer keeps window - 1 + the tokens in flight, rounded to blocks: one batch (512) up to
+    0.25, max_concurrent_batches (2 with async scheduling) x 512 from 0.26.0
+    (VllmConfig.max_in_flight_tokens, release sdists): 4,095 + 512 -> 4,608 and 4,095 + 1,024 -> 5,120
+    tokens of 8,192 B. "GPU KV cache size" is blocks // groups x 16 in 0.20 and
+    int(max_concurrency x max_model_len) from 0.21.0 (kv_cache_utils.get_kv_cache_capacity)."""
+    m = CAT.models.get("gemma-2-27b")
+    tight = EngineSettings(max_num_batched_tokens=512)
+    one = run(m, Workload(8192, 1), engine="vllm@0.25", settings=tight).estimate
+    two = run(m, Workload(8192, 1), engine="vllm@0.26", settings=tight).estimate
+    assert one.kv.bytes == 23 * 8192 * (8192 + 4608)
+    assert two.kv.bytes == 23 * 8192 * (8192 + 5120)
+    h100 = CAT.gpus.get("h100-sxm")
+    old = run(m, Workload(8192, 1), engine="vllm@0.20", gpu=h100, settings=tight).view
+    new = run(m, Workload(8192, 1), engine="vllm@0.21", gpu=h100, settings=tight).view
+    assert old is not None and new is not None
+    assert old.value("kv_capacity_tokens") == int(old.value("num_gpu_blocks")) // 2 * 16
+    # blocks per request at 0.21 (one batch in flight): 8,192 / 16 + (ceil(4,607 / 16) + 1) = 801
+    conc = int(new.value("num_gpu_blocks")) / (512 + 289)
+    assert new.value("kv_capacity_tokens") == int(conc * 8192)

@@ -105,6 +105,13 @@ SAMPLER_OFF_SINCE = "0.11.1"
 GRAPHS_INSIDE_SINCE = "0.20"
 LARGEST_TIER_SINCE = "0.28"
 GB10_TIER_EXCLUDED_SINCE = "0.33"
+# Source (release sdists): vllm/config/vllm.py VllmConfig.max_in_flight_tokens (max_concurrent_batches
+# x max_num_batched_tokens; 2 batches with async scheduling, on by default where supported) is what
+# a sliding-window spec keeps from 0.26.0 (0.25.0 kept one max_num_batched_tokens);
+# vllm/v1/core/kv_cache_utils.py get_kv_cache_capacity reports "GPU KV cache size" as
+# int(max_concurrency x max_model_len) from 0.21.0 (0.20.0: blocks // groups x block size).
+IN_FLIGHT_TWO_BATCHES_SINCE = "0.26"
+CAPACITY_FROM_CONCURRENCY_SINCE = "0.21"
 SAMPLER_ON_AGAIN_SINCE = "0.33"
 
 # Source: vLLM V0 profile (RTX 3090 records, vllm-project/vllm#10517): peak minus weights at
@@ -409,8 +416,9 @@ def _hma(m: ModelSpec, version: str) -> bool:
 
 def _in_flight(version: str, batched: int) -> int:
     # Source: vllm/v1/kv_cache_interface.py SlidingWindowSpec: window - 1 + in-flight tokens;
-    # 0.33 counts max_concurrent_batches (2 with async scheduling) x max_num_batched_tokens.
-    return (2 if version_at_least(version, "0.33") else 1) * batched
+    # from 0.26 max_concurrent_batches (2 with async scheduling) x max_num_batched_tokens
+    # (IN_FLIGHT_TWO_BATCHES_SINCE).
+    return (2 if version_at_least(version, IN_FLIGHT_TWO_BATCHES_SINCE) else 1) * batched
 
 
 def plan(
@@ -636,7 +644,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         """Blocks, token capacity and concurrency a KV pool of `pool` bytes gives."""
         blocks = max(0, pool // (page * group))
         concurrency = blocks / per_request if per_request else 0.0
-        if version_at_least(version, "0.33"):
+        if version_at_least(version, CAPACITY_FROM_CONCURRENCY_SINCE):
             return blocks, math.floor(concurrency * max_len), concurrency
         return blocks, (blocks // n_groups) * bt, concurrency
 
@@ -782,7 +790,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             "GPU KV cache size",
             capacity,
             "tokens",
-            f"{'max_concurrency x max_model_len' if version_at_least(version, '0.33') else f'{blocks} // {n_groups} groups x {bt}'}",
+            f"{'max_concurrency x max_model_len' if version_at_least(version, CAPACITY_FROM_CONCURRENCY_SINCE) else f'{blocks} // {n_groups} groups x {bt}'}",
             "vllm/v1/core/kv_cache_utils.py _report_kv_cache_config",
         ),
         EngineFigure(
