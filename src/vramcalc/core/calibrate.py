@@ -495,6 +495,40 @@ def _decimals(fig: LogFigure) -> int:
     return max((len(n) for n in numbers), default=0)
 
 
+# Source: vllm/v1/worker/gpu_worker.py (release sdists): from 0.28.0 the "X GiB for peak activation"
+# of the "Actual usage is ..." line is the profile's transient peak plus the CUDA-graph estimate
+# (peak_activation_memory = transient_peak_headroom + cudagraph_memory_estimate_applied); 0.20-0.27
+# print the torch peak alone. The same line's "G GiB for CUDAGraph memory" is what capture took.
+PEAK_WITH_GRAPH_ESTIMATE_SINCE = (0, 28)
+
+
+def _transient_peak(facts: LogFacts, version: str) -> tuple[LogFigure, ...]:
+    """The log's figures, with a 0.28+ "for peak activation" turned into the transient peak our
+    activation figure is: that peak less the CUDA graphs the same line reports, which stand in for
+    the estimate the log does not print. A profile made from it then takes exactly the memory the
+    log's KV budget took off (peak + graphs)."""
+    figs = {f.key: f for f in facts.figures}
+    peak, graphs = figs.get("activation_peak_bytes"), figs.get("cuda_graph_bytes")
+    parsed = parse_version(version)
+    if (
+        facts.engine != "vllm"
+        or parsed is None
+        or peak is None
+        or graphs is None
+        or peak.label != "for peak activation"
+        or graphs.label != "for CUDAGraph memory"
+        or parsed[:2] < PEAK_WITH_GRAPH_ESTIMATE_SINCE
+    ):
+        return facts.figures
+    transient = replace(
+        peak,
+        label="for peak activation - for CUDAGraph memory (0.28+ prints the peak with the graph estimate)",
+        value=int(peak.value) - max(0, int(graphs.value)),
+        text=f"{peak.text} - {graphs.text}",
+    )
+    return tuple(transient if f is peak else f for f in facts.figures)
+
+
 def compare(
     facts: LogFacts, scenario: Scenario, calib: CalibrationPlan, notes: Iterable[str] = ()
 ) -> CalibrationReport:
@@ -503,12 +537,13 @@ def compare(
     view = scenario.view
     ours = {f.key: f for f in view.figures} if view is not None else {}
     order = {key: i for i, key in enumerate(ours)}
+    figures = _transient_peak(facts, scenario.estimate.plan.version)
     # Blocks, token capacity and concurrency are exact integers in the log, but they follow from
     # the KV pool, which the log (and so a profile made from it) knows only to its printed digits.
     pool = next((f for f in facts.figures if f.key == "kv_pool_bytes"), None)
     pool_rounding = _print_rounding(pool) if pool is not None else None
     rows = []
-    for fig in sorted(facts.figures, key=lambda f: order.get(f.key, len(order))):
+    for fig in sorted(figures, key=lambda f: order.get(f.key, len(order))):
         mine = ours.get(fig.key)
         value = mine.value if mine is not None else None
         diff = None
