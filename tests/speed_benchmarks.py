@@ -153,10 +153,9 @@ def base_deployment(r: dict[str, Any]) -> Deployment:
     tp = int(r.get("tensor_parallel") or 1)
     gpu = cat.gpus.get(r["gpu"])
     # A published speed run started, so it ran in a regime where the server starts: the regimes the
-    # record does not name take the side that starts, not the verdict's pessimistic one: the MXFP4
-    # MoE kernel the GPU takes first and FlashInfer's smaller sampler peak (the sort path's peak with
-    # Marlin's layout leaves gpt-oss-120b no KV pool on one H100 at 32K, as vllm#23278 logged).
-    # Every other record's figures are unchanged by it.
+    # record does not name (vLLM's sampler path, its MXFP4 MoE kernel) take the engine's main value,
+    # not the verdict's pessimistic side (the sort path with Marlin's layout leaves gpt-oss-120b no KV
+    # pool on one H100 at 32K, as vllm#23278 logged). Every other record's figures are unchanged by it.
     backends = vllm_engine.mxfp4_backends(gpu) if r["engine"] == "vllm" and r["quant"] == "mxfp4-moe" else ()
     return Deployment(
         model=cat.models.get(r["catalog_model"]),
@@ -173,7 +172,7 @@ def base_deployment(r: dict[str, Any]) -> Deployment:
             if r.get("mode") == "batch" and r["engine"] in ("llama.cpp", "ollama")
             else None,
             mxfp4_backend=backends[0] if backends else None,
-            sampler="flashinfer" if r["engine"] == "vllm" else None,
+            sampler=vllm_engine.default_sampler(vllm_engine.VERSIONS[-1]) if r["engine"] == "vllm" else None,
         ),
     )
 

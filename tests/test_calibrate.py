@@ -553,7 +553,7 @@ def test_vllm_034_reads_the_cache_sized_after_warmup(run_cli: Run, tmp_path: Pat
     vllm/v1/worker/gpu_worker.py determine_available_memory and
     vllm/v1/worker/extensible_kv_cache.py measure_kv_cache_blocks, 0.34.0). The log below is made
     of those lines with our own figures for Llama-3.1-8B bf16 on one H100 at 8,192 tokens and the
-    FlashInfer sampler, which its line pins (test_engines.test_vllm_034_sizes_the_kv_cache_after_warmup_by_hand: plan
+    FlashInfer sampler, 0.34's default (test_engines.test_vllm_034_sizes_the_kv_cache_after_warmup_by_hand: plan
     66,409,329,787 B = 61.85 GiB, cache 63,553,926,267 B = 59.19 GiB, 7,576 blocks of 64 tokens):
     it is not a published log, it checks the reading. The cache is read from the after-warmup line
     (the pool and its blocks), the plan as its own figure, and every figure agrees."""
@@ -562,7 +562,6 @@ def test_vllm_034_reads_the_cache_sized_after_warmup(run_cli: Run, tmp_path: Pat
         "(APIServer pid=1) INFO 12-01 10:00:00 [api_server.py:1] vLLM API server version 0.34.0\n"
         "(APIServer pid=1) INFO 12-01 10:00:00 [utils.py:1] non-default args: {'model_tag': "
         "'meta-llama/Llama-3.1-8B-Instruct', 'max_model_len': 8192, 'model': 'meta-llama/Llama-3.1-8B-Instruct'}\n"
-        "(EngineCore pid=2) INFO 12-01 10:00:05 [topk_topp_sampler.py:1] Using FlashInfer for top-p & top-k sampling.\n"
         "(EngineCore pid=2) INFO 12-01 10:00:10 [model_runner.py:1] Model loading took 14.99 GiB memory and 5.0 seconds\n"
         "(EngineCore pid=2) INFO 12-01 10:00:20 [gpu_worker.py:1] Available KV cache memory: 61.85 GiB\n"
         "(EngineCore pid=2) INFO 12-01 10:00:40 [extensible_kv_cache.py:1] Memory after warmup: 61.8 GiB free, "

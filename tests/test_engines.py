@@ -272,51 +272,46 @@ def test_refusal_to_start_is_reported(run_cli: Run) -> None:
 
 def test_vllm_sampler_path_is_a_range_unless_pinned(run_cli: Callable[..., CliResult]) -> None:
     """vLLM's profile run samples max_num_seqs rows of vocab-sized logits; the bytes per logit
-    depend on the path the install takes. Gemma-2-27B on an RTX 4090 (vLLM 0.34: 256 rows, 256,000
-    vocab): the 38.9 B path (PyTorch's sort; the V2 model runner's profile measures the same)
-    256 x 256,000 x 38.9 B = 2,549,350,400 B, FlashInfer 256 x 256,000 x 14 B = 917,504,000 B (both
-    above the 2,048-token forward). Unpinned, the figures are the 38.9 B path's (0.34's main value,
-    also the verdict's side) and carry FlashInfer's as the range's other end: 0.34 keeps the peak
-    and 0.75 x it free, so the KV pool is 1.75 x 1,631,846,400 = 2,855,731,200 B larger there;
-    --sampler pins one path and the range goes. Before 0.11.1 FlashInfer's is the main value."""
-    args = ("estimate", "gemma-2-27b", "--bits", "4", "--ctx", "4096", "--users", "10", "--gpu", "rtx-4090")
+    depend on the top-k/top-p path the install takes. Gemma-2-27B on an RTX 4090 (vLLM 0.33: 256
+    rows, 256,000 vocab): PyTorch sort path 256 x 256,000 x 38.9 B = 2,549,350,400 B, FlashInfer
+    256 x 256,000 x 14 B = 917,504,000 B (both above the 2,048-token forward). Unpinned, the
+    figures are those of the path 0.33's images take (FlashInfer's kernels, #40376) and carry the
+    range: the KV pool is 1,631,846,400 B smaller at the sort-path end; --sampler pins one path
+    and the range goes."""
+    args = (
+        "estimate", "gemma-2-27b", "--bits", "4", "--ctx", "4096", "--users", "10", "--gpu", "rtx-4090",
+        "--engine", "vllm@0.33",
+    )  # fmt: skip
     unknown = json.loads(run_cli(*args, "--json").stdout)["engine"]
     pinned_pt = json.loads(run_cli(*args, "--sampler", "pytorch", "--json").stdout)["engine"]
     pinned_fi = json.loads(run_cli(*args, "--sampler", "flashinfer", "--json").stdout)["engine"]
-    assert unknown["activation_peak_bytes"] == pinned_pt["activation_peak_bytes"] == 2_549_350_400
-    assert pinned_fi["activation_peak_bytes"] == 917_504_000
+    assert unknown["activation_peak_bytes"] == pinned_fi["activation_peak_bytes"] == 917_504_000
+    assert pinned_pt["activation_peak_bytes"] == 2_549_350_400
     assert unknown["ranges"]["activation_peak_bytes"] == [917_504_000, 2_549_350_400]
     low, high = unknown["ranges"]["kv_pool_bytes"]
-    assert low == unknown["kv_pool_bytes"] == pinned_pt["kv_pool_bytes"]
-    assert high - low == 2_855_731_200 and high == pinned_fi["kv_pool_bytes"]
-    assert unknown["ranges"]["num_gpu_blocks"] == [unknown["num_gpu_blocks"], pinned_fi["num_gpu_blocks"]]
+    assert high == unknown["kv_pool_bytes"] == pinned_fi["kv_pool_bytes"]
+    assert high - low == 2_549_350_400 - 917_504_000 and low == pinned_pt["kv_pool_bytes"]
+    assert unknown["ranges"]["num_gpu_blocks"] == [pinned_pt["num_gpu_blocks"], unknown["num_gpu_blocks"]]
     assert pinned_pt["ranges"] == {} and pinned_fi["ranges"] == {}
-    assert (
-        "the PyTorch sort path (the V2 model runner's profile measures the same) is the main value"
-        in (unknown["range_reason"])
-    )
+    assert "FlashInfer's kernels is the main value" in unknown["range_reason"]
     table = run_cli(*args).stdout
-    assert "KV cache after warmup: 2.56 GiB (range 2.56 GiB to 5.22 GiB)" in table
-    old = json.loads(run_cli(*args, "--engine", "vllm@0.10.2", "--json").stdout)["engine"]
-    assert old["activation_peak_bytes"] == 917_504_000  # FlashInfer's, the main value before 0.11.1
+    assert "Available KV cache memory: 5.35 GiB (range 3.83 GiB to 5.35 GiB)" in table
 
 
 def test_the_sampler_default_follows_the_release() -> None:
-    """The main value per release: FlashInfer's kernels from #11394 (0.7) to #26859 (0.11.1); from
-    0.11.1 the 38.9 B path: PyTorch's sort while FlashInfer is off by default (to 0.20), then the
-    V2 model runner's profile, which published 0.28 / 0.31 logs measure at that figure; V0 always
-    sorts."""
+    """The path each release's standard images take: FlashInfer from #11394 (0.7) to #26859
+    (0.11.1), PyTorch's sort path until #40376, FlashInfer again in 0.33; V0 always sorts."""
     from vramcalc.core.engines.vllm import default_sampler
 
-    assert [default_sampler(v) for v in ("0.9.0", "0.10.1.1", "0.11.0", "0.11.1", "0.19.1", "0.28", "0.34")] == [
-        "flashinfer", "flashinfer", "flashinfer", "pytorch", "pytorch", "pytorch", "pytorch"
+    assert [default_sampler(v) for v in ("0.9.0", "0.10.1.1", "0.11.0", "0.11.1", "0.19.1", "0.28", "0.33")] == [
+        "flashinfer", "flashinfer", "flashinfer", "pytorch", "pytorch", "pytorch", "flashinfer"
     ]  # fmt: skip
 
 
 def test_check_sizes_an_unpinned_sampler_on_the_larger_peak(tmp_path, run_cli) -> None:  # type: ignore[no-untyped-def]
     """A plan that does not pin the sampler is checked on the sort path's larger peak (the
-    pessimistic end), which is 0.34's main figure too: its assessment equals the one with
-    `sampler: pytorch`, and pinning flashinfer gives a larger KV pool. On 0.34 the peak is
+    pessimistic end) although 0.34's main figure is FlashInfer's: its assessment equals the one
+    with `sampler: pytorch`, and pinning flashinfer gives a larger KV pool. On 0.34 the peak is
     kept free once and its margin (0.75 x the transient, above the 1 GiB floor at both ends) once
     more: the pools differ by 1.75 x (2,549,350,400 - 917,504,000) = 2,855,731,200 B."""
     body = (

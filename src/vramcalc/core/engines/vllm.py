@@ -99,16 +99,8 @@ SAMPLER_BYTES_PER_LOGIT = 38.9
 FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 14.0
 # The path a release's standard images take (the vllm/vllm-openai images ship FlashInfer): V1 used
 # FlashInfer's kernels from #11394 (v0.7.0) until #26859 turned the default off (2025-10-15,
-# v0.11.1: "flashinfer-python is a default dep of vLLM CUDA now"). vllm/envs.py
-# VLLM_USE_FLASHINFER_SAMPLER defaults to True again from 0.21.0 (None, off, in 0.20.0; release
-# sdists), but from 0.22.0 the V2 model runner is the default for more and more models (dense ones
-# first; vllm/config/vllm.py use_v2_model_runner, nearly all by 0.31), and its profile run samples
-# without FlashInfer's top-k/top-p (vllm/v1/worker/gpu/model_runner.py _dummy_sampler_run; 0.33
-# adds a pass with every sampling feature on). Two published V2-era logs measure the 38.9 B figure,
-# not FlashInfer's 14 B: Qwen3-14B on an L40S at 0.28.0 (KV pool -1.5% with 38.9, +6.3% with 14)
-# and Llama-3.1-8B on an A100 at 0.31.0 (its peak includes the CUDA-graph estimate, so it cannot
-# tell the two apart). So from 0.11.1 on the 38.9 B figure is the main value and FlashInfer's the
-# range's other end (a V1-runner install: VLLM_USE_V2_MODEL_RUNNER=0 with FlashInfer on, or 0.21).
+# v0.11.1: "flashinfer-python is a default dep of vLLM CUDA now"); #40376 (2026-04-20) turned it
+# on again, read as on in 0.33 (engines.md section 1.7). 0.19.1 is taken to predate #40376.
 SAMPLER_OFF_SINCE = "0.11.1"
 GRAPHS_INSIDE_SINCE = "0.20"
 LARGEST_TIER_SINCE = "0.28"
@@ -120,6 +112,7 @@ GB10_TIER_EXCLUDED_SINCE = "0.33"
 # int(max_concurrency x max_model_len) from 0.21.0 (0.20.0: blocks // groups x block size).
 IN_FLIGHT_TWO_BATCHES_SINCE = "0.26"
 CAPACITY_FROM_CONCURRENCY_SINCE = "0.21"
+SAMPLER_ON_AGAIN_SINCE = "0.33"
 
 # Source: vLLM V0 profile (RTX 3090 records, vllm-project/vllm#10517): peak minus weights at
 # max_model_len 20,000 / 29,000 = 2.07 / 2.99 GiB: a slope of one hidden buffer per token beside
@@ -172,10 +165,7 @@ NCCL_LAZY_SINCE = "0.9.0"  # our first label after 0.8.5, the last release that 
 CUDA_GRAPH_BYTES = 512 * MIB
 
 
-_SAMPLER_NAMES = {
-    "flashinfer": "FlashInfer's kernels",
-    "pytorch": "the PyTorch sort path (the V2 model runner's profile measures the same)",
-}
+_SAMPLER_NAMES = {"flashinfer": "FlashInfer's kernels", "pytorch": "the PyTorch sort path"}
 
 # Source: vllm/model_executor/layers/quantization/mxfp4.py Mxfp4MoEMethod: create_weights
 # allocates the expert matrices padded for the MoE kernel (per rank: intermediate width multiple,
@@ -280,7 +270,8 @@ def mxfp4_padding_bytes(m: ModelSpec, tp: int, backend: str) -> int:
 
 def default_sampler(version: str) -> str:
     """The top-k/top-p path a V1 release's standard images take in the profile run."""
-    return "pytorch" if version_at_least(version, SAMPLER_OFF_SINCE) else "flashinfer"
+    on = not version_at_least(version, SAMPLER_OFF_SINCE) or version_at_least(version, SAMPLER_ON_AGAIN_SINCE)
+    return "flashinfer" if on else "pytorch"
 
 
 def _sampler_bytes(sampler: str) -> float:
