@@ -299,13 +299,68 @@ def test_vllm_sampler_path_is_a_range_unless_pinned(run_cli: Callable[..., CliRe
 
 
 def test_the_sampler_default_follows_the_release() -> None:
-    """The path each release's standard images take: FlashInfer from #11394 (0.7) to #26859
-    (0.11.1), PyTorch's sort path until #40376, FlashInfer again in 0.33; V0 always sorts."""
+    """The path each release's standard images take in the profile: FlashInfer from #11394 (0.7)
+    to #26859 (0.11.1), PyTorch's sort path until the V2 model runner's logits-only profile
+    (0.25-0.32; for MoE models from 0.29), FlashInfer's again in 0.33's full-feature pass; V0
+    always sorts."""
     from vramcalc.core.engines.vllm import default_sampler
 
-    assert [default_sampler(v) for v in ("0.9.0", "0.10.1.1", "0.11.0", "0.11.1", "0.19.1", "0.28", "0.33")] == [
-        "flashinfer", "flashinfer", "flashinfer", "pytorch", "pytorch", "pytorch", "flashinfer"
+    dense, moe = CAT.models.get("llama-3.1-8b"), CAT.models.get("qwen3-30b-a3b")
+    versions = (
+        "0.9.0",
+        "0.10.1.1",
+        "0.11.0",
+        "0.11.1",
+        "0.19.1",
+        "0.24.0",
+        "0.25.0",
+        "0.28",
+        "0.32.0",
+        "0.33",
+        "0.34",
+    )
+    assert [default_sampler(v, dense) for v in versions] == [
+        "flashinfer", "flashinfer", "flashinfer", "pytorch", "pytorch", "pytorch", "v2", "v2", "v2",
+        "flashinfer", "flashinfer",
     ]  # fmt: skip
+    assert [default_sampler(v, moe) for v in ("0.27.1", "0.28", "0.29.0", "0.32.0")] == [
+        "pytorch", "pytorch", "v2", "v2"
+    ]  # fmt: skip
+
+
+def test_v2_runner_profile_by_hand(run_cli: Run, tmp_path: Path) -> None:
+    """vLLM 0.27.1, Qwen2.5-0.5B on an RTX 4090 at 2,048 tokens: the V2 model runner's profile
+    computes 256 rows x 151,936 logits in bf16 and samples them with nothing else on: 256 x
+    151,936 x 2 B = 77,791,232 B, above the 2,048-token forward. A published warm start of that
+    setup (tests/fixtures/logs/published/vllm-d-06) logs 0.08 GiB. The range's other end is the
+    sort path's 38.9 B (a cold start's torch.compile peak sits near it): 1,513,058,304 B. Pinning
+    v2 launches VLLM_USE_V2_MODEL_RUNNER=1; pinning a top-k/top-p path on such a release launches
+    the V1 runner (=0)."""
+    args = (
+        "estimate",
+        "qwen2.5-0.5b",
+        "--ctx",
+        "2048",
+        "--gpu",
+        "rtx-4090",
+        "--engine",
+        "vllm@0.27.1",
+        "--json",
+    )
+    e = json.loads(run_cli(*args).stdout)["engine"]
+    assert e["activation_peak_bytes"] == 256 * 151_936 * 2 == 77_791_232
+    assert e["ranges"]["activation_peak_bytes"] == [77_791_232, int(256 * 151_936 * 38.9)]
+    assert "V2 model runner's logits-only profile" in e["range_reason"]
+    plan = tmp_path / "p.yaml"
+    body = (
+        "deployments:\n  - model: qwen2.5-0.5b\n    engine: vllm@0.27.1\n    gpu: rtx-4090\n"
+        "    ctx: 2048\n    users: 2\n    settings:\n      sampler: {}\n"
+    )
+    plan.write_text(body.format("v2"))
+    assert "VLLM_USE_V2_MODEL_RUNNER=1" in run_cli("plan", "emit", str(plan)).stdout
+    plan.write_text(body.format("flashinfer"))
+    out = run_cli("plan", "emit", str(plan)).stdout
+    assert "VLLM_USE_V2_MODEL_RUNNER=0" in out and "VLLM_USE_FLASHINFER_SAMPLER=1" in out
 
 
 def test_check_sizes_an_unpinned_sampler_on_the_larger_peak(tmp_path, run_cli) -> None:  # type: ignore[no-untyped-def]
@@ -335,7 +390,7 @@ def test_check_sizes_an_unpinned_sampler_on_the_larger_peak(tmp_path, run_cli) -
 def test_sampler_bad_input(run_cli: Callable[..., CliResult]) -> None:
     """An unknown path names the two known; --sampler on an engine without it is refused."""
     bad = run_cli("estimate", "gemma-2-27b", "--sampler", "triton")
-    assert bad.exit_code == 2 and "choose flashinfer or pytorch" in bad.stderr
+    assert bad.exit_code == 2 and "choose flashinfer, pytorch or v2" in bad.stderr
     other = run_cli("estimate", "gemma-2-27b", "--engine", "llama.cpp", "--sampler", "pytorch")
     assert other.exit_code == 2 and "llama.cpp has no --sampler setting" in other.stderr
 

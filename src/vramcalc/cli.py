@@ -400,8 +400,8 @@ def estimate(
         typer.Option(
             "--sampler",
             metavar="PATH",
-            help="vLLM V1 top-k/top-p sampler: flashinfer or pytorch (default: unknown, figures show both "
-            "as a range and size on the larger).",
+            help="vLLM profile's sampler path: flashinfer, pytorch or v2 (the V2 model runner's logits-only "
+            "profile; default: unknown, figures show a range and size on the larger).",
         ),
     ] = None,
     mxfp4_backend: Annotated[

@@ -87,9 +87,10 @@ class EngineOptions(_Strict):
         default=None,
         description="vLLM --enforce-eager / SGLang --disable-cuda-graph: no CUDA graphs, slower steps.",
     )
-    sampler: Literal["flashinfer", "pytorch"] | None = Field(
+    sampler: Literal["flashinfer", "pytorch", "v2"] | None = Field(
         default=None,
-        description="vLLM V1 top-k/top-p sampler path; pins the regime (unset: sized on the larger, pytorch).",
+        description="vLLM profile's sampler path (v2: the V2 model runner's logits-only profile); pins the "
+        "regime (unset: sized on the larger, pytorch).",
     )
     mxfp4_backend: Literal["marlin", "triton", "flashinfer"] | None = Field(
         default=None,

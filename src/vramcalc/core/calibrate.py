@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from vramcalc import limits as lim
 from vramcalc.core.engines import get_engine, resolve_engine
+from vramcalc.core.engines import vllm as vllm_engine
 from vramcalc.core.engines.base import Engine, EngineSettings
 from vramcalc.core.engines.common import parse_version
 from vramcalc.core.estimate import Workload, check_count
@@ -397,6 +398,15 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
             kv = "fp8"
         for key in ("sampler", "mxfp4_backend"):
             if key in s:
+                version = engine.split("@", 1)[1] if "@" in engine else vllm_engine.VERSIONS[-1]
+                if key == "sampler" and vllm_engine.default_sampler(version, model) == "v2":
+                    # The V2 model runner's profile samples without top-k/top-p: the log's line
+                    # about that path does not size it (vllm_engine.V2_PROFILE_SINCE).
+                    assumptions.append(
+                        f"the log's top-k/top-p line ({s[key]}) does not size the V2 model runner's "
+                        "profile, which samples without it"
+                    )
+                    continue
                 wanted[key] = s[key]
                 used[key] = s[key]
     else:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from vramcalc.core.assess import assess
 from vramcalc.core.check import Planned
 from vramcalc.core.engines.common import version_at_least
+from vramcalc.core.engines.vllm import default_sampler
 from vramcalc.core.scenario import Scenario
 from vramcalc.errors import SpecError
 
@@ -126,7 +127,12 @@ def _vllm(p: Planned, sc: Scenario) -> Launch:
     # VLLM_MXFP4_USE_MARLIN; Triton's and FlashInfer's MoE kernels are taken when installed.
     env: tuple[tuple[str, str], ...] = ()
     pinned = p.request.settings
-    if pinned.sampler is not None:
+    if pinned.sampler == "v2":
+        # Source: vllm/envs.py VLLM_USE_V2_MODEL_RUNNER (forces the runner either way).
+        env += (("VLLM_USE_V2_MODEL_RUNNER", "1"),)
+    elif pinned.sampler is not None:
+        if default_sampler(e.plan.version, e.model) == "v2":
+            env += (("VLLM_USE_V2_MODEL_RUNNER", "0"),)  # the top-k/top-p paths are the V1 runner's
         env += (("VLLM_USE_FLASHINFER_SAMPLER", "1" if pinned.sampler == "flashinfer" else "0"),)
     if pinned.nccl_nvls is False:
         # Source: NVIDIA/nccl docs, environment variables: NCCL_NVLS_ENABLE=0 turns NVLink SHARP off.

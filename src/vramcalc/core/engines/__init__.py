@@ -42,7 +42,7 @@ SETTING_FLAGS = {
     "mxfp4_backend": "--mxfp4-backend",
     "nccl_nvls": "--nccl-nvls/--no-nccl-nvls",
 }
-SAMPLERS = ("flashinfer", "pytorch")
+SAMPLERS = ("flashinfer", "pytorch", "v2")
 # Source: vllm/model_executor/layers/quantization/mxfp4.py Mxfp4Backend (the MoE kernel families).
 MXFP4_BACKENDS = ("marlin", "triton", "flashinfer")
 # Settings of the workload, not of an engine: every engine takes them.
@@ -132,7 +132,9 @@ def check_settings(engine: Engine, settings: EngineSettings, model: ModelSpec) -
         if value is not None:
             check_count(SETTING_FLAGS[key], value, 1, most)
     if settings.sampler is not None and settings.sampler not in SAMPLERS:
-        raise SpecError(f"unknown --sampler {settings.sampler!r}; choose {' or '.join(SAMPLERS)}")
+        raise SpecError(
+            f"unknown --sampler {settings.sampler!r}; choose {', '.join(SAMPLERS[:-1])} or {SAMPLERS[-1]}"
+        )
     if settings.mxfp4_backend is not None and settings.mxfp4_backend not in MXFP4_BACKENDS:
         close = difflib.get_close_matches(settings.mxfp4_backend, MXFP4_BACKENDS, n=1)
         hint = f"did you mean {close[0]}? " if close else ""

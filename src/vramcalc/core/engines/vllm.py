@@ -99,9 +99,33 @@ SAMPLER_BYTES_PER_LOGIT = 38.9
 FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 14.0
 # The path a release's standard images take (the vllm/vllm-openai images ship FlashInfer): V1 used
 # FlashInfer's kernels from #11394 (v0.7.0) until #26859 turned the default off (2025-10-15,
-# v0.11.1: "flashinfer-python is a default dep of vLLM CUDA now"); #40376 (2026-04-20) turned it
-# on again, read as on in 0.33 (engines.md section 1.7). 0.19.1 is taken to predate #40376.
+# v0.11.1: "flashinfer-python is a default dep of vLLM CUDA now"). vllm/envs.py
+# VLLM_USE_FLASHINFER_SAMPLER defaults to True again from 0.21.0 (release sdists), but from 0.22
+# the V2 model runner is the default for more and more models, and until 0.32 its profile samples
+# the dummy rows without top-k/top-p (vllm/v1/worker/gpu/model_runner.py _dummy_sampler_run): a
+# warm start then measures little (published 0.27.1 logs: 0.08 GiB for Qwen2.5-0.5B, 0.19 GiB for
+# Qwen3-8B on an RTX 4090), while a cold start's torch.compile raises the same profile's peak to
+# about the 38.9 B figure (1.18 GiB for that Qwen3-8B; vllm#54383). 0.11.1-0.32 keep the sort
+# path's 38.9 B as the main value (the larger, first start) and FlashInfer's as the other end.
+# From 0.33 the V2 profile adds a pass with every sampling feature on (an fp32 copy, FlashInfer's
+# fused top-k/top-p, logprobs), counted at about FlashInfer's 14 B: its main value again.
 SAMPLER_OFF_SINCE = "0.11.1"
+# Source: vllm/v1/worker/gpu/model_runner.py _dummy_sampler_run (0.25.0-0.32.0 sdists): the V2
+# model runner's profile computes the dummy rows' logits in the model dtype and samples them with
+# no top-k/top-p, penalties or logprobs ("the sampler may skip top_k, top_p, and logprobs"): 2 B
+# per logit. It is the default from 0.25 for every model but most MoE ones (vllm/config/vllm.py
+# _is_default_v2_model_runner_model: listed architectures or not is_moe; Qwen3-MoE and gpt-oss
+# are not listed), and for all from 0.29 (no list). 0.22-0.24 defaulted to it for fewer models and
+# keep the V1 figures here. Published 0.27.1 logs measure that warm-start peak: 0.08 GiB for
+# Qwen2.5-0.5B (256 rows x 151,936 x 2 B = 0.07) and 0.19 GiB for Qwen3-8B on an RTX 4090, and
+# Qwen3-32B at TP 2 on RTX PRO 6000s leaves 1.66 GiB for peak, non-torch and graphs together with
+# 1,024 rows. A cold start's torch.compile raises the same profile's peak (1.18 GiB for that
+# Qwen3-8B; vllm#54383): the 38.9 B figure, which three V2-era logs sit near (0.27.1, 0.28, 0.31),
+# is the range's other end and the verdict's side.
+V2_PROFILE_SINCE = "0.25"
+V2_PROFILE_MOE_SINCE = "0.29"
+V2_PROFILE_UNTIL = "0.33"
+V2_PROFILE_BYTES_PER_LOGIT = 2.0
 GRAPHS_INSIDE_SINCE = "0.20"
 LARGEST_TIER_SINCE = "0.28"
 GB10_TIER_EXCLUDED_SINCE = "0.33"
@@ -165,7 +189,14 @@ NCCL_LAZY_SINCE = "0.9.0"  # our first label after 0.8.5, the last release that 
 CUDA_GRAPH_BYTES = 512 * MIB
 
 
-_SAMPLER_NAMES = {"flashinfer": "FlashInfer's kernels", "pytorch": "the PyTorch sort path"}
+_SAMPLER_NAMES = {
+    "flashinfer": "FlashInfer's kernels",
+    "pytorch": "the PyTorch sort path",
+    "v2": "the V2 model runner's logits-only profile (a warm start)",
+}
+# The other end of each path's range: FlashInfer's and the sort path bound each other; the V2
+# runner's light profile is bounded by a cold start, near the sort path's figure.
+_OTHER_SAMPLER = {"flashinfer": "pytorch", "pytorch": "flashinfer", "v2": "pytorch"}
 
 # Source: vllm/model_executor/layers/quantization/mxfp4.py Mxfp4MoEMethod: create_weights
 # allocates the expert matrices padded for the MoE kernel (per rank: intermediate width multiple,
@@ -268,14 +299,24 @@ def mxfp4_padding_bytes(m: ModelSpec, tp: int, backend: str) -> int:
     return round(moe.num_experts * layers * per_expert)
 
 
-def default_sampler(version: str) -> str:
-    """The top-k/top-p path a V1 release's standard images take in the profile run."""
+def default_sampler(version: str, m: ModelSpec | None = None) -> str:
+    """The sampler path a release's standard images take in the profile run: the V2 model runner's
+    logits-only profile where it is the default (V2_PROFILE_SINCE), else the top-k/top-p path."""
+    if (
+        m is not None
+        and version_at_least(version, V2_PROFILE_SINCE)
+        and not version_at_least(version, V2_PROFILE_UNTIL)
+        and (m.moe is None or version_at_least(version, V2_PROFILE_MOE_SINCE))
+    ):
+        return "v2"
     on = not version_at_least(version, SAMPLER_OFF_SINCE) or version_at_least(version, SAMPLER_ON_AGAIN_SINCE)
     return "flashinfer" if on else "pytorch"
 
 
 def _sampler_bytes(sampler: str) -> float:
-    return FLASHINFER_SAMPLER_BYTES_PER_LOGIT if sampler == "flashinfer" else SAMPLER_BYTES_PER_LOGIT
+    return {"flashinfer": FLASHINFER_SAMPLER_BYTES_PER_LOGIT, "v2": V2_PROFILE_BYTES_PER_LOGIT}.get(
+        sampler, SAMPLER_BYTES_PER_LOGIT
+    )
 
 
 def extensible_kv(version: str, gpu: GpuSpec | None) -> bool:
@@ -496,10 +537,10 @@ def plan(
     if v0 and settings.sampler is not None:
         assumptions.append("V0's profile run always takes the PyTorch sort path: --sampler changes nothing")
     elif not v0:
-        sampler = settings.sampler or default_sampler(version)
+        sampler = settings.sampler or default_sampler(version, m)
         r = {**r, "sampler": sampler}
         if settings.sampler is None:
-            other = "pytorch" if sampler == "flashinfer" else "flashinfer"
+            other = _OTHER_SAMPLER[sampler]
             assumptions.append(
                 f"sampler path unknown (depends on the install): vLLM {version}'s standard images take "
                 f"{_SAMPLER_NAMES[sampler]} ({_sampler_bytes(sampler):g} B per logit), the figures' main value; "
@@ -656,10 +697,10 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     acts = [e.activations.bytes]
     if not v0 and settings.sampler is None and not calibrated:
         taken = str(p.settings.get("sampler"))
-        other = _sampler_bytes("pytorch" if taken == "flashinfer" else "flashinfer")
+        other = _sampler_bytes(_OTHER_SAMPLER[taken])
         acts.append(plan_activations(m, p, other).bytes)
         unknown.append(
-            f"sampler path unknown: {_SAMPLER_NAMES[taken]} is the main value (--sampler flashinfer|pytorch pins it)"
+            f"sampler path unknown: {_SAMPLER_NAMES[taken]} is the main value (--sampler flashinfer|pytorch|v2 pins it)"
         )
     weights = [e.weights_bytes]
     taken_backend = p.settings.get("mxfp4_backend")
