@@ -102,13 +102,10 @@ FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 14.0
 # v0.11.1: "flashinfer-python is a default dep of vLLM CUDA now"). vllm/envs.py
 # VLLM_USE_FLASHINFER_SAMPLER defaults to True again from 0.21.0 (release sdists), but from 0.22
 # the V2 model runner is the default for more and more models, and until 0.32 its profile samples
-# the dummy rows without top-k/top-p (vllm/v1/worker/gpu/model_runner.py _dummy_sampler_run): a
-# warm start then measures little (published 0.27.1 logs: 0.08 GiB for Qwen2.5-0.5B, 0.19 GiB for
-# Qwen3-8B on an RTX 4090), while a cold start's torch.compile raises the same profile's peak to
-# about the 38.9 B figure (1.18 GiB for that Qwen3-8B; vllm#54383). 0.11.1-0.32 keep the sort
-# path's 38.9 B as the main value (the larger, first start) and FlashInfer's as the other end.
-# From 0.33 the V2 profile adds a pass with every sampling feature on (an fp32 copy, FlashInfer's
-# fused top-k/top-p, logprobs), counted at about FlashInfer's 14 B: its main value again.
+# the dummy rows without top-k/top-p (V2_PROFILE_SINCE below). 0.11.1-0.24 keep the sort path's
+# 38.9 B as the main value (V1 runner; FlashInfer's the other end). From 0.33 the V2 profile adds
+# a pass with every sampling feature on (an fp32 copy, FlashInfer's fused top-k/top-p, logprobs),
+# counted at about FlashInfer's 14 B: its main value again.
 SAMPLER_OFF_SINCE = "0.11.1"
 # Source: vllm/v1/worker/gpu/model_runner.py _dummy_sampler_run (0.25.0-0.32.0 sdists): the V2
 # model runner's profile computes the dummy rows' logits in the model dtype and samples them with
