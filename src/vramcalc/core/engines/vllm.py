@@ -123,7 +123,10 @@ V2_PROFILE_SINCE = "0.25"
 V2_PROFILE_MOE_SINCE = "0.29"
 V2_PROFILE_UNTIL = "0.33"
 V2_PROFILE_BYTES_PER_LOGIT = 2.0
+# Source: vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS, "1" from 0.20.0 ("0" in 0.19.1).
 GRAPHS_INSIDE_SINCE = "0.20"
+# Source: vllm/engine/arg_utils.py get_batch_defaults: the >= 160 GiB tier appears in 0.28.0 (not in
+# 0.27.0), the GB10 exclusion in 0.33.0 (not in 0.32.0); release sdists.
 LARGEST_TIER_SINCE = "0.28"
 GB10_TIER_EXCLUDED_SINCE = "0.33"
 # Source (release sdists): vllm/config/vllm.py VllmConfig.max_in_flight_tokens (max_concurrent_batches
@@ -632,25 +635,26 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     requested = math.ceil(util * total)
     v0 = not version_at_least(version, "0.9.0")
     non_torch = int(r.get("non_torch_bytes", non_torch_bytes(gpu, p.tp, version, settings.nccl_nvls)))
-    # Source: vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to "1" from 0.20.0 ("0" in
-    # 0.19.1; read in the release sdists), and gpu_worker.py subtracts the estimate from the KV
-    # budget when it is on. 0.20's own log line says "default since v0.21.0"; its code is already on.
+    # gpu_worker.py subtracts the estimate from the KV budget when it is on (GRAPHS_INSIDE_SINCE);
+    # 0.20's own log line says "default since v0.21.0", but its code is already on.
     graphs_inside = version_at_least(version, GRAPHS_INSIDE_SINCE)
     graph_bytes = int(r.get("cuda_graph_bytes", CUDA_GRAPH_BYTES))
     graphs = max(0, graph_bytes) if graphs_inside else 0
     extensible = extensible_kv(version, gpu)
     rocm = gpu.vendor == "AMD"
 
+    def budget_of(act: int, weights: int, non_torch: int) -> int:
+        """What the profile leaves of the requested memory (the pool; from 0.34 the plan before warmup)."""
+        return requested - weights - act - non_torch - graphs
+
     def pool_of(act: int, weights: int, non_torch: int) -> int:
-        """The KV pool: the budget left after the profile (the plan before warmup from 0.34), or
-        the extensible cache sized after warmup (extensible_kv_bytes)."""
-        budget = requested - weights - act - non_torch - graphs
+        """The KV pool: the budget, or the extensible cache sized after warmup (extensible_kv_bytes)."""
         if not extensible:
-            return budget
+            return budget_of(act, weights, non_torch)
         used = weights + non_torch + graphs
         return extensible_kv_bytes(requested, total - CUDA_CONTEXT_BYTES, used, act + graphs, rocm)
 
-    budget = requested - e.weights_bytes - e.activations.bytes - non_torch - graphs
+    budget = budget_of(e.activations.bytes, e.weights_bytes, non_torch)
     pool = pool_of(e.activations.bytes, e.weights_bytes, non_torch)
     budget_text = (
         f"{requested:,} - {e.weights_bytes:,} - {e.activations.bytes:,} - {non_torch:,}"
