@@ -70,8 +70,9 @@ def test_vllm_logs_hold_out(run_cli: Run) -> None:
     KV pool median 2.8% over 27 logs (worst 74%: a log whose max_num_seqs / batched tokens are not
     in the excerpt), KV tokens median 2.4% over 22 (worst 13%: a cold start on an RTX 4090, whose
     torch.compile raised the profile's peak by 1 GiB over the same machine's warm start),
-    concurrency median 2.35%, weights median 0.14% (worst 1.03%: Llama-3.1-405B on 8 MI300X, an
-    AMD fork of 0.4.3), activation peak median 9.4% over 13; every start / refusal predicted.
+    concurrency median 2.35%, weights median 0.12% (worst 0.63%; it was 1.03% on Llama-3.1-405B
+    on 8 MI300X until that log's MP16 checkpoint, 16 KV heads, got its own catalog entry),
+    activation peak median 9.4% over 13; every start / refusal predicted.
     Share d showed the V2 model runner's logits-only profile (0.25-0.32): before it was modelled,
     Qwen3-32B at TP 2 on RTX PRO 6000s was predicted not to start (KV pool -60%) and two warm
     starts on an RTX 4090 were 11% low; now -0.1%, -3.6% and -5.9%, while the cold starts sit 1.5-13%
@@ -83,7 +84,7 @@ def test_vllm_logs_hold_out(run_cli: Run) -> None:
     assert median["kv_pool_bytes"] <= 0.029
     assert median["kv_capacity_tokens"] <= 0.025 and max(errors["kv_capacity_tokens"]) <= 0.14
     assert median["max_concurrency"] <= 0.024
-    assert median["weights_bytes_per_gpu"] <= 0.002 and max(errors["weights_bytes_per_gpu"]) <= 0.011
+    assert median["weights_bytes_per_gpu"] <= 0.002 and max(errors["weights_bytes_per_gpu"]) <= 0.0065
     assert len(errors["activation_peak_bytes"]) == 13 and median["activation_peak_bytes"] <= 0.095
 
 
