@@ -602,3 +602,65 @@ def test_vllm_028_peak_activation_holds_the_graph_estimate(run_cli: Run, tmp_pat
         ).stdout
     )  # fmt: skip
     assert d["engine"]["kv_pool_bytes"] / 2**30 == pytest.approx(56.21, abs=0.035)
+
+
+# --- which version a log is modelled as ------------------------------------------------------
+
+PUBLISHED = LOGS / "published"
+
+
+@pytest.mark.parametrize(
+    ("build", "kv_unified", "iswa", "swa", "label"),
+    [
+        (5781, False, False, False, "2025.06"),  # ik_llama.cpp discussion #562's mainline log
+        (5912, False, True, True, "2025.06"),  # the last build before per-slot streams
+        (5913, False, False, False, "2025.12"),  # llama.cpp issue #14847: the streams' first build
+        (None, True, False, False, "2025.12"),  # "kv_unified" printed: the build has streams
+        (5192, False, False, True, "2025.04"),  # a sliding-window model with no iSWA cache
+        (None, False, True, True, "2025.06"),  # the iSWA cache, no streams
+    ],
+)
+def test_llamacpp_build_numbers(
+    build: int | None, kv_unified: bool, iswa: bool, swa: bool, label: str
+) -> None:
+    from vramcalc.core.engines.llamacpp import version_for_log
+
+    assert version_for_log(build, kv_unified, iswa, swa)[0] == label
+
+
+def test_llamacpp_printed_build_is_used(run_cli: Run) -> None:
+    """A log printing "build: 5781 (ba3ef86c5)" was modelled as our newest label (2025.12, per-slot
+    streams and --fit) and refused --version; b5781 is before PR #14363 (b5913): 2025.06. The
+    weights (4,155.99 MiB) and KV (16,384 cells x 32 layers x 2 x 1,024 x 2 B = 2,048 MiB) agree."""
+    log = PUBLISHED / "llamacpp-01-rtx4080-llama31-8b-vulkan.log"
+    result = run_cli("calibrate", str(log), "--gpu", "rtx-4080", "--model", "llama-3.1-8b", "--json")
+    doc = json.loads(result.stdout)
+    assert doc["engine_profile"] == "llama.cpp 2025.06" and "b5781" in doc["era"]
+    rows = _rows(result)
+    assert rows["kv_buffer_bytes"]["agrees"] is True and rows["model_buffer_bytes"]["agrees"] is True
+    pinned = run_cli(
+        "calibrate",
+        str(log),
+        "--gpu",
+        "rtx-4080",
+        "--model",
+        "llama-3.1-8b",
+        "--version",
+        "2025.12",
+        "--json",
+    )
+    assert json.loads(pinned.stdout)["engine_profile"] == "llama.cpp 2025.12"
+
+
+@needs_ollama
+def test_ollama_older_than_our_oldest(run_cli: Run) -> None:
+    """Ollama 0.5.4 (printed) was modelled as 0.30, the newest, whose llama-server prints no
+    memory.* estimate; the oldest profile, 0.6, reproduces it: memory.graph.full 560.0 MiB,
+    memory.required.kv 4 x 2,048 x 32 layers x 2 x 1,024 x 2 B = 1.0 GiB, layers.offload 33."""
+    log = PUBLISHED / "ollama-02-rtx4090-llama31-8b-lora.log"
+    result = run_cli("calibrate", str(log), "--gpu", "rtx-4090", "--model", "llama-3.1-8b", "--json")
+    doc = json.loads(result.stdout)
+    assert doc["engine_profile"] == "ollama 0.6" and "older than the versions we model" in doc["era"]
+    rows = _rows(result)
+    for key in ("required_kv_bytes", "graph_full_bytes", "layers_offload", "weights_total_bytes"):
+        assert rows[key]["agrees"] is True, key

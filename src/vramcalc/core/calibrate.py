@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from vramcalc import limits as lim
 from vramcalc.core.engines import get_engine, resolve_engine
+from vramcalc.core.engines import llamacpp as llamacpp_engine
 from vramcalc.core.engines import vllm as vllm_engine
 from vramcalc.core.engines.base import Engine, EngineSettings
 from vramcalc.core.engines.common import parse_version
@@ -218,11 +219,23 @@ def _profile(name: str) -> Engine:
         ) from None
 
 
-def _engine_version(facts: LogFacts) -> tuple[str, str]:
+def _engine_version(facts: LogFacts, model: ModelSpec | None = None) -> tuple[str, str]:
     """NAME@VERSION to model and one sentence saying why."""
     name = facts.engine
     profile = _profile(name)
     printed = re.match(r"\d+(?:\.\d+){1,3}", facts.version or "")
+    build = re.fullmatch(r"b(\d{1,7})", facts.version or "")
+    if name == "llama.cpp" and printed is None:
+        # A build number (bNNNN) is not one of our month labels: the log's own lines and the
+        # build decide which llama.cpp behaviours it has (llamacpp_engine.version_for_log).
+        has_swa = model is not None and model.layer_pattern.window_tokens is not None
+        label, why = llamacpp_engine.version_for_log(
+            int(build.group(1)) if build else None,
+            "kv_unified" in facts.settings,
+            "_iswa" in facts.markers,
+            has_swa,
+        )
+        return f"llama.cpp@{label}", why
     if name == "vllm" and facts.era == "V0":
         said = f"vLLM {facts.version}, " if facts.version else ""
         asked = parse_version(printed.group(0)) if printed else None
@@ -251,6 +264,14 @@ def _engine_version(facts: LogFacts) -> tuple[str, str]:
         try:
             resolve_engine(f"{name}@{version}")
         except SpecError:
+            oldest = profile.versions[0]
+            if asked is not None and asked < parse_version(oldest):  # type: ignore[operator]
+                # Older than every profile: the oldest is the nearest behaviour (a log of Ollama
+                # 0.5 prints the llm/memory.go estimate 0.6 still makes), not the newest.
+                return f"{name}@{oldest}", (
+                    f"{name} {facts.version} is older than the versions we model ({', '.join(profile.versions)}): "
+                    f"modelled as {name} {oldest}, the oldest"
+                )
             return name, (
                 f"{name} {facts.version} is outside the versions we model ({', '.join(profile.versions)}): "
                 f"modelled as {name} {profile.default_version}"
@@ -353,7 +374,12 @@ def with_given(
     if version is not None:
         if parse_version(version) is None:
             raise SpecError(f"--version {version!r} is not a version like 0.7.3")
-        if facts.version and facts.version != version:
+        # A llama.cpp build number (bNNNN) is not a label: --version may name the label it behaves as.
+        if (
+            facts.version
+            and facts.version != version
+            and parse_version(facts.version.lstrip("v")) is not None
+        ):
             raise SpecError(f"--version {version}: the log prints version {facts.version}; drop --version")
     return replace(facts, settings=settings, version=version or facts.version)
 
@@ -361,7 +387,7 @@ def with_given(
 def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
     """The log's settings as our inputs; anything the log does not state takes the engine's default
     and is listed as an assumption."""
-    engine, era = _engine_version(facts)
+    engine, era = _engine_version(facts, model)
     profile = _profile(facts.engine)
     s = facts.settings
     assumptions: list[str] = []

@@ -21,6 +21,7 @@ LLAMACPP_MARKERS = (
     "llm_load_print_meta:",
     "print_info:",
     "ggml_cuda_init:",
+    "_iswa",  # the sliding-window cache of PR #13194 (llama_kv_cache_unified_iswa, later _iswa)
 )
 _LLAMACPP_FAILED = (
     r"failed to allocate \S{1,64} buffer",

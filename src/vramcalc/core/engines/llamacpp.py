@@ -92,6 +92,33 @@ def _era(version: str) -> _Era:
     return _ERAS[known[-1] if known else VERSIONS[0]]
 
 
+# Source: the first llama.cpp build with one KV stream per slot (PR #14363 "llama : add
+# high-throughput mode", open until after 2025-07-09 per its thread): ggml-org/llama.cpp issue
+# #14847 "Regression in unified KV cache appears after llama.cpp release b5912 in b5913"; builds
+# b5857 (janhq/jan's bump on 2025-07-10) and b5781 (a log of 2025-07-01) are before it. A log of
+# that build or later prints "kv_unified" among its context settings.
+STREAMS_SINCE_BUILD = 5913
+
+
+def version_for_log(
+    build: int | None, kv_unified_printed: bool, iswa_printed: bool, has_swa: bool
+) -> tuple[str, str]:
+    """Our label for a llama.cpp log whose version is a build number (bNNNN) or not printed, from
+    what the log itself shows, and one clause saying why: per-slot KV streams (a "kv_unified"
+    setting, or build >= STREAMS_SINCE_BUILD) -> 2025.12; before them, a model with sliding-window
+    layers that the log gives no iSWA cache (PR #13194) -> 2025.04, else 2025.06."""
+    said = f"build b{build}" if build is not None else "version not printed"
+    if kv_unified_printed or (build is not None and build >= STREAMS_SINCE_BUILD):
+        why = "prints kv_unified" if kv_unified_printed else f"b{STREAMS_SINCE_BUILD} or later"
+        return "2025.12", (
+            f"{said}, {why}: per-slot KV streams (PR #14363), modelled as llama.cpp 2025.12 (its --fit, "
+            "December 2025, moves layers to RAM only when they do not fit)"
+        )
+    if has_swa and not iswa_printed:
+        return "2025.04", f"{said}, before per-slot KV streams and with no iSWA cache (PR #13194): 2025.04"
+    return "2025.06", f"{said}, before per-slot KV streams (PR #14363, b{STREAMS_SINCE_BUILD}): 2025.06"
+
+
 @dataclass(frozen=True, slots=True)
 class Runner:
     """How a llama.cpp context is created: everything that sizes its buffers.
