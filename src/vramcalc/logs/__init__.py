@@ -46,9 +46,9 @@ def detect_engine(t: LogText) -> str | None:
 _COMPARABLE = {
     "vllm": ("weights_bytes_per_gpu", "activation_peak_bytes", "kv_pool_bytes", "num_gpu_blocks",
              "kv_capacity_tokens", "max_concurrency"),
-    "llama.cpp": ("model_buffer_bytes", "kv_buffer_bytes", "compute_buffer_bytes"),
+    "llama.cpp": ("model_buffer_bytes", "kv_buffer_bytes", "compute_buffer_bytes", "gpus_model_bytes"),
     "ollama": ("required_full_bytes", "required_kv_bytes", "weights_total_bytes", "graph_full_bytes",
-               "model_buffer_bytes", "kv_buffer_bytes", "compute_buffer_bytes"),
+               "model_buffer_bytes", "kv_buffer_bytes", "compute_buffer_bytes", "gpus_model_bytes"),
 }  # fmt: skip
 
 
@@ -80,7 +80,8 @@ def parse_log(text: str, source: str = "the log") -> LogFacts:
         raise SpecError(
             f"{source} is not a vLLM, llama.cpp or Ollama startup log: none of their memory lines "
             f"('Model loading took', 'Available KV cache memory', '# GPU blocks', 'model buffer size', "
-            f"'msg=offload') is in its {n_lines:,} lines; paste the engine's output from start to 'ready'"
+            f"'msg=offload', 'msg=\"model weights\"') is in its {n_lines:,} lines; paste the engine's output "
+            "from start to 'ready'"
         )
     c = {"vllm": read_vllm, "llama.cpp": read_llamacpp, "ollama": read_ollama}[engine](t)
     missing = _missing(engine, c)

@@ -17,6 +17,8 @@ OLLAMA_MARKERS = (
     'msg="inference compute"',
     'msg="server config"',
     "llama runner started in",
+    'msg="model weights"',  # the new memory layout's per-device lines (0.11-0.29)
+    'msg="total memory"',
 )
 # Fields of Ollama's placement estimate (llm/memory.go, <= 0.29) -> our Ollama figure keys.
 _OLLAMA_FIELDS = {
@@ -107,6 +109,9 @@ def read_ollama(t: LogText) -> Collector:
             c.setting("n_layers_total", int(fields["layers.model"]))
         c.setting("library", fields.get("library"))
         c.setting("memory_available", fields.get("memory.available", "").strip("[]") or None)
+        split = [x for x in fields.get("layers.split", "").split(",") if x.strip()]
+        if len(split) > 1:
+            c.setting("n_devices", len(split))  # layers.split=11,11,11,11: one count per GPU
     if t.has("llama runner process has terminated"):
         m = t.last(r"llama runner process has terminated[^\n]*$")
         c.figure("starts", "llama runner process has terminated", False, "", m.group(0) if m else "", m)
@@ -122,4 +127,68 @@ def read_ollama(t: LogText) -> Collector:
     for key, fig in runner.figures.items():
         c.figures.setdefault(key, fig)
     c.notes += runner.notes
+    _device_lines(t, c)
     return c
+
+
+# Source: ollama ml/device.go BackendMemory.Log (from the new memory layout, 0.11 on, until 0.29):
+# 'msg="model weights" device=CUDA0 size="18.5 GiB"', 'msg="kv cache" device=...', 'msg="compute
+# graph" device=...' per device, then 'msg="total memory" size=...'; July 2025 builds print the
+# weights as 'buffer=CUDA0' and the graph as 'backend=CUDA0 buffer_type=CUDA0' (ml/backend/ggml).
+# The sizes are format.HumanBytes2 (one decimal). The runner's own llama.cpp lines, when forwarded,
+# are more precise and win; the last layout the log prints is the one loaded.
+_DEVICE_LINE = re.compile(
+    r'msg="(model weights|kv cache|compute graph)"[^\n]{0,256}?\b(?:device|buffer|backend)=("[^"\n]{1,128}"|\S{1,128})'
+    r'[^\n]{0,256}?\bsize="([^"\n]{1,32})"'
+)
+_DEVICE_KEYS = {
+    "model weights": "model_buffer_bytes",
+    "kv cache": "kv_buffer_bytes",
+    "compute graph": "compute_buffer_bytes",
+}
+
+
+def _device_lines(t: LogText, c: Collector) -> None:
+    totals = list(t.all(r'msg="total memory"'))
+    start = totals[-2].end() if len(totals) > 1 else 0
+    sums: dict[str, tuple[int, list[str], re.Match[str]]] = {}
+    for m in t.all(_DEVICE_LINE.pattern, start):
+        size = _SIZE.match(m.group(3))
+        if size is None:
+            continue
+        device = m.group(2).strip('"')
+        on_gpu = not device.upper().startswith("CPU")
+        key = (
+            _DEVICE_KEYS[m.group(1)]
+            if on_gpu
+            else "host_model_buffer_bytes"
+            if m.group(1) == "model weights"
+            else ""
+        )
+        if not key:
+            continue  # KV and graph on the CPU: no figure of ours
+        total, texts, first = sums.get(key, (0, [], m))
+        sums[key] = (
+            total + to_bytes(size.group(1), size.group(2)),
+            [*texts, f'{device} size="{m.group(3)}"'],
+            first,
+        )
+    labels = {
+        "model_buffer_bytes": 'msg="model weights" (GPUs)',
+        "host_model_buffer_bytes": 'msg="model weights" device=CPU',
+        "kv_buffer_bytes": 'msg="kv cache" (GPUs)',
+        "compute_buffer_bytes": 'msg="compute graph" (GPUs)',
+    }
+    for key, (total, texts, first) in sums.items():
+        c.figure(key, labels[key], total, "bytes", " + ".join(texts), first)
+    gpu = ("model_buffer_bytes", "kv_buffer_bytes", "compute_buffer_bytes")
+    if sums and all(k in sums for k in gpu) and "total_bytes" not in c.figures:
+        texts = [t_ for k in gpu for t_ in sums[k][1]]
+        c.figure(
+            "total_bytes",
+            "model + KV + compute (GPUs)",
+            sum(sums[k][0] for k in gpu),
+            "bytes",
+            " + ".join(texts),
+            None,
+        )
