@@ -664,3 +664,50 @@ def test_ollama_older_than_our_oldest(run_cli: Run) -> None:
     rows = _rows(result)
     for key in ("required_kv_bytes", "graph_full_bytes", "layers_offload", "weights_total_bytes"):
         assert rows[key]["agrees"] is True, key
+
+
+def test_ollama_device_lines() -> None:
+    """Ollama 0.11-0.29 print each device's share ('msg="model weights" device=CUDA0 size="18.5
+    GiB"', kv cache, compute graph; ml/device.go BackendMemory.Log): they are the GPU buffers
+    (18.5 GiB = 18.5 x 2^30 B), the CPU weights the host buffer, and the GPU total their sum."""
+    from vramcalc.logs import parse_log
+
+    facts = parse_log((PUBLISHED / "ollama-03-a10-qwen3-30b-a3b-q8.log").read_text())
+    fig = {f.key: f.value for f in facts.figures}
+    assert facts.engine == "ollama"
+    assert fig["model_buffer_bytes"] == round(18.5 * GIB) and fig["host_model_buffer_bytes"] == round(
+        11.7 * GIB
+    )
+    assert fig["kv_buffer_bytes"] == round(1.9 * GIB) and fig["compute_buffer_bytes"] == round(190.5 * MIB)
+    assert fig["total_bytes"] == round(18.5 * GIB) + round(1.9 * GIB) + round(190.5 * MIB)
+    assert facts.missing == ("model", "context", "gpu")
+
+
+def test_ollama_device_lines_era_and_given_settings(run_cli: Run) -> None:
+    """The same log names neither its context nor its file type: --ctx and --quantization give them,
+    and its device lines (no version printed) pick our 0.12 profile."""
+    log = str(PUBLISHED / "ollama-03-a10-qwen3-30b-a3b-q8.log")
+    base = (log, "--gpu", "a10", "--model", "qwen3-30b-a3b")
+    doc = json.loads(run_cli("calibrate", *base, "--ctx", "32768", "--quantization", "q8_0", "--json").stdout)
+    assert doc["engine_profile"] == "ollama 0.12" and "per-device memory lines" in doc["era"]
+    assert doc["settings"]["n_ctx"] == 32768 and doc["settings"]["quant"] == "Q8_0"
+    _one_line_error(run_cli("calibrate", *base, "--ctx", "0"), "--ctx")
+    _one_line_error(run_cli("calibrate", *base, "--ctx", "4096", "--quantization", "Q9_9"), "Q9_9")
+    _one_line_error(run_cli("calibrate", str(V1_H100), "--ctx", "4096"), "--ctx", "max_model_len")
+    _one_line_error(run_cli("calibrate", log, "--tp", "2"), "--tp", "vLLM")
+
+
+def test_ollama_estimate_over_four_gpus(run_cli: Run) -> None:
+    """ollama/ollama#9181: a Q8_0 70B at num_ctx 64,000 on 4 L4s (22.0 GiB free each), layers.split
+    11,11,11,11: llm/memory.go spreads layers over the cards (layer i on GPU i mod 4), each card
+    reserving MinimumMemory + one layer and adding the partial graph (8.2 GiB; several GPUs never
+    take the full one): 44 of 81 layers, required.partial 87.1 GiB, required.full 127.4 GiB - all
+    as printed. On one card the same estimate gives 11 layers."""
+    log = PUBLISHED / "ollama-06-4xl4-llama-70b-q8-ctx64k.log"
+    args = ("--gpu", "l4", "--model", "llama-3.3-70b", "--quantization", "Q8_0", "--json")
+    result = run_cli("calibrate", str(log), *args)
+    rows = _rows(result)
+    assert rows["layers_offload"]["ours"] == 44 == rows["layers_offload"]["theirs"]
+    for key in ("required_partial_bytes", "required_full_bytes", "graph_full_bytes", "weights_total_bytes"):
+        assert rows[key]["agrees"] is True, key
+    assert json.loads(result.stdout)["settings"]["n_devices"] == 4

@@ -881,7 +881,20 @@ def calibrate(
     ] = None,
     quantization: Annotated[
         str | None,
-        typer.Option(metavar="METHOD", help="vLLM --quantization (fp8, awq, ...) the log does not print."),
+        typer.Option(
+            metavar="METHOD",
+            help="vLLM --quantization (fp8, awq, ...), or the GGUF type (Q8_0, Q4_K_M, ...) of a llama.cpp "
+            "or Ollama log, that the log does not print.",
+        ),
+    ] = None,
+    ctx: Annotated[
+        int | None,
+        typer.Option(
+            "--ctx",
+            metavar="TOKENS",
+            help="Context the engine allocated (vLLM max_model_len, llama.cpp n_ctx, Ollama num_ctx x "
+            "parallel), for logs that do not print it.",
+        ),
     ] = None,
     max_num_seqs: Annotated[
         int | None,
@@ -931,6 +944,7 @@ def calibrate(
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens,
         gpu_util=gpu_util,
+        ctx=ctx,
     )
     cat = _catalog(catalog)
     resolved = _resolve(model, cat, online) if model else None

@@ -17,6 +17,7 @@ from vramcalc.core.estimate import Workload, check_count
 from vramcalc.core.formats import KV_DTYPES, all_format_names, resolve_format, resolve_kv_dtype
 from vramcalc.core.types import Measured
 from vramcalc.errors import SpecError, UnknownFormatError
+from vramcalc.logs.llamacpp import gguf_ftype_name
 from vramcalc.logs.vllm import VLLM_V0_BASELINE
 from vramcalc.units import GIB, MIB
 
@@ -293,6 +294,12 @@ def _engine_version(facts: LogFacts, model: ModelSpec | None = None) -> tuple[st
             "Ollama, version not printed; its 'memory.required.*' placement estimate is printed up to 0.29 "
             "(llm/memory.go era): modelled as ollama 0.12, the last version of that estimator"
         )
+    if name == "ollama" and 'msg="model weights"' in facts.markers:
+        return "ollama@0.12", (
+            "Ollama, version not printed; its per-device memory lines ('model weights', 'kv cache', "
+            "'compute graph') are the new memory layout's (0.11 to 0.29, before llama-server): modelled as "
+            "ollama 0.12, our profile for those versions"
+        )
     era = f" {facts.era}" if facts.era else ""
     return (
         name,
@@ -348,22 +355,29 @@ def with_given(
     max_num_seqs: int | None = None,
     max_num_batched_tokens: int | None = None,
     gpu_util: float | None = None,
+    ctx: int | None = None,
 ) -> LogFacts:
     """The log's facts with what the user adds for a log that does not print it (a config line cut
-    off when it was pasted); a value the log does print cannot be changed."""
+    off when it was pasted); a value the log does print cannot be changed. --ctx is the context the
+    engine allocated (vLLM max_model_len, llama.cpp n_ctx, Ollama num_ctx x parallel); for a
+    llama.cpp or Ollama log, --quantization names the GGUF type (Q8_0, Q4_K_M, ...)."""
     settings = dict(facts.settings)
+    vllm = facts.engine == "vllm"
     given: tuple[tuple[str, Setting | None, str, int], ...] = (
         ("tensor_parallel_size", tp, "--tp", lim.MAX_TP),
-        ("quantization", quantization, "--quantization", 0),
+        ("quantization" if vllm else "quant", quantization, "--quantization", 0),
         ("max_num_seqs", max_num_seqs, "--max-num-seqs", lim.MAX_USERS),
         ("max_num_batched_tokens", max_num_batched_tokens, "--max-num-batched-tokens", lim.MAX_CTX_TOKENS),
         ("gpu_memory_utilization", gpu_util, "--gpu-util", 0),
+        ("max_model_len" if vllm else "n_ctx", ctx, "--ctx", lim.MAX_CTX_TOKENS),
     )
     for key, value, flag, most in given:
         if value is None:
             continue
-        if facts.engine != "vllm":
+        if not vllm and flag not in ("--quantization", "--ctx"):
             raise SpecError(f"{flag} applies to vLLM logs; this is a {facts.engine} log")
+        if key == "quant":
+            value = gguf_ftype_name(str(value)).upper()
         if most:
             check_count(flag, int(value), 1, most)
         if key == "gpu_memory_utilization" and not 0 < float(value) <= 1:
@@ -381,7 +395,8 @@ def with_given(
             and parse_version(facts.version.lstrip("v")) is not None
         ):
             raise SpecError(f"--version {version}: the log prints version {facts.version}; drop --version")
-    return replace(facts, settings=settings, version=version or facts.version)
+    missing = tuple(k for k in facts.missing if not (k == "context" and ctx is not None))
+    return replace(facts, settings=settings, version=version or facts.version, missing=missing)
 
 
 def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
@@ -475,6 +490,12 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
             assumptions.append(
                 f"Ollama saw {s['memory_available']} free; ours places layers as if the whole card were free"
             )
+        if isinstance(s.get("n_devices"), int) and int(s["n_devices"]) > 1:
+            used["n_devices"] = s["n_devices"]
+            assumptions.append(
+                f"{s['n_devices']} GPUs in the log, each taken to be the one named: layers split over them "
+                "as llama.cpp's -sm layer does (figures summed over the GPUs)"
+            )
     used["kv_cache_dtype"] = kv
     _check_formats(facts, quant, kv)
     settings: dict[str, Setting] = {}
@@ -494,6 +515,7 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
         ubatch=int(settings["ubatch"]) if "ubatch" in settings else None,
         flash_attn=bool(settings["flash_attn"]) if "flash_attn" in settings else None,
         tp=int(settings.get("tp", 1)),
+        pp=int(used.get("n_devices", 1)),
         sampler=str(settings["sampler"]) if "sampler" in settings else None,
         mxfp4_backend=str(settings["mxfp4_backend"]) if "mxfp4_backend" in settings else None,
     )

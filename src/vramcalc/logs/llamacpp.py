@@ -138,13 +138,45 @@ def read_llamacpp(t: LogText, c: Collector | None = None) -> Collector:
         m = t.last(rf"KV self size[ \t]{{0,64}}=[ \t]{{0,64}}{NUM} (MiB)", start=start)
         if m:
             sums["kv_buffer_bytes"] = (to_bytes(m.group(1), "MiB"), [m.group(0)], m)
+    gpus = sorted({name for kind, name, _, _ in lines if kind == "model" and _is_gpu_buffer(name)})
+    if len(gpus) > 1:
+        # Layers split over several GPUs: the sums over the cards, and each card's total (what must
+        # fit on it), keyed as the engine model's per-card figures.
+        c.setting("n_devices", len(gpus))
+        for what, key in (
+            ("model", "gpus_model_bytes"),
+            ("KV", "gpus_kv_bytes"),
+            ("compute", "gpus_compute_bytes"),
+        ):
+            if (
+                gpu_key := {"model": "model_buffer_bytes", "KV": "kv_buffer_bytes"}.get(
+                    what, "compute_buffer_bytes"
+                )
+            ) in sums:
+                total, texts, first = sums.pop(gpu_key)
+                c.figure(
+                    key, f"{what} buffers on the {len(gpus)} GPUs", total, "bytes", " + ".join(texts), first
+                )
+        for i, name in enumerate(gpus):
+            mine = [(number, m) for kind, dev, number, m in lines if dev == name]
+            if mine:
+                total = sum(to_bytes(number, "MiB") for number, _ in mine)
+                text = " + ".join(f"{number} MiB" for number, _ in mine)
+                c.figure(
+                    f"cuda{i}_total_bytes",
+                    f"{name} buffers (model + KV + compute)",
+                    total,
+                    "bytes",
+                    text,
+                    mine[0][1],
+                )
     for key, (total, texts, first) in sums.items():
         what = {"kv_buffer_bytes": "KV", "compute_buffer_bytes": "compute"}.get(key, "model")
         names = list(dict.fromkeys(text.split()[0] for text in texts))
         label = f"{'/'.join(names)} {what} buffer size" if "size =" not in texts[0] else "KV self size"
         c.figure(key, label, total, "bytes", " + ".join(texts), first)
     device = ("model_buffer_bytes", "kv_buffer_bytes", "compute_buffer_bytes")
-    if all(k in sums for k in device):
+    if len(gpus) <= 1 and all(k in sums for k in device):
         total = sum(sums[k][0] for k in device)
         text = f"{total / MIB:.2f} MiB"
         c.figure("total_bytes", "model + KV + compute buffers", total, "bytes", text, None)

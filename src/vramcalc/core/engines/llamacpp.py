@@ -547,6 +547,9 @@ def buffer_figures(
                          " + ".join(f"{d.model_bytes:,}" for d in cards), "sum of the CUDAn model buffer lines"),
             EngineFigure("gpus_kv_bytes", f"KV buffers on the {len(cards)} GPUs", sum(d.kv_bytes for d in cards),
                          "bytes", " + ".join(f"{d.kv_bytes:,}" for d in cards), "sum of the CUDAn KV buffer lines"),
+            EngineFigure("gpus_compute_bytes", f"compute buffers on the {len(cards)} GPUs",
+                         sum(d.compute_bytes for d in cards), "bytes",
+                         " + ".join(f"{d.compute_bytes:,}" for d in cards), "sum of the CUDAn compute buffer lines"),
         ]  # fmt: skip
     return [
         EngineFigure("model_buffer_bytes", labels[0], b.model_bytes, "bytes",

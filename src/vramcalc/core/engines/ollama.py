@@ -384,13 +384,17 @@ def _graph_size(
     return full, partial
 
 
-def memory_estimate(e: Estimate, version: str, free_bytes: int) -> MemoryEstimate:
-    """Reproduce llm/memory.go for one GPU with `free_bytes` free (engines.md section 3.2).
+def memory_estimate(e: Estimate, version: str, free_bytes: int, gpus: int = 1) -> MemoryEstimate:
+    """Reproduce llm/memory.go for `gpus` identical GPUs with `free_bytes` free each (engines.md
+    section 3.2; the loop of estimateGPULayers, read in ollama v0.6.0 and v0.12.10).
 
     KV per layer = ctx x slots x (head_dim_k + head_dim_v) x kv_heads x Ollama's bytes per element;
-    reserve MinimumMemory + OLLAMA_GPU_OVERHEAD + one layer (blk.0 + its KV); layers placed from the
-    last while free > placed + max(graph) + layer; the output layer last; graph_full added when all
-    fit, graph_partial otherwise; memory.required.full adds what stayed in RAM.
+    each GPU that can hold max(graph) + MinimumMemory + OLLAMA_GPU_OVERHEAD + two layers reserves
+    MinimumMemory + one layer (blk.0 + its KV); layers are placed from the last, layer i on GPU
+    i mod (GPUs still with room), while free > its allocation + max(graph) + the layer (a GPU
+    without room leaves the list); the output layer last; each GPU with layers adds graph_full when
+    all fit, graph_partial otherwise (several GPUs always take the partial graph); memory.required.full
+    adds what stayed in RAM.
     """
     m, p = e.model, e.plan
     era = _era(version)
@@ -426,27 +430,41 @@ def memory_estimate(e: Estimate, version: str, free_bytes: int) -> MemoryEstimat
     )
     output = split.output_bytes + final_norm
     layer = [blocks[i] + kv[i] for i in range(n)]
+    if gpus > 1:
+        full = partial  # memory.go: "multigpu should always use the partial graph size"
     graph = max(full, partial)
-    reserved = GPU_OVERHEAD_BYTES + MINIMUM_MEMORY_BYTES + layer[0]
-    # A GPU that cannot hold the graph, the reserve and two layers gets nothing (not even the reserve).
-    included = free_bytes >= graph + reserved + layer[0]
-    placed = reserved if included else 0
-    count = 0
-    if included:
-        for i in reversed(range(n)):
-            if free_bytes <= placed + graph + layer[i]:
+    # A GPU that cannot hold the graph, the reserve and two layers gets nothing (not even the reserve);
+    # the others reserve MinimumMemory and one layer (OLLAMA_GPU_OVERHEAD is checked, not allocated).
+    included = free_bytes >= GPU_OVERHEAD_BYTES + graph + MINIMUM_MEMORY_BYTES + 2 * layer[0]
+    room = list(range(gpus)) if included else []
+    alloc = [MINIMUM_MEMORY_BYTES + layer[0] if included else 0 for _ in range(gpus)]
+    counts = [0] * gpus
+    count = overflow = 0
+    for i in reversed(range(n)):
+        for j in range(len(room), 0, -1):
+            g = room[i % j]
+            if free_bytes > GPU_OVERHEAD_BYTES + alloc[g] + graph + layer[i]:
+                alloc[g] += layer[i]
+                counts[g] += 1
+                count += 1
                 break
-            placed += layer[i]
+            room.pop(i % j)
+        else:
+            overflow += layer[i]  # no GPU has room: the layer stays in RAM
+    for j in range(len(room), 0, -1):
+        g = room[count % j]
+        if free_bytes > GPU_OVERHEAD_BYTES + alloc[g] + graph + output:
+            alloc[g] += output
+            counts[g] += 1
             count += 1
-    overflow = sum(layer[: n - count])
-    fully = included and count == n and free_bytes > placed + graph + output
-    if fully:
-        placed += output
-        count += 1
-    else:
+            break
+    fully = count == n + 1
+    if not fully:
         overflow += output
-    if count:
-        placed += full if fully else partial
+    for g in range(gpus):
+        if counts[g]:
+            alloc[g] += full if fully else partial
+    placed = sum(alloc)
     return MemoryEstimate(tuple(kv), blocks, output, full, partial, count, placed, placed + overflow)
 
 
@@ -503,7 +521,18 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     figures: list[EngineFigure] = []
     notes: list[str] = []
     cards = max(1, settings.pp)
-    if cards > 1:
+    if not era.llama_server:
+        # llm/memory.go decides the layers, on one GPU or spread over several (then the runner
+        # splits them with --tensor-split in those counts: equal shares of identical cards).
+        est = memory_estimate(e, version, free, cards)
+        ngl = est.layers_offload
+        figures += _estimate_figures(est, n)
+        where = "the GPU" if cards == 1 else f"the {cards} GPUs"
+        if ngl < n + 1:
+            notes.append(
+                f"Ollama's estimate places {ngl} of {n + 1} layers on {where}; the rest run on the CPU"
+            )
+    elif cards > 1:
         # Several GPUs: llama.cpp's layer split in equal shares, each card keeping MinimumMemory free.
         ngl = fit_gpu_layers(e, split, free - MINIMUM_MEMORY_BYTES, 0, cards)
         notes.append(
@@ -511,14 +540,6 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             "own buffers and CUDA context); Ollama's own placement by free memory can move a layer or two"
             + (f"; {ngl} of {n + 1} layers on the GPUs" if ngl < n + 1 else "")
         )
-    elif not era.llama_server:
-        est = memory_estimate(e, version, free)
-        ngl = est.layers_offload
-        figures += _estimate_figures(est, n)
-        if ngl < n + 1:
-            notes.append(
-                f"Ollama's estimate places {ngl} of {n + 1} layers on the GPU; the rest run on the CPU"
-            )
     elif kind == "llama-server":
         ngl = fit_gpu_layers(e, split, free - CUDA_CONTEXT_BYTES, FIT_MARGIN_BYTES)
         if ngl < n + 1:
