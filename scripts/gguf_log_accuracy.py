@@ -23,13 +23,17 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "tests" / "fixtures" / "logs" / "published"
 ENGINES = ("llama.cpp", "ollama")
-# The runner's buffers (llama.cpp lines, also forwarded by Ollama) and Ollama's own estimate.
+# The runner's buffers (llama.cpp lines, also forwarded by Ollama; over several GPUs their sums) and
+# Ollama's own estimate.
 FIGURES = (
     "model_buffer_bytes",
     "host_model_buffer_bytes",
     "kv_buffer_bytes",
     "compute_buffer_bytes",
     "total_bytes",
+    "gpus_model_bytes",
+    "gpus_kv_bytes",
+    "gpus_compute_bytes",
     "gpu_layers",
     "required_full_bytes",
     "required_kv_bytes",
