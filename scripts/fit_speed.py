@@ -64,6 +64,10 @@ PARAMS: list[tuple[str, Callable[[], float], Callable[[float], None], tuple[floa
      _set_module(speed, "DECODE_COMPUTE_EFFICIENCY"), (0.1, 0.9)),
     ("GGUF_DECODE_MAX_BANDWIDTH_GBS", lambda: speed.GGUF_DECODE_MAX_BANDWIDTH_GBS,
      _set_module(speed, "GGUF_DECODE_MAX_BANDWIDTH_GBS"), (300.0, 1e9)),
+    ("MOE_PREFILL_EFFICIENCY[gguf]", lambda: speed.MOE_PREFILL_EFFICIENCY["llama.cpp"],
+     _set_group(speed.MOE_PREFILL_EFFICIENCY, GGUF), (0.05, 1.0)),
+    ("MOE_DECODE_OVERHEAD_PER_LAYER_S[gguf]", lambda: speed.MOE_DECODE_OVERHEAD_PER_LAYER_S["llama.cpp"],
+     _set_group(speed.MOE_DECODE_OVERHEAD_PER_LAYER_S, GGUF), (0.0, 3e-4)),
     ("REQUEST_OVERHEAD_S[paged]", lambda: serving.REQUEST_OVERHEAD_S["vllm"],
      _set_group(serving.REQUEST_OVERHEAD_S, PAGED), (0.0005, 0.2)),
 ]  # fmt: skip

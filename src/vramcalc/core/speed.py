@@ -42,6 +42,15 @@ DECODE_OVERHEAD_PER_LAYER_S = {
 # every kernel launched from Python, about 10 launches per decoder layer at ~10 us each (PyTorch
 # eager launch latency); no published eager run in tests/calibration to fit it on.
 EAGER_OVERHEAD_PER_LAYER_S = {"vllm": 0.00010, "sglang": 0.00010}
+# Source: the extra fixed cost of a MoE layer in a llama.cpp decode step (router, top-k, the expert
+# ids, mul_mat_id launches and the weighted sum: about ten more kernels than a dense FFN), per MoE
+# layer; fitted by scripts/fit_speed.py on the fit half (split by source) of the one-user decode
+# records (2026-12-08; flat from 35 to 40 us). Published llama-bench runs on an RTX 4090 decode
+# gpt-oss-20b and Qwen3-30B-A3B 35-80 us per layer slower than their bytes and the dense per-layer
+# cost give; on the test half, gpt-oss-20b on an RTX 4090 went from +45-49% to +17-20% and Ollama's
+# Qwen3-Coder-30B-A3B from +59-65% to +17%, while the bandwidth-bound DGX Spark runs moved from
+# -15..+2% to -23..-7% (there the launches overlap the long kernels; not modelled).
+MOE_DECODE_OVERHEAD_PER_LAYER_S = {"llama.cpp": 0.00004, "ollama": 0.00004}
 # Source: fixed cost per step outside the layers (scheduler, sampler, output processing): none
 # apart from the per-layer cost; the fit found no better split (scripts/fit_speed.py).
 STEP_OVERHEAD_S: dict[str, float] = {}
@@ -110,6 +119,20 @@ SIXTEEN_BIT_GGML = frozenset({"F16", "BF16", "F32"})
 # shared/reference/gpus.yaml).
 GGUF_PREFILL_GEMM_EFFICIENCY = 0.44
 GGUF_PREFILL_TFLOPS_PER_WATT = 0.387
+# Source: ggml/src/ggml-cuda/mmq.cu ggml_cuda_mul_mat_q with ids (MoE, mul_mat_id) and mmq.cuh
+# mul_mat_q_case (read in ollama's vendored ggml, v0.7 to v0.24, May 2025 - May 2026): one MMQ
+# kernel multiplies every expert, its tile width mmq_x chosen for the whole ubatch (128 tokens,
+# get_mmq_x_max_host, on tensor-core GPUs), and each expert's tokens fill whole tiles of that width
+# (expert_bounds): an expert that gets n tokens costs ceil(n / 128) full tiles. A ubatch of u tokens
+# gives each of E experts u x k / E of them on average.
+MOE_MMQ_TILE_TOKENS = 128
+# Source: what the expert GEMMs of a llama.cpp prompt reach, at full tiles, as a share of the dense
+# kernel rate above (sorting rows by expert, quantizing each expert's activations, the MXFP4 and
+# k-quant MoE kernels); fitted by scripts/fit_speed.py on the fit half (split by source) of the MoE
+# prompt records (tests/calibration/single_user_moe.yaml and single_user.yaml, 2026-12-08; the loss
+# is flat from 0.6 to 0.65). With it, MoE prompt processing on the test half went from +327%
+# (gpt-oss-20b pp512 on an RTX 3090) to +52%, and Qwen3-30B-A3B in Ollama from +718% to +161%.
+MOE_PREFILL_EFFICIENCY = {"llama.cpp": 0.6, "ollama": 0.6}
 # Source: decode FLOPs at large batches run at a lower share of peak than big prefill GEMMs (few
 # rows per weight matrix). A prior, not the fit's choice: 0.30 x spec (0.372 of the achievable
 # GEMM rate, 0.30 / 0.807). scripts/fit_speed.py drives it to its lower bound by absorbing regimes
@@ -122,14 +145,15 @@ DECODE_COMPUTE_EFFICIENCY = 0.3 / ACHIEVABLE_SHARE_OF_SPEC
 # be known from a plan (engine build, kernel path, MoE kernels, scheduler settings): the lowest and
 # highest measured / ours (as a rate: ours / measured for a time) on the fit half, split by
 # source, of tests/calibration/serving.yaml, single_user.yaml and throughput.yaml, xfails left out;
-# printed by scripts/fit_speed.py --ranges (2026-12-08), which also prints how many test-half
+# printed by scripts/fit_speed.py --ranges (2026-12-08; the GGUF decode high end 1.279 -> 1.589 when
+# the MoE records joined: gpt-oss-20b on an RTX PRO 6000 decodes 1.59x our MoE step), which also prints how many test-half
 # figures fall inside. Kinds: decode (one user), load (2+ users: per-user decode, throughput,
 # TPOT), ttft. A family with fewer than MIN_SPREAD_ROWS fit rows takes the pooled ("all") spread.
 SPREAD_KINDS = ("decode", "load", "ttft")
 MIN_SPREAD_ROWS = 5
 SPEED_SPREAD: dict[tuple[str, str], tuple[float, float]] = {
     ("decode", "all"): (0.701, 1.756),
-    ("decode", "gguf"): (0.701, 1.279),
+    ("decode", "gguf"): (0.701, 1.589),
     ("decode", "paged"): (0.769, 1.119),
     ("decode", "transformers"): (0.847, 1.756),
     ("load", "all"): (0.717, 1.14),
@@ -268,19 +292,39 @@ def gguf_prefill_gemm_s(e: Estimate, gpu: GpuSpec, prompt: int) -> float | None:
     the 16-bit path. The output matrix runs for the last token only (llama-bench and servers ask
     for one row of logits). None when a kernel has no tensor figure."""
     attention = prefill_kernel(e, gpu, "F16")
-    per_token_s = _gguf_matrix_s_per_token(e.model, e.weight_format, gpu, e.plan.engine, e.plan.version)
+    ubatch = max(1, min(prompt, e.plan.prefill_tokens))
+    per_token_s = _gguf_matrix_s_per_token(
+        e.model,
+        e.weight_format,
+        gpu,
+        e.plan.engine,
+        e.plan.version,
+        moe_expert_share(e.model, e.plan.engine, ubatch),
+    )
     if attention is None or per_token_s is None:
         return None
     attention_s = prompt * attention_flops_per_token(e.model, prompt) / 2 / _gguf_rate(gpu, attention)
     return attention_s + prompt * per_token_s
 
 
+def moe_expert_share(m: ModelSpec, engine: str, ubatch_tokens: int) -> float:
+    """The share of the dense prompt rate a llama.cpp MoE model's expert GEMMs reach in a ubatch of
+    `ubatch_tokens`: each expert's u x k / E tokens fill whole MOE_MMQ_TILE_TOKENS-wide tiles,
+    n / (ceil(n / 128) x 128), times MOE_PREFILL_EFFICIENCY. 1 for dense models and other engines."""
+    if m.moe is None or engine not in MOE_PREFILL_EFFICIENCY:
+        return 1.0
+    n = ubatch_tokens * m.moe.experts_per_token / m.moe.num_experts
+    tiles = math.ceil(n / MOE_MMQ_TILE_TOKENS)
+    return MOE_PREFILL_EFFICIENCY[engine] * n / (tiles * MOE_MMQ_TILE_TOKENS)
+
+
 @cache
 def _gguf_matrix_s_per_token(
-    m: ModelSpec, fmt: WeightFormat, gpu: GpuSpec, engine: str, version: str
+    m: ModelSpec, fmt: WeightFormat, gpu: GpuSpec, engine: str, version: str, expert_share: float = 1.0
 ) -> float | None:
     """Seconds per prompt token of the decoder matrices' GEMMs, each on its type's kernel (linear in
-    the prompt, so the per-tensor walk runs once per model, format, GPU and engine version)."""
+    the prompt, so the per-tensor walk runs once per model, format, GPU, engine version and MoE
+    tile share); expert matrices at `expert_share` of their kernel's rate (moe_expert_share)."""
     routed = m.moe.experts_per_token / m.moe.num_experts if m.moe else 1.0
     total_s = 0.0
     for t, ggml_type in zip(tensor_inventory(m), model_tensor_types(fmt, m), strict=True):
@@ -289,7 +333,7 @@ def _gguf_matrix_s_per_token(
         kernel = _kernel(engine, version, gpu, ggml_type)
         if kernel is None:
             return None
-        share = routed if t.role in EXPERT_ROLES else 1.0
+        share = routed / expert_share if t.role in EXPERT_ROLES else 1.0
         total_s += 2.0 * t.params * share / _gguf_rate(gpu, kernel)
     return total_s
 
@@ -438,7 +482,13 @@ def step_overhead_s(e: Estimate) -> float:
     s = e.plan.settings
     eager = bool(s.get("enforce_eager", False) or s.get("disable_cuda_graph", False))
     per_layer = (EAGER_OVERHEAD_PER_LAYER_S if eager else DECODE_OVERHEAD_PER_LAYER_S).get(engine, 0.0)
-    return e.model.num_hidden_layers * per_layer + STEP_OVERHEAD_S.get(engine, 0.0)
+    moe = e.model.moe
+    moe_layers = e.model.num_hidden_layers - moe.first_dense_layers if moe else 0
+    return (
+        e.model.num_hidden_layers * per_layer
+        + moe_layers * MOE_DECODE_OVERHEAD_PER_LAYER_S.get(engine, 0.0)
+        + STEP_OVERHEAD_S.get(engine, 0.0)
+    )
 
 
 def stepper(
