@@ -37,8 +37,8 @@ def test_a_reading_above_the_card(run_cli: Run) -> None:
 
 def test_the_4090_story_adds_card_and_host(run_cli: Run) -> None:
     """Gemma-2-27B Q4_K_M on Ollama, 10 users x 4,096 tokens, one RTX 4090: the assessment keeps
-    35 of 47 layers on the card (22.71 GiB there) and 7.90 GiB of weights and KV in host memory;
-    a monitor showing ~30 GB adds the two (22.71 + 7.90 = 30.62 GiB). Decode at 3 tokens/s is
+    35 of 47 layers on the card (22.73 GiB there) and 7.90 GiB of weights and KV in host memory;
+    a monitor showing ~30 GB adds the two (22.73 + 7.90 = 30.63 GiB). Decode at 3 tokens/s is
     the offload cliff the assessment predicts (4.9)."""
     r = run_cli(
         "diagnose", "--gpu", "rtx-4090", "--used", "30GB", "--model", "gemma-2-27b", "--bits", "4",
@@ -47,7 +47,7 @@ def test_the_4090_story_adds_card_and_host(run_cli: Run) -> None:
     assert r.exit_code == 1
     d = _json(r)
     assert [f["code"] for f in d["findings"]] == ["above_physical_limit", "offload_cliff"]
-    assert "= 30.62 GiB, the reading's size: the monitor adds the two" in d["findings"][0]["message"]
+    assert "= 30.63 GiB, the reading's size: the monitor adds the two" in d["findings"][0]["message"]
     cliff = d["findings"][1]["figures"]
     assert cliff["offloaded_gib"] == pytest.approx(7.90, abs=0.01) and cliff["observed_tokens_per_s"] == 3
     assert {c["quantity"] for c in d["comparisons"]} == {

@@ -179,19 +179,23 @@ def test_compute_buffer_ubatch_1024(gemma2_27b: ModelSpec, rtx4090: GpuSpec) -> 
 @pytest.mark.parametrize(
     ("model", "ctx", "ours_mib", "reference_mib"),
     [
-        # KQ 8,192 x 512 x 32 heads x 4 B = 512 MiB + q,k,v 512 x 6,144 x 4 B = 12 + hidden 8 + output input 8
-        ("llama-3.1-8b", 8192, 540, 550),
-        # logits 500 MiB > KQ 256 MiB + 25; + 9 MiB output input
+        # KQ 8,192 x 512 x 32 heads x 4 B = 512 MiB + q,k,v 512 x 6,144 x 4 B = 12 + hidden 8 + KQ mask
+        # 8,192 x 512 x 4 B = 16 + output input 8 = 556 (two published Ollama 0.5 logs of this setup
+        # print 560.00 MiB: tests/fixtures/logs/published/ollama-01, -02)
+        ("llama-3.1-8b", 8192, 556, 560),
+        # logits 500 MiB > KQ 256 MiB + 25 + masks 8 + 8; + 9 MiB output input
         ("gemma-2-27b", 4096, 509, 550),
-        # KQ 512 MiB + q,k,v 16 + hidden 9 = 537 MiB > logits 500; + 9
-        ("gemma-2-27b", 8192, 546, 580),
+        # KQ 512 MiB + q,k,v 16 + hidden 9 + masks 16 (8,192 cells) + 9 (4,608 sliding cells) = 562 MiB
+        # > logits 500; + 9
+        ("gemma-2-27b", 8192, 571, 580),
     ],
 )
 def test_compute_buffer_flash_off(
     catalog: Catalog, rtx4090: GpuSpec, model: str, ctx: int, ours_mib: int, reference_mib: int
 ) -> None:
-    """Without flash attention the f32 KQ scores (n_kv x n_ubatch x heads x 4 B) compete with the
-    logits. engines.md 2.6 gives [estimate]s of ~550 / ~550 / ~580 MiB; within 10 %."""
+    """Without flash attention the f32 KQ scores (n_kv x n_ubatch x heads x 4 B) and the f32 KQ mask
+    compete with the logits. engines.md 2.6 gives [estimate]s of ~550 / ~580 MiB for the Gemma
+    rows, two published logs 560 MiB for the Llama row; within 10 %."""
     s = _run(catalog.models.get(model), rtx4090, ctx, flash_attn=False)
     assert _mib(s, "compute_buffer_bytes") == ours_mib
     assert ours_mib == pytest.approx(reference_mib, rel=0.10)
@@ -510,8 +514,9 @@ def test_pipeline_parallelism_copies_each_cards_inputs(catalog: Catalog, rtx4090
     """Llama-3.1-70B Q4_K_M, 4 slots x 2,048 tokens (one unified stream of 8,192 cells), ub 512,
     llama.cpp 2025.04 (no flash attention), 3 cards, every layer on them: pipeline parallelism
     keeps 4 copies of each card's inputs, 3 more than one card: 3 x (KQ mask 8,192 x 512 x 4 B =
-    16 MiB + hidden rows 512 x 8,192 x 4 B = 16 MiB) = 96 MiB on every card. With -ngl 80 (the
-    output in RAM) pipeline parallelism is off: no copies."""
+    16 MiB + hidden rows 512 x 8,192 x 4 B = 16 MiB) = 96 MiB on every card, beside the layers'
+    forward peak with its own mask (16 MiB) and hidden rows (16 MiB). With -ngl 80 (the output in
+    RAM) pipeline parallelism is off: no copies."""
     e = run(
         catalog.models.get("llama-3.1-70b"),
         Workload(2048, 4),
@@ -524,8 +529,8 @@ def test_pipeline_parallelism_copies_each_cards_inputs(catalog: Catalog, rtx4090
     one = device_buffers(e, split, 81, 1)[0]
     cards = device_buffers(e, split, 81, 3)
     assert [c.compute_bytes for c in cards] == [
-        e.activations.forward_bytes + 16 * MIB + 96 * MIB,
-        e.activations.forward_bytes + 16 * MIB + 96 * MIB,
+        e.activations.forward_bytes + 16 * MIB + 16 * MIB + 96 * MIB,
+        e.activations.forward_bytes + 16 * MIB + 16 * MIB + 96 * MIB,
         one.compute_bytes + 96 * MIB,
     ]
     partial = device_buffers(e, split, 80, 3)
@@ -542,8 +547,8 @@ def test_published_three_gpu_log(catalog: Catalog) -> None:
     attention, "pipeline parallelism enabled (n_copies=4)". Per card the log prints model buffers
     13,303.88 / 12,951.00 / 13,724.61 MiB, KV 864 / 864 / 832 MiB (27 / 27 / 26 layers x 32 MiB)
     and compute 1,216.01 / 1,216.01 / 1,216.02 MiB. Model and KV lines match to the printed 0.01
-    MiB; compute is 1,172 MiB on each card here, 3.6% low (the f32 KQ mask of the single-card
-    graph and smaller inputs are not modelled), within 5%."""
+    MiB; compute is 1,188 MiB on each card here, 2.3% low (1,172 MiB, 3.6%, before each card's own
+    f32 KQ mask was counted; smaller inputs are not modelled), within 3%."""
     import yaml
 
     from tests.conftest import ROOT
@@ -563,7 +568,7 @@ def test_published_three_gpu_log(catalog: Catalog) -> None:
         name = f"CUDA{i}"
         assert card.model_bytes / MIB == pytest.approx(figures["model_buffer_mib"][name], abs=0.01)
         assert card.kv_bytes / MIB == pytest.approx(figures["kv_buffer_mib"][name], abs=0.01)
-        assert card.compute_bytes / MIB == pytest.approx(figures["compute_buffer_mib"][name], rel=0.05)
+        assert card.compute_bytes / MIB == pytest.approx(figures["compute_buffer_mib"][name], rel=0.03)
     host = e.checkpoint_bytes - sum(c.model_bytes for c in cards)
     assert host / MIB == pytest.approx(figures["model_buffer_mib"]["CPU_Mapped"], abs=0.01)
 

@@ -121,9 +121,10 @@ def test_gguf_logs_hold_out(run_cli: Run) -> None:
     settings) left out: Ollama's estimate over 5 logs (0.5.x-era, one on 4 L4s with 44 of 81 layers
     spread over the cards) - required.full worst 0.88%, KV worst 0.16%, graphs worst 0.55%,
     layers.offload exact; the runner's model and KV buffers exact on one GPU, KV exact summed over
-    two; compute buffers median 3.6%, worst 15.7% (a Vulkan run at ubatch 1024). Before this
-    session's fixes, Ollama 0.5.4 was modelled as 0.30 (nine figures unchecked), the 4-GPU log gave
-    17 layers for 44, and the two-T4 log's compute buffers were 63% low (its 2 GPUs not passed on)."""
+    two; compute buffers median 0.7% (3.6% before the f32 KQ mask was counted), worst 15.7% (a
+    Vulkan run at ubatch 1024), 1.7% summed over two T4s. Before this session's fixes, Ollama 0.5.4
+    was modelled as 0.30 (nine figures unchecked), the 4-GPU log gave 17 layers for 44, and the
+    two-T4 log's compute buffers were 63% low (its 2 GPUs not passed on)."""
     errors: dict[str, list[float]] = {}
     for e in GGUF_LOGS:
         if (e.get("notes") or {}).get("exclude"):
@@ -143,8 +144,8 @@ def test_gguf_logs_hold_out(run_cli: Run) -> None:
     assert max(errors["required_kv_bytes"]) <= 0.002 and max(errors["graph_full_bytes"]) <= 0.006
     assert max(errors["layers_offload"]) == 0 and max(errors["gpu_layers"]) == 0
     assert max(errors["kv_buffer_bytes"]) <= 0.001 and max(errors["model_buffer_bytes"]) <= 0.001
-    assert max(errors["gpus_kv_bytes"]) <= 0.001 and max(errors["gpus_compute_bytes"]) <= 0.07
+    assert max(errors["gpus_kv_bytes"]) <= 0.001 and max(errors["gpus_compute_bytes"]) <= 0.02
     assert (
-        statistics.median(errors["compute_buffer_bytes"]) <= 0.04
+        statistics.median(errors["compute_buffer_bytes"]) <= 0.01
         and max(errors["compute_buffer_bytes"]) <= 0.16
     )

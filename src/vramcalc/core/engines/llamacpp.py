@@ -58,8 +58,8 @@ LOGIT_BYTES = 4
 SCORE_BYTES = 4
 # Source: fedora-copr/logdetective PR #106 (engines.md section 2.4): a 32-layer, 32-head, 32k-vocab
 # model at ub 512 without flash attention logged 164 / 2144 MiB at n_ctx 2048 / 32768 = KQ 128 /
-# 2048 MiB + 36 / 96 MiB; q, k, v plus one f32 hidden row per token give 32 MiB of the rest
-# (the f32 KQ mask, 4 / 64 MiB, is not modelled).
+# 2048 MiB + 36 / 96 MiB; q, k, v plus one f32 hidden row per token give 32 MiB of the rest and the
+# f32 KQ mask (n_kv x n_tokens x 4 B, kq_mask_bytes) the other 4 / 64 MiB.
 HIDDEN_TEMPORARIES = 1.0
 # Source: the output matmul's f32 input rows stay alive beside the logits. A public llama-cpp-python
 # log of Llama-3-8B Q4_K_M on an RTX 3070 (n_ctx 512, n_ubatch 512, flash_attn 0) shows "CUDA0
@@ -400,8 +400,17 @@ def buffers(e: Estimate, split: LayerSplit, gpu_layers: int) -> Buffers:
     model = split.other_weight_bytes + sum(split.layer_weight_bytes[n - k :])
     if output_on_gpu:
         model += split.output_bytes
-    compute = (e.activations.bytes if output_on_gpu else e.activations.forward_bytes) + margin
+    compute = graph_peak_bytes(e, output_on_gpu, k > 0) + margin
     return Buffers(gpu_layers, model, sum(split.layer_kv_bytes[n - k :]), compute)
+
+
+def graph_peak_bytes(e: Estimate, with_output: bool, with_layers: bool = True) -> int:
+    """A device's worst-case graph: the layers' forward peak plus the f32 KQ mask, which is live
+    while the layers run but not at the output matmul (logdetective PR #106: 164 / 2144 MiB = KQ
+    128 / 2048 MiB + 32 + the mask's 4 / 64 MiB); on the device with the output layer, at least
+    the logits' peak."""
+    forward = e.activations.forward_bytes + (kq_mask_bytes(e) if with_layers else 0)
+    return max(e.activations.bytes, forward) if with_output else forward
 
 
 # Source: ggml/src/ggml-backend.cpp ggml_backend_sched_new: sched->n_copies = parallel ?
@@ -481,7 +490,7 @@ def device_buffers(e: Estimate, split: LayerSplit, gpu_layers: int, devices: int
         if not layers and where[n] != dev:
             out.append(Buffers(0, model, kv, 0))
             continue
-        peak = e.activations.bytes if where[n] == dev else e.activations.forward_bytes
+        peak = graph_peak_bytes(e, where[n] == dev, bool(layers))
         # Every card's input crosses a device boundary: the first card's comes from the host
         # (token_embd stays there), the others' from the previous card.
         copies = extra_copies * (mask + margin)
