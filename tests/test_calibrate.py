@@ -711,3 +711,24 @@ def test_ollama_estimate_over_four_gpus(run_cli: Run) -> None:
     for key in ("required_partial_bytes", "required_full_bytes", "graph_full_bytes", "weights_total_bytes"):
         assert rows[key]["agrees"] is True, key
     assert json.loads(result.stdout)["settings"]["n_devices"] == 4
+
+
+def test_llamacpp_experts_kept_in_ram(run_cli: Run) -> None:
+    """ik_llama.cpp issue #514's mainline log (b5622): Qwen3-30B-A3B Q4_K_M over an RTX 4090 and an
+    RTX 5090 with -ot ".ffn_.*_exps.=CPU", every routed expert in RAM: as --n-cpu-moe 48 the two
+    cards' model buffers are 784.42 MiB as printed, their KV 1,536 MiB (48 layers x 16,384 cells x
+    2 x 512 x 2 B)."""
+    log = PUBLISHED / "llamacpp-02-rtx4090-rtx5090-qwen3-30b-a3b-ot.log"
+    args = ("--gpu", "rtx-4090", "--model", "qwen3-30b-a3b", "--n-cpu-moe", "48", "--json")
+    rows = _rows(run_cli("calibrate", str(log), *args))
+    assert rows["gpus_model_bytes"]["agrees"] is True and rows["gpus_kv_bytes"]["agrees"] is True
+    _one_line_error(run_cli("calibrate", str(V1_H100), "--n-cpu-moe", "4"), "--n-cpu-moe", "llama.cpp")
+
+
+def test_llamacpp_overridden_expert_lines_are_read() -> None:
+    """The tensor overrides llama.cpp prints say which layers' experts stay in RAM."""
+    from vramcalc.logs import parse_log
+
+    text = (LLAMACPP.read_text() + "\ntensor blk.0.ffn_up_exps.weight (108 MiB q4_K) buffer type overriden to CPU"
+            "\ntensor blk.11.ffn_down_exps.weight (157 MiB q6_K) buffer type overriden to CPU\n")  # fmt: skip
+    assert parse_log(text).settings["n_cpu_moe"] == 12

@@ -794,3 +794,23 @@ def test_plan_calibration_profile(run_cli: Run, tmp_path: Path) -> None:
     wrong = run_cli("check", str(plan))
     assert wrong.exit_code == 2
     assert f"{plan}:7: deployments.0.calibration" in wrong.stderr and "field gpu" in wrong.stderr
+
+
+def test_emit_llamacpp_experts_in_ram(run_cli: Run, tmp_path: Path) -> None:
+    """A plan's n_cpu_moe reaches llama-server as --n-cpu-moe; its check counts the 16.35 GiB of
+    experts in host memory as an offload (a miss, as vLLM's --cpu-offload-gb is), so emit needs
+    --force."""
+    plan = tmp_path / "moe.yaml"
+    plan.write_text(
+        "deployments:\n  - name: qwen3-moe-4060\n    model: qwen3-30b-a3b\n    quant: Q4_K_M\n"
+        "    engine: llama.cpp\n    gpu: rtx-4060-ti-16gb\n    ctx: 8192\n    users: 1\n"
+        "    settings:\n      n_cpu_moe: 48\n"
+    )
+    refused = run_cli("plan", "emit", str(plan), "--engine", "llama.cpp")
+    assert refused.exit_code == 1 and "16.35 GiB of the model run from host memory" in refused.stderr
+    r = run_cli("plan", "emit", str(plan), "--engine", "llama.cpp", "--force")
+    assert r.exit_code == 0, r.stderr
+    flags = dict(zip(_argv(r.stdout)[1::2], _argv(r.stdout)[2::2], strict=True))
+    assert flags["--n-cpu-moe"] == "48"
+    checked = run_cli("check", str(plan))
+    assert checked.exit_code == 1 and "offload" in checked.stdout

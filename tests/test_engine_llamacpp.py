@@ -606,3 +606,43 @@ def test_two_4090s_hold_a_70b_that_one_cannot(run_cli: Callable[..., CliResult])
 def test_tp_and_pp_together_are_refused(run_cli: Callable[..., CliResult]) -> None:
     r = run_cli("estimate", "llama-3.1-8b", "--tp", "2", "--pp", "2")
     assert r.exit_code == 2 and "give --tp or --pp, not both" in r.stderr
+
+
+# --- routed experts in RAM (--n-cpu-moe) -------------------------------------------------------
+
+
+def test_n_cpu_moe_keeps_the_experts_in_ram(catalog: Catalog, rtx4090: GpuSpec) -> None:
+    """llama.cpp PR #15077: --n-cpu-moe N keeps the ffn_{gate,up,down}_exps tensors of the first N
+    layers in RAM. Qwen3-30B-A3B Q4_K_M with all 48 layers' experts there: the GPUs hold 784.42 MiB
+    of model buffers, as the published two-GPU -ot log prints (llamacpp-02: 384.19 + 400.23 MiB);
+    the experts (16.35 GiB) are left out of the GPU weights and counted in host memory. The first
+    10 layers move more than 10/48 of them: Q4_K_M stores the first n_layer/8 layers' ffn_down in
+    Q6_K (llama-quant.cpp use_more_bits). A dense model has no experts to move."""
+    from vramcalc.core.engines.llamacpp import cpu_expert_bytes
+
+    qwen = catalog.models.get("qwen3-30b-a3b")
+    every = _run(qwen, rtx4090, 16384, n_cpu_moe=48)
+    experts = every.estimate.plan.offload_weight_bytes
+    assert every.estimate.plan.offload_experts and experts == cpu_expert_bytes(
+        qwen, every.estimate.weight_format, 48
+    )
+    assert _mib(every, "model_buffer_bytes") == pytest.approx(784.42, abs=0.01)
+    ten = _run(qwen, rtx4090, 16384, n_cpu_moe=10).estimate.plan.offload_weight_bytes
+    assert ten == cpu_expert_bytes(qwen, every.estimate.weight_format, 10) and ten * 48 > experts * 10
+    none = _run(qwen, rtx4090, 16384)
+    assert none.estimate.weights_bytes - every.estimate.weights_bytes == experts
+    with pytest.raises(SpecError, match="not a MoE model"):
+        _run(catalog.models.get("llama-3.1-8b"), rtx4090, 4096, n_cpu_moe=4)
+
+
+def test_n_cpu_moe_speed_reads_the_picked_experts_from_ram(catalog: Catalog, rtx4090: GpuSpec) -> None:
+    """Each token reads the experts it picks from RAM: 8 of 128 per layer for Qwen3-30B-A3B, so one
+    decode step reads experts x 8 / 128 bytes there, at the host bandwidth (50 GB/s)."""
+    from vramcalc.core.speed import stepper
+
+    sc = _run(catalog.models.get("qwen3-30b-a3b"), rtx4090, 4096, n_cpu_moe=48)
+    e = sc.estimate
+    experts = e.plan.offload_weight_bytes
+    st = stepper(e, rtx4090, offloaded_bytes=experts)
+    assert st.host_expert_bytes == experts
+    assert st.offload_s(1) == pytest.approx(experts * 8 / 128 / 50e9)

@@ -429,6 +429,15 @@ def estimate(
             "no vision tower).",
         ),
     ] = None,
+    n_cpu_moe: Annotated[
+        int | None,
+        typer.Option(
+            "--n-cpu-moe",
+            metavar="N",
+            help="llama.cpp, MoE models: keep the routed experts of the first N layers in RAM, computed by "
+            "the CPU (llama-server --n-cpu-moe N; N >= the layer count is --cpu-moe).",
+        ),
+    ] = None,
     allow_long_ctx: Annotated[
         bool, typer.Option("--allow-long-ctx", help="Allow --ctx above the model's max_position_embeddings.")
     ] = False,
@@ -493,6 +502,7 @@ def estimate(
         sampler=sampler.lower() if sampler else sampler,
         mxfp4_backend=mxfp4_backend.lower() if mxfp4_backend else mxfp4_backend,
         nccl_nvls=nccl_nvls,
+        n_cpu_moe=n_cpu_moe,
     )
     if bits is not None and quant is not None:
         raise SpecError("give --bits or --quant, not both")
@@ -896,6 +906,15 @@ def calibrate(
             "parallel), for logs that do not print it.",
         ),
     ] = None,
+    n_cpu_moe: Annotated[
+        int | None,
+        typer.Option(
+            "--n-cpu-moe",
+            metavar="N",
+            help="llama.cpp -ot/--n-cpu-moe: the first N layers' routed experts were kept in RAM, for logs "
+            "that do not print the overridden tensors.",
+        ),
+    ] = None,
     max_num_seqs: Annotated[
         int | None,
         typer.Option("--max-num-seqs", metavar="N", help="vLLM --max-num-seqs the log does not print."),
@@ -945,6 +964,7 @@ def calibrate(
         max_num_batched_tokens=max_num_batched_tokens,
         gpu_util=gpu_util,
         ctx=ctx,
+        n_cpu_moe=n_cpu_moe,
     )
     cat = _catalog(catalog)
     resolved = _resolve(model, cat, online) if model else None

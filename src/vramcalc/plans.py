@@ -105,6 +105,12 @@ class EngineOptions(_Strict):
         default=None,
         description="llama.cpp --mmproj: load the vision projector file beside a text GGUF (vision models).",
     )
+    n_cpu_moe: int | None = Field(
+        default=None,
+        ge=1,
+        description="llama.cpp --n-cpu-moe N (MoE models): the routed experts of the first N layers stay in "
+        "RAM and the CPU multiplies them.",
+    )
 
 
 class Goals(_Strict):
@@ -503,6 +509,7 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog, node: Yaml
             s.sampler,
             s.mxfp4_backend,
             s.nccl_nvls,
+            s.n_cpu_moe,
         ),
     )
     return Planned(

@@ -375,7 +375,8 @@ def _slot_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
     kv_gpu = int(_figure(sc, "gpus_kv_bytes") or _figure(sc, "kv_buffer_bytes") or 0)
     buffers = int(_figure(sc, "total_bytes") or 0)
     per_gpu = d.workers * (buffers + CUDA_CONTEXT_BYTES)
-    host_weights = max(0, e.weights_bytes - model_gpu)
+    # e.weights_bytes leaves out the experts --n-cpu-moe keeps in RAM (plan.offload_weight_bytes).
+    host_weights = max(0, e.weights_bytes + e.plan.offload_weight_bytes - model_gpu)
     host_kv = max(0, e.kv.bytes - kv_gpu)
     # What the workload needs on the busiest GPU: everything on one card; over several, that
     # card's buffers and context (the layer split is the engine's, not an even share).
@@ -399,6 +400,14 @@ def _slot_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
             f"{name} keeps {layers} of {every} layers on {gpus}; {gib(host_weights):.2f} GiB of weights"
             + (f" and {gib(host_kv):.2f} GiB of KV cache" if host_kv else "")
             + f" stay in host memory and are read there every token (at {d.host_bandwidth_gbs:g} GB/s)"
+        )
+        verdict = "offloads"
+    elif e.plan.offload_experts:
+        reasons.append(
+            f"{name} keeps all {every} layers on {gpus} but {e.plan.offload_flag} leaves "
+            f"{gib(e.plan.offload_weight_bytes):.2f} GiB of routed experts in host memory: the CPU multiplies "
+            f"the ones each token picks, read there at {d.host_bandwidth_gbs:g} GB/s; "
+            f"{gib(buffers):.2f} GiB of buffers on the busiest GPU"
         )
         verdict = "offloads"
     else:

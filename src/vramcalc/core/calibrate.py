@@ -356,6 +356,7 @@ def with_given(
     max_num_batched_tokens: int | None = None,
     gpu_util: float | None = None,
     ctx: int | None = None,
+    n_cpu_moe: int | None = None,
 ) -> LogFacts:
     """The log's facts with what the user adds for a log that does not print it (a config line cut
     off when it was pasted); a value the log does print cannot be changed. --ctx is the context the
@@ -370,11 +371,14 @@ def with_given(
         ("max_num_batched_tokens", max_num_batched_tokens, "--max-num-batched-tokens", lim.MAX_CTX_TOKENS),
         ("gpu_memory_utilization", gpu_util, "--gpu-util", 0),
         ("max_model_len" if vllm else "n_ctx", ctx, "--ctx", lim.MAX_CTX_TOKENS),
+        ("n_cpu_moe", n_cpu_moe, "--n-cpu-moe", lim.MAX_LAYERS),
     )
     for key, value, flag, most in given:
         if value is None:
             continue
-        if not vllm and flag not in ("--quantization", "--ctx"):
+        if flag == "--n-cpu-moe" and facts.engine != "llama.cpp":
+            raise SpecError(f"--n-cpu-moe applies to llama.cpp logs; this is a {facts.engine} log")
+        if not vllm and flag not in ("--quantization", "--ctx", "--n-cpu-moe"):
             raise SpecError(f"{flag} applies to vLLM logs; this is a {facts.engine} log")
         if key == "quant":
             value = gguf_ftype_name(str(value)).upper()
@@ -490,6 +494,8 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
             assumptions.append(
                 f"Ollama saw {s['memory_available']} free; ours places layers as if the whole card were free"
             )
+        if isinstance(s.get("n_cpu_moe"), int):
+            used["n_cpu_moe"] = s["n_cpu_moe"]
         if isinstance(s.get("n_devices"), int) and int(s["n_devices"]) > 1:
             used["n_devices"] = s["n_devices"]
             assumptions.append(
@@ -516,6 +522,7 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
         flash_attn=bool(settings["flash_attn"]) if "flash_attn" in settings else None,
         tp=int(settings.get("tp", 1)),
         pp=int(used.get("n_devices", 1)),
+        n_cpu_moe=int(used["n_cpu_moe"]) if "n_cpu_moe" in used and model.moe is not None else None,
         sampler=str(settings["sampler"]) if "sampler" in settings else None,
         mxfp4_backend=str(settings["mxfp4_backend"]) if "mxfp4_backend" in settings else None,
     )

@@ -185,6 +185,8 @@ def _llamacpp(p: Planned, sc: Scenario) -> Launch:
     argv += _flag("-b", s["n_batch"]) + _flag("-ub", s["n_ubatch"])
     if p.pp > 1:
         argv += _flag("-sm", "layer")
+    if s.get("n_cpu_moe"):
+        argv += _flag("--n-cpu-moe", s["n_cpu_moe"])
     notes = (
         f"-c is the context of all {s['n_parallel']} slots together ({p.request.ctx_tokens:,} tokens each)",
         f"-m: the {e.weight_format.name} GGUF of {_model_ref(p)}",

@@ -406,7 +406,7 @@ def _terms(e: Estimate) -> tuple[Term, ...]:
     split = f"; per GPU at tp={p.tp}: {wu.gpu_bytes:,} B" if p.tp > 1 else ""
     extra = f"; + {p.extra_weight_formula}" if p.extra_weight_bytes else ""
     if p.offload_weight_bytes:
-        extra += f"; - {p.offload_weight_bytes:,} B kept in host memory (--cpu-offload-gb)"
+        extra += f"; - {p.offload_weight_bytes:,} B kept in host memory ({p.offload_flag})"
     how = "sum over tensors of stored bytes"
     source = (
         "tensor shapes from the model's config.json (catalog `source:`); per-format storage in "

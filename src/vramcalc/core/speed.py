@@ -209,19 +209,33 @@ class Speed:
     offload_tokens_per_s_penalty: float  # per-user tokens/s lost to offload (0 when all on GPU)
 
 
-def active_weight_bytes(m: ModelSpec, weights_bytes: int, concurrent_tokens: int) -> int:
+def expert_share(m: ModelSpec) -> float:
+    """The routed experts' share of a MoE model's parameters (0 for dense models)."""
+    if m.moe is None:
+        return 0.0
+    expert_params = sum(t.params for t in tensor_inventory(m) if t.role in EXPERT_ROLES)
+    return expert_params / param_counts(m).total
+
+
+def touched_share(m: ModelSpec, concurrent_tokens: int) -> float:
+    """The share of a MoE layer's experts a step of u tokens reads: with each token picking k of E,
+    the expected distinct experts are E x (1 - (1 - k/E)^u)."""
+    if m.moe is None:
+        return 1.0
+    e, k = m.moe.num_experts, m.moe.experts_per_token
+    return 1 - (1 - k / e) ** max(1, concurrent_tokens)
+
+
+def active_weight_bytes(
+    m: ModelSpec, weights_bytes: int, concurrent_tokens: int, expert_bytes: int | None = None
+) -> int:
     """Weight bytes one decode step reads: all of them for dense models; for MoE, the non-expert
-    part plus the experts the batch touches. With u tokens each picking k of E experts, the
-    expected distinct experts per layer are E x (1 - (1 - k/E)^u)."""
+    part plus the experts the batch touches (touched_share). `expert_bytes` is the routed experts'
+    part of `weights_bytes` (default: their share of the parameters)."""
     if m.moe is None:
         return weights_bytes
-    tensors = tensor_inventory(m)
-    expert_params = sum(t.params for t in tensors if t.role in EXPERT_ROLES)
-    share = expert_params / param_counts(m).total
-    e, k = m.moe.num_experts, m.moe.experts_per_token
-    touched = e * (1 - (1 - k / e) ** max(1, concurrent_tokens)) / e
-    expert_bytes = weights_bytes * share
-    return int(weights_bytes - expert_bytes + expert_bytes * touched)
+    experts = weights_bytes * expert_share(m) if expert_bytes is None else min(expert_bytes, weights_bytes)
+    return int(weights_bytes - experts + experts * touched_share(m, concurrent_tokens))
 
 
 @lru_cache(maxsize=4096)
@@ -379,6 +393,10 @@ class Stepper:
     gemm_tflops: float | None  # achievable dense GEMM rate (achievable_tflops)
     overhead_s: float
     prefill_factor: float = 1.0  # a benchmark's prompt speed over ours (calibration profile)
+    host_expert_bytes: int = 0  # routed experts kept in RAM (llama.cpp --n-cpu-moe), part of offloaded_bytes
+    gpu_expert_bytes: int | None = (
+        None  # the routed experts left on the GPU (None: their share of the weights)
+    )
 
     def kv_read_bytes(self, seqs: float) -> float:
         passes = KV_PASSES_PER_STEP.get(self.e.plan.engine, 1)
@@ -388,7 +406,7 @@ class Stepper:
         """Bytes the step reads from GPU memory / achieved bandwidth: the weights once (for MoE,
         the experts the step's tokens touch) + every running sequence's KV."""
         tokens = max(1, math.ceil(seqs + prefill_tokens))
-        weights = active_weight_bytes(self.e.model, self.weights_on_gpu_bytes, tokens)
+        weights = active_weight_bytes(self.e.model, self.weights_on_gpu_bytes, tokens, self.gpu_expert_bytes)
         return (weights + self.kv_read_bytes(seqs)) / self.bandwidth_bytes_per_s
 
     def decode_compute_s(self, seqs: float) -> float:
@@ -424,7 +442,10 @@ class Stepper:
         if not (self.offloaded_bytes or self.host_kv_share):
             return 0.0
         m = self.e.model
-        read = float(active_weight_bytes(m, self.offloaded_bytes, max(1, math.ceil(seqs))))
+        tokens = max(1, math.ceil(seqs))
+        layers = max(0, self.offloaded_bytes - self.host_expert_bytes)
+        read = float(active_weight_bytes(m, layers, tokens))
+        read += self.host_expert_bytes * touched_share(m, tokens)
         read += self.kv_per_sequence_bytes * seqs * self.host_kv_share
         return read / self.host_bytes_per_s
 
@@ -511,12 +532,20 @@ def stepper(
     # --cpu-offload-gb); other offloaded bytes (llama.cpp CPU layers) come off the GPU part here.
     moved = max(0, offloaded_bytes - e.plan.offload_weight_bytes)
     host = PCIE_BANDWIDTH_GBS if offload_over_pcie else host_bandwidth_gbs
+    experts_in_ram = e.plan.offload_weight_bytes if e.plan.offload_experts else 0
+    on_gpu = max(0, e.weights_bytes - e.plan.unread_weight_bytes - moved // gpus_per_replica)
+    # --n-cpu-moe: the GPU keeps every non-expert tensor and the experts of the other layers.
+    gpu_experts = (
+        max(0, int((e.weights_bytes + experts_in_ram) * expert_share(e.model)) - experts_in_ram)
+        if experts_in_ram
+        else None
+    )
     return Stepper(
         e=e,
         gpu=gpu,
         gpus_per_replica=gpus_per_replica,
         bandwidth_bytes_per_s=decode_bandwidth_gbs(e.plan.engine, gpu) * GB * decode_factor,
-        weights_on_gpu_bytes=max(0, e.weights_bytes - e.plan.unread_weight_bytes - moved // gpus_per_replica),
+        weights_on_gpu_bytes=on_gpu,
         # Each running sequence reads its own KV; slots allocated up front hold one sequence each.
         kv_per_sequence_bytes=e.kv.bytes / max(1, e.plan.slots or e.workload.users),
         host_kv_share=min(1.0, host_kv_bytes / e.kv.bytes) if e.kv.bytes else 0.0,
@@ -525,6 +554,8 @@ def stepper(
         gemm_tflops=achievable_tflops(gpu, e.weight_format.name),
         overhead_s=step_overhead_s(e) / decode_factor,
         prefill_factor=prefill_factor,
+        host_expert_bytes=experts_in_ram,
+        gpu_expert_bytes=gpu_experts,
     )
 
 

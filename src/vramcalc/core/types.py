@@ -76,6 +76,7 @@ class EngineSettings:
     sampler: str | None = None  # vLLM V1 top-k/top-p path: "flashinfer" or "pytorch" (None: unknown)
     mxfp4_backend: str | None = None  # vLLM MXFP4 MoE kernel: marlin, triton or flashinfer (None: unknown)
     nccl_nvls: bool | None = None  # NCCL's NVLS buffers on an NVSwitch board: on, off (NCCL_NVLS_ENABLE=0)
+    n_cpu_moe: int | None = None  # llama.cpp --n-cpu-moe: the first N layers keep their experts in RAM
     # GPUs the layers are split over (layout pipeline-parallel: llama.cpp/Ollama -sm layer); part
     # of the layout, not an engine flag, so given() leaves it out
     pp: int = 1
@@ -95,6 +96,7 @@ class EngineSettings:
             "sampler",
             "mxfp4_backend",
             "nccl_nvls",
+            "n_cpu_moe",
         )
         out: dict[str, object] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
         if self.tp != 1:
@@ -143,6 +145,8 @@ class EnginePlan:
     # read made TPOT 6-7 points slower than measured)
     unread_weight_bytes: int = 0
     offload_weight_bytes: int = 0  # per GPU, weights kept in host memory and streamed each step
+    offload_flag: str = "--cpu-offload-gb"  # the engine flag that keeps them there
+    offload_experts: bool = False  # they are routed-expert tensors (llama.cpp --n-cpu-moe)
     # Where a GGUF engine finds a vision model's vision tower: None = in the model file and loaded
     # (Ollama, and every PyTorch engine for its checkpoint); "absent" = a text GGUF without it
     # (llama.cpp); "mmproj" = llama.cpp with --mmproj: the separate F16 projector file, loaded.

@@ -93,6 +93,17 @@ def read_llamacpp(t: LogText, c: Collector | None = None) -> Collector:
         c.setting("kv_cache_dtype", m_k.group(1))
     if m_k and m_v and m_k.group(1) != m_v.group(1):
         c.notes.append(f"K cache {m_k.group(1)} and V cache {m_v.group(1)} differ; the K type is modelled")
+    # -ot / --cpu-moe / --n-cpu-moe print each expert tensor they move: "tensor blk.3.ffn_up_exps.weight
+    # (...) buffer type overriden to CPU" (or "... cannot be used with preferred buffer type CUDA0,
+    # using CUDA_Host instead"): the layers whose routed experts stay in RAM.
+    moved = {
+        int(m.group(1))
+        for m in t.all(
+            r"blk\.(\d{1,4})\.ffn_(?:gate|up|down|gate_up)_exps\.weight[^\n]{0,256}?(?:overrid|CUDA_Host)"
+        )
+    }
+    if moved:
+        c.setting("n_cpu_moe", max(moved) + 1)
     devices = [m.group(1).strip() for m in t.all(r"Device \d{1,4}: ([^\n]{1,256}?), compute capability")]
     devices = devices or [m.group(1) for m in t.all(r"using device \w{1,32} \(([^()\n]{1,256})\)")]
     if devices:

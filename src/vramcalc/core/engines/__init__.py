@@ -41,6 +41,7 @@ SETTING_FLAGS = {
     "sampler": "--sampler",
     "mxfp4_backend": "--mxfp4-backend",
     "nccl_nvls": "--nccl-nvls/--no-nccl-nvls",
+    "n_cpu_moe": "--n-cpu-moe",
 }
 SAMPLERS = ("flashinfer", "pytorch", "v2")
 # Source: vllm/model_executor/layers/quantization/mxfp4.py Mxfp4Backend (the MoE kernel families).
@@ -141,6 +142,12 @@ def check_settings(engine: Engine, settings: EngineSettings, model: ModelSpec) -
         raise SpecError(
             f"unknown --mxfp4-backend {settings.mxfp4_backend!r}; {hint}choose {', '.join(MXFP4_BACKENDS)}"
         )
+    if settings.n_cpu_moe is not None:
+        check_count("--n-cpu-moe", settings.n_cpu_moe, 1, lim.MAX_LAYERS)
+        if model.moe is None:
+            raise SpecError(
+                f"--n-cpu-moe: {model.id} has no experts to keep in RAM (not a MoE model); drop it"
+            )
     if settings.mmproj and model.vision is None:
         raise SpecError(
             f"--mmproj: {model.id} has no vision tower (no mmproj file exists for it); drop --mmproj"

@@ -25,7 +25,7 @@ from vramcalc.core.engines.common import CUDA_CONTEXT_BYTES, version_at_least
 from vramcalc.core.estimate import usable_gpu_bytes
 from vramcalc.core.formats import model_tensor_bytes
 from vramcalc.core.kv import kv_layers
-from vramcalc.core.tensors import tensor_inventory
+from vramcalc.core.tensors import EXPERT_ROLES, tensor_inventory
 from vramcalc.errors import SpecError
 from vramcalc.units import MIB, plural
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 NAME = "llama.cpp"
 VERSIONS = ("2025.04", "2025.05", "2025.06", "2025.12")
 # No --tp: llama.cpp splits layers over GPUs (--split-mode layer), it has no tensor parallelism to model.
-SETTINGS = frozenset({"ubatch", "flash_attn", "max_num_seqs", "mmproj"})
+SETTINGS = frozenset({"ubatch", "flash_attn", "max_num_seqs", "mmproj", "n_cpu_moe"})
 # Source: common/arg.cpp kv_cache_types (f16, bf16, q8_0, q4_0 in our names; engines.md section 2.2).
 KV_DTYPES = ("fp16", "bf16", "q8_0", "q4_0")
 QUANTIZED_KV = frozenset({"q8_0", "q4_0"})
@@ -179,6 +179,7 @@ def runner_plan(
     settings: dict[str, int | float | bool | str],
     kv_source: str = "",
     gguf_vision: str | None = None,
+    cpu_expert_bytes: int = 0,
 ) -> EnginePlan:
     """The shared-formula parameters of one llama.cpp context (llama.cpp itself and Ollama's runners)."""
     windowed = m.layer_pattern.kind != "all_global"
@@ -249,6 +250,28 @@ def runner_plan(
         assumptions=tuple(out),
         settings=settings,
         gguf_vision=gguf_vision,
+        offload_weight_bytes=cpu_expert_bytes,
+        offload_flag="--n-cpu-moe",
+        offload_experts=cpu_expert_bytes > 0,
+    )
+
+
+def cpu_moe_layers(m: ModelSpec, n_cpu_moe: int | None) -> int:
+    """Layers whose routed experts --n-cpu-moe N keeps in RAM: the first N (all with N >= layers)."""
+    return 0 if m.moe is None or not n_cpu_moe else min(n_cpu_moe, m.num_hidden_layers)
+
+
+def cpu_expert_bytes(m: ModelSpec, fmt: WeightFormat, layers: int) -> int:
+    """The routed-expert tensors (ffn_gate/up/down_exps) of the first `layers` layers, as stored.
+
+    Source: ggml-org/llama.cpp PR #15077 (b6089, 2025-08-04) "--n-cpu-moe N to keep the MoE weights
+    of the first N layers in the CPU" and PR #14992 (--cpu-moe: all of them): tensor buffer-type
+    overrides of \\.ffn_(up|down|gate)_exps\\.weight to the CPU buffer (common/arg.cpp); the shared
+    experts and the router stay on the GPU."""
+    return sum(
+        size
+        for t, size in zip(tensor_inventory(m), model_tensor_bytes(fmt, m), strict=True)
+        if t.role in EXPERT_ROLES and t.layer is not None and t.layer < layers
     )
 
 
@@ -317,6 +340,14 @@ def plan(
     }
     if m.vision is not None:
         resolved["mmproj"] = bool(settings.mmproj)
+    moe_layers = cpu_moe_layers(m, settings.n_cpu_moe)
+    experts = cpu_expert_bytes(m, fmt, moe_layers)
+    if moe_layers:
+        resolved["n_cpu_moe"] = moe_layers
+        notes.append(
+            f"--n-cpu-moe {moe_layers}: the routed experts of the first {moe_layers} of {m.num_hidden_layers} "
+            f"layers ({experts / 2**30:.2f} GiB) stay in RAM and the CPU multiplies them"
+        )
     return runner_plan(
         m,
         runner,
@@ -336,6 +367,7 @@ def plan(
         # GGUF and its vision tower + projector to a separate mmproj GGUF (--mmproj), which
         # llama-server loads only when given (tools/mtmd).
         gguf_vision="mmproj" if settings.mmproj else "absent",
+        cpu_expert_bytes=experts,
     )
 
 
@@ -361,7 +393,10 @@ def layer_split(e: Estimate) -> LayerSplit:
     sizes = model_tensor_bytes(e.weight_format, m)
     weights = [0] * m.num_hidden_layers
     output = 0
+    in_ram = int(e.plan.settings.get("n_cpu_moe", 0))  # --n-cpu-moe: these layers' experts stay in RAM
     for t, size in zip(tensors, sizes, strict=True):
+        if t.layer is not None and t.role in EXPERT_ROLES and t.layer < in_ram:
+            continue
         if t.layer is not None:
             weights[t.layer] += size
         elif t.role == "output" or (t.role == "token_embd" and m.tie_word_embeddings):
@@ -442,10 +477,12 @@ def layer_devices(n_layers: int, devices: int, gpu_layers: int) -> tuple[int | N
     return tuple(out)
 
 
-def pipeline_parallel(devices: int, split: LayerSplit, gpu_layers: int) -> bool:
+def pipeline_parallel(devices: int, split: LayerSplit, gpu_layers: int, overrides: bool = False) -> bool:
     """src/llama-context.cpp: pipeline parallelism needs more than one device, every layer and the
-    output offloaded (n_gpu_layers > n_layer), -sm layer and the KV cache on the GPUs."""
-    return devices > 1 and gpu_layers > split.n_layers
+    output offloaded (n_gpu_layers > n_layer), -sm layer, the KV cache on the GPUs and no tensor
+    buffer overrides (-ot, --n-cpu-moe: `!model.has_tensor_overrides()`; the published two-GPU -ot
+    log llamacpp-02 prints no "pipeline parallelism enabled" and 1,080 MiB per card, no copies)."""
+    return devices > 1 and gpu_layers > split.n_layers and not overrides
 
 
 def kq_mask_bytes(e: Estimate) -> int:
@@ -475,7 +512,7 @@ def device_buffers(e: Estimate, split: LayerSplit, gpu_layers: int, devices: int
     n = split.n_layers
     where = layer_devices(n, devices, gpu_layers)
     margin = compute_margin_bytes(e.model, e.activations.prefill_tokens)
-    pipeline = pipeline_parallel(devices, split, gpu_layers)
+    pipeline = pipeline_parallel(devices, split, gpu_layers, e.plan.offload_experts)
     used = [d for d in where[:n] if d is not None]
     holder = where[n] if where[n] is not None else (max(used) if used else None)
     extra_copies = PIPELINE_COPIES - 1 if pipeline else 0
@@ -637,7 +674,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             + (
                 f"; pipeline parallelism (n_copies={PIPELINE_COPIES}) keeps {PIPELINE_COPIES} copies of each "
                 "card's inputs"
-                if pipeline_parallel(cards, split, ngl)
+                if pipeline_parallel(cards, split, ngl, e.plan.offload_experts)
                 else ""
             )
         )
