@@ -637,7 +637,9 @@ def test_n_cpu_moe_keeps_the_experts_in_ram(catalog: Catalog, rtx4090: GpuSpec) 
 
 def test_n_cpu_moe_speed_reads_the_picked_experts_from_ram(catalog: Catalog, rtx4090: GpuSpec) -> None:
     """Each token reads the experts it picks from RAM: 8 of 128 per layer for Qwen3-30B-A3B, so one
-    decode step reads experts x 8 / 128 bytes there, at the host bandwidth (50 GB/s)."""
+    decode step reads experts x 8 / 128 bytes there, at the host bandwidth (50 GB/s). A prompt
+    ubatch (512 tokens, at least ggml's 32 for op offload) copies all of them to the GPU over PCIe
+    (25 GB/s), a 256-token chunk half of that."""
     from vramcalc.core.speed import stepper
 
     sc = _run(catalog.models.get("qwen3-30b-a3b"), rtx4090, 4096, n_cpu_moe=48)
@@ -646,3 +648,5 @@ def test_n_cpu_moe_speed_reads_the_picked_experts_from_ram(catalog: Catalog, rtx
     st = stepper(e, rtx4090, offloaded_bytes=experts)
     assert st.host_expert_bytes == experts
     assert st.offload_s(1) == pytest.approx(experts * 8 / 128 / 50e9)
+    assert st.offload_s(0, 512) == pytest.approx(experts / 25e9)
+    assert st.offload_s(0, 256) == pytest.approx(experts / 25e9 / 2)

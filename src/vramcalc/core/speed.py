@@ -164,6 +164,11 @@ SPEED_SPREAD: dict[tuple[str, str], tuple[float, float]] = {
 
 # Source: PCIe 4.0 x16 = 31.5 GB/s per direction (PCI-SIG); ~25 GB/s achieved by pinned copies.
 PCIE_BANDWIDTH_GBS = 25.0
+# Source: ggml-backend.cpp ggml_backend_sched (op_offload, on by default in llama.cpp): a matmul of
+# at least 32 tokens whose weights sit in host memory runs on the GPU, the weights copied over
+# PCIe for it (ggml-cuda.cu ggml_backend_cuda_device_offload_op: min_batch_size = 32; read in
+# ollama's vendored ggml v0.24). A prompt on --n-cpu-moe moves its experts once per ubatch.
+OP_OFFLOAD_MIN_BATCH = 32
 # Source: dual-channel DDR5-5600 = 89.6 GB/s theoretical; llama.cpp's CPU matmuls reach ~50 GB/s.
 HOST_MEMORY_BANDWIDTH_GBS = 50.0
 
@@ -438,16 +443,21 @@ class Stepper:
             / (self.gemm_tflops * 1e12 * PREFILL_COMPUTE_EFFICIENCY.get(self.e.plan.engine, _PAGED_PREFILL))
         )
 
-    def offload_s(self, seqs: float) -> float:
+    def offload_s(self, seqs: float, prefill_tokens: float = 0.0) -> float:
+        """Host-memory time of a step: offloaded layers' weights (the experts the step's tokens
+        touch) and KV read where they live. Experts kept in RAM (--n-cpu-moe): the decoding
+        sequences' picks read by the CPU, and prompt tokens at their share of a ubatch that copies
+        all of them over PCIe to the GPU (op offload, OP_OFFLOAD_MIN_BATCH): linear in the chunk,
+        so the closed loop's average prompt tokens per step cost what their ubatches do."""
         if not (self.offloaded_bytes or self.host_kv_share):
             return 0.0
         m = self.e.model
-        tokens = max(1, math.ceil(seqs))
         layers = max(0, self.offloaded_bytes - self.host_expert_bytes)
-        read = float(active_weight_bytes(m, layers, tokens))
-        read += self.host_expert_bytes * touched_share(m, tokens)
+        read = float(active_weight_bytes(m, layers, max(1, math.ceil(seqs + prefill_tokens))))
         read += self.kv_per_sequence_bytes * seqs * self.host_kv_share
-        return read / self.host_bytes_per_s
+        read += self.host_expert_bytes * touched_share(m, max(1, math.ceil(seqs))) if seqs >= 1 else 0.0
+        copies = prefill_tokens / max(1, self.e.plan.prefill_tokens)
+        return read / self.host_bytes_per_s + copies * self.host_expert_bytes / (PCIE_BANDWIDTH_GBS * GB)
 
     def step_s(self, seqs: float, prefill_tokens: float = 0.0, prompt_tokens: int | None = None) -> float:
         """One step: max(memory, decode compute + the prefill chunk's compute) + the engine's fixed
@@ -460,7 +470,10 @@ class Stepper:
         tokens = max(1, math.ceil(seqs + prefill_tokens))
         link = all_reduce_s(self.e.model, self.gpu, tokens, self.gpus_per_replica)
         return (
-            max(self.memory_s(seqs, prefill_tokens), compute) + self.overhead_s + self.offload_s(seqs) + link
+            max(self.memory_s(seqs, prefill_tokens), compute)
+            + self.overhead_s
+            + self.offload_s(seqs, prefill_tokens)
+            + link
         )
 
     def prefill_s(self, prompt_tokens: int) -> float | None:
@@ -477,7 +490,11 @@ class Stepper:
         if gguf:
             t += gguf_dequantize_s(self.e, self.gpu, prompt_tokens)
         t += all_reduce_s(self.e.model, self.gpu, prompt_tokens, self.gpus_per_replica)
-        return t + self.offloaded_bytes / (PCIE_BANDWIDTH_GBS * GB)
+        if self.host_expert_bytes and prompt_tokens >= OP_OFFLOAD_MIN_BATCH:
+            # The experts in RAM cross PCIe once per ubatch of the prompt (op offload).
+            ubatches = -(-prompt_tokens // max(1, self.e.plan.prefill_tokens))
+            t += ubatches * self.host_expert_bytes / (PCIE_BANDWIDTH_GBS * GB)
+        return t + (self.offloaded_bytes - self.host_expert_bytes) / (PCIE_BANDWIDTH_GBS * GB)
 
 
 # Source: the most GB/s llama.cpp's decode kernels (quantized matrix-vector products) reach on any
