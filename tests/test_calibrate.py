@@ -732,3 +732,18 @@ def test_llamacpp_overridden_expert_lines_are_read() -> None:
     text = (LLAMACPP.read_text() + "\ntensor blk.0.ffn_up_exps.weight (108 MiB q4_K) buffer type overriden to CPU"
             "\ntensor blk.11.ffn_down_exps.weight (157 MiB q6_K) buffer type overriden to CPU\n")  # fmt: skip
     assert parse_log(text).settings["n_cpu_moe"] == 12
+
+
+def test_llamacpp_partial_offload_takes_the_logs_ngl(run_cli: Run, tmp_path: Path) -> None:
+    """A log that offloads 40 of 47 layers ran with -ngl 40: the model and KV buffers are compared
+    at that count (Gemma-2-27B: the last 40 repeating layers' KV, 40 of 46 layers' worth)."""
+    text = LLAMACPP.read_text().replace("offloaded 47/47 layers", "offloaded 40/47 layers")
+    rows_all = _rows(run_cli("calibrate", str(LLAMACPP), "--json"))
+    path = tmp_path / "partial.log"
+    path.write_text(text)
+    result = run_cli("calibrate", str(path), "--json")
+    doc = json.loads(result.stdout)
+    assert doc["settings"]["n_gpu_layers"] == 40
+    rows = _rows(result)
+    assert rows["gpu_layers"]["ours"] == 40
+    assert int(rows["kv_buffer_bytes"]["ours"]) < int(rows_all["kv_buffer_bytes"]["ours"])  # type: ignore[call-overload]

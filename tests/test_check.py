@@ -814,3 +814,17 @@ def test_emit_llamacpp_experts_in_ram(run_cli: Run, tmp_path: Path) -> None:
     assert flags["--n-cpu-moe"] == "48"
     checked = run_cli("check", str(plan))
     assert checked.exit_code == 1 and "offload" in checked.stdout
+
+
+def test_emit_llamacpp_ngl(run_cli: Run, tmp_path: Path) -> None:
+    """A plan's n_gpu_layers is llama-server's -ngl (99, every layer, when unset)."""
+    plan = tmp_path / "ngl.yaml"
+    plan.write_text(
+        "deployments:\n  - name: llama-8b-4090\n    model: llama-3.1-8b\n    quant: Q4_K_M\n"
+        "    engine: llama.cpp\n    gpu: rtx-4090\n    ctx: 4096\n    users: 1\n"
+        "    settings:\n      n_gpu_layers: 30\n"
+    )
+    r = run_cli("plan", "emit", str(plan), "--engine", "llama.cpp", "--force")
+    assert r.exit_code == 0, r.stderr
+    flags = dict(zip(_argv(r.stdout)[1::2], _argv(r.stdout)[2::2], strict=True))
+    assert flags["-ngl"] == "30"

@@ -650,3 +650,19 @@ def test_n_cpu_moe_speed_reads_the_picked_experts_from_ram(catalog: Catalog, rtx
     assert st.offload_s(1) == pytest.approx(experts * 8 / 128 / 50e9)
     assert st.offload_s(0, 512) == pytest.approx(experts / 25e9)
     assert st.offload_s(0, 256) == pytest.approx(experts / 25e9 / 2)
+
+
+def test_ngl_given_by_hand(catalog: Catalog, rtx4090: GpuSpec) -> None:
+    """-ngl N puts the last min(N, n) repeating layers and, past n, the output layer on the GPU
+    (load_tensors: i_gpu_start = n - ngl); --fit leaves a count set by hand alone. Llama-3.1-8B at
+    -ngl 20: 20 of 33, the GPU keeps the model buffer of -ngl 20 and the other 12 layers' weights and
+    KV stay in RAM; -ngl 33 is the default full offload."""
+    m = catalog.models.get("llama-3.1-8b")
+    full = _run(m, rtx4090, 4096)
+    part = _run(m, rtx4090, 4096, n_gpu_layers=20)
+    assert part.view is not None and part.view.value("gpu_layers") == 20
+    e = part.estimate
+    assert _mib(part, "model_buffer_bytes") * MIB == buffers(e, layer_split(e), 20).model_bytes
+    assert _mib(part, "kv_buffer_bytes") == pytest.approx(_mib(full, "kv_buffer_bytes") * 20 / 32)
+    assert _run(m, rtx4090, 4096, n_gpu_layers=33).view.value("gpu_layers") == 33  # type: ignore[union-attr]
+    assert e.plan.settings["n_gpu_layers"] == 20 and e.plan.settings["fit"] is False

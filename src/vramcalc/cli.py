@@ -438,6 +438,15 @@ def estimate(
             "the CPU (llama-server --n-cpu-moe N; N >= the layer count is --cpu-moe).",
         ),
     ] = None,
+    ngl: Annotated[
+        int | None,
+        typer.Option(
+            "--ngl",
+            metavar="N",
+            help="llama.cpp -ngl: layers on the GPU, the output layer counted (default: --fit's choice, or "
+            "every layer before --fit).",
+        ),
+    ] = None,
     allow_long_ctx: Annotated[
         bool, typer.Option("--allow-long-ctx", help="Allow --ctx above the model's max_position_embeddings.")
     ] = False,
@@ -503,6 +512,7 @@ def estimate(
         mxfp4_backend=mxfp4_backend.lower() if mxfp4_backend else mxfp4_backend,
         nccl_nvls=nccl_nvls,
         n_cpu_moe=n_cpu_moe,
+        n_gpu_layers=ngl,
     )
     if bits is not None and quant is not None:
         raise SpecError("give --bits or --quant, not both")

@@ -105,6 +105,11 @@ class EngineOptions(_Strict):
         default=None,
         description="llama.cpp --mmproj: load the vision projector file beside a text GGUF (vision models).",
     )
+    n_gpu_layers: int | None = Field(
+        default=None,
+        ge=0,
+        description="llama.cpp -ngl: layers on the GPU, the output layer counted (unset: --fit's choice).",
+    )
     n_cpu_moe: int | None = Field(
         default=None,
         ge=1,
@@ -510,6 +515,7 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog, node: Yaml
             s.mxfp4_backend,
             s.nccl_nvls,
             s.n_cpu_moe,
+            s.n_gpu_layers,
         ),
     )
     return Planned(

@@ -496,6 +496,20 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
             )
         if isinstance(s.get("n_cpu_moe"), int):
             used["n_cpu_moe"] = s["n_cpu_moe"]
+        offloaded = facts.figure("gpu_layers")
+        total_layers = s.get("n_layers_total")
+        if (
+            facts.engine == "llama.cpp"
+            and offloaded is not None
+            and isinstance(offloaded.value, int)
+            and isinstance(total_layers, int)
+            and offloaded.value < total_layers
+        ):
+            used["n_gpu_layers"] = offloaded.value
+            assumptions.append(
+                f"the log offloads {offloaded.value} of {total_layers} layers: taken as its -ngl (the GPU "
+                "layers figure then agrees by construction; the buffers are what it tests)"
+            )
         if isinstance(s.get("n_devices"), int) and int(s["n_devices"]) > 1:
             used["n_devices"] = s["n_devices"]
             assumptions.append(
@@ -523,6 +537,7 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
         tp=int(settings.get("tp", 1)),
         pp=int(used.get("n_devices", 1)),
         n_cpu_moe=int(used["n_cpu_moe"]) if "n_cpu_moe" in used and model.moe is not None else None,
+        n_gpu_layers=int(used["n_gpu_layers"]) if "n_gpu_layers" in used else None,
         sampler=str(settings["sampler"]) if "sampler" in settings else None,
         mxfp4_backend=str(settings["mxfp4_backend"]) if "mxfp4_backend" in settings else None,
     )

@@ -174,7 +174,7 @@ def _llamacpp(p: Planned, sc: Scenario) -> Launch:
     e = sc.estimate
     s = e.plan.settings
     argv = _flag("-m", _gguf_file(p, sc))
-    argv += _flag("-c", s["n_ctx"]) + _flag("-np", s["n_parallel"]) + _flag("-ngl", 99)
+    argv += _flag("-c", s["n_ctx"]) + _flag("-np", s["n_parallel"]) + _flag("-ngl", s.get("n_gpu_layers", 99))
     # Source: llama.cpp common/arg.cpp: -fa takes on|off|auto since flash attention became
     # automatic (our 2025.12 profile); before that it was a switch.
     if version_at_least(e.plan.version, "2025.12"):

@@ -77,6 +77,9 @@ class EngineSettings:
     mxfp4_backend: str | None = None  # vLLM MXFP4 MoE kernel: marlin, triton or flashinfer (None: unknown)
     nccl_nvls: bool | None = None  # NCCL's NVLS buffers on an NVSwitch board: on, off (NCCL_NVLS_ENABLE=0)
     n_cpu_moe: int | None = None  # llama.cpp --n-cpu-moe: the first N layers keep their experts in RAM
+    n_gpu_layers: int | None = (
+        None  # llama.cpp -ngl: layers on the GPU (repeating + output); None: the engine's
+    )
     # GPUs the layers are split over (layout pipeline-parallel: llama.cpp/Ollama -sm layer); part
     # of the layout, not an engine flag, so given() leaves it out
     pp: int = 1
@@ -97,6 +100,7 @@ class EngineSettings:
             "mxfp4_backend",
             "nccl_nvls",
             "n_cpu_moe",
+            "n_gpu_layers",
         )
         out: dict[str, object] = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
         if self.tp != 1:

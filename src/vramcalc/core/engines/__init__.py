@@ -42,6 +42,7 @@ SETTING_FLAGS = {
     "mxfp4_backend": "--mxfp4-backend",
     "nccl_nvls": "--nccl-nvls/--no-nccl-nvls",
     "n_cpu_moe": "--n-cpu-moe",
+    "n_gpu_layers": "--ngl",
 }
 SAMPLERS = ("flashinfer", "pytorch", "v2")
 # Source: vllm/model_executor/layers/quantization/mxfp4.py Mxfp4Backend (the MoE kernel families).
@@ -142,6 +143,8 @@ def check_settings(engine: Engine, settings: EngineSettings, model: ModelSpec) -
         raise SpecError(
             f"unknown --mxfp4-backend {settings.mxfp4_backend!r}; {hint}choose {', '.join(MXFP4_BACKENDS)}"
         )
+    if settings.n_gpu_layers is not None:
+        check_count("--ngl", settings.n_gpu_layers, 0, lim.MAX_LAYERS + 1)
     if settings.n_cpu_moe is not None:
         check_count("--n-cpu-moe", settings.n_cpu_moe, 1, lim.MAX_LAYERS)
         if model.moe is None:

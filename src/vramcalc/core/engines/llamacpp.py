@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 NAME = "llama.cpp"
 VERSIONS = ("2025.04", "2025.05", "2025.06", "2025.12")
 # No --tp: llama.cpp splits layers over GPUs (--split-mode layer), it has no tensor parallelism to model.
-SETTINGS = frozenset({"ubatch", "flash_attn", "max_num_seqs", "mmproj", "n_cpu_moe"})
+SETTINGS = frozenset({"ubatch", "flash_attn", "max_num_seqs", "mmproj", "n_cpu_moe", "n_gpu_layers"})
 # Source: common/arg.cpp kv_cache_types (f16, bf16, q8_0, q4_0 in our names; engines.md section 2.2).
 KV_DTYPES = ("fp16", "bf16", "q8_0", "q4_0")
 QUANTIZED_KV = frozenset({"q8_0", "q4_0"})
@@ -319,11 +319,19 @@ def plan(
     )
     margin = compute_margin_bytes(m, runner.reserve_tokens)
     reserve = CUDA_CONTEXT_BYTES + margin
+    given_ngl = settings.n_gpu_layers
     notes.append(
         f"llama-server -c {n_ctx:,} -np {slots} -b {n_batch} -ub {n_ubatch} -fa {'on' if flash else 'off'} "
-        f"-ctk/-ctv {_ggml_kv(kv_dtype)}" + (" (--fit on)" if era.fit else " -ngl 99 (all layers on the GPU)")
+        f"-ctk/-ctv {_ggml_kv(kv_dtype)}"
+        + (
+            f" -ngl {given_ngl} (given: --fit leaves a layer count set by hand alone)"
+            if given_ngl is not None
+            else " (--fit on)"
+            if era.fit
+            else " -ngl 99 (all layers on the GPU)"
+        )
     )
-    if not era.fit:
+    if not era.fit and given_ngl is None:
         notes.append(f"llama.cpp {version} has no --fit: a model that does not fit fails to load")
     resolved: dict[str, int | float | bool | str] = {
         "n_ctx": n_ctx,
@@ -336,8 +344,10 @@ def plan(
         "cache_type_k": _ggml_kv(kv_dtype),
         "cache_type_v": _ggml_kv(kv_dtype),
         "swa_full": swa_extra is None,
-        "fit": era.fit,
+        "fit": era.fit and given_ngl is None,
     }
+    if given_ngl is not None:
+        resolved["n_gpu_layers"] = min(given_ngl, m.num_hidden_layers + 1)
     if m.vision is not None:
         resolved["mmproj"] = bool(settings.mmproj)
     moe_layers = cpu_moe_layers(m, settings.n_cpu_moe)
@@ -639,7 +649,8 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     every = n + 1
     cards = max(1, settings.pp)
     fitting = fit_gpu_layers(e, split, device, FIT_MARGIN_BYTES if era.fit else 0, cards)
-    ngl = fitting if era.fit else every
+    given = settings.n_gpu_layers
+    ngl = min(given, every) if given is not None else fitting if era.fit else every
     per_card = device_buffers(e, split, ngl, cards)
     b = max(per_card, key=lambda x: x.total_bytes)
     starts = all(x.total_bytes <= device for x in per_card)
@@ -652,7 +663,8 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
                      f"nvidia-smi total {usable:,} - CUDA context {CUDA_CONTEXT_BYTES:,}",
                      "catalog usable_mib; llama.cpp measures free memory after creating its context"),
         EngineFigure("gpu_layers", "offloaded layers to GPU", ngl, f"of {every}",
-                     ("--fit: most layers leaving 1024 MiB free" if era.fit else "-ngl 99: every layer"),
+                     (f"-ngl {given} as given" if given is not None
+                      else "--fit: most layers leaving 1024 MiB free" if era.fit else "-ngl 99: every layer"),
                      "common/fit.cpp common_params_fit_impl" if era.fit else "src/llama-model.cpp load_tensors"),
         EngineFigure("starts", "starts", starts, "", "CUDA0 buffers <= free device memory",
                      "ggml_backend_cuda_buffer_type_alloc_buffer fails (cudaMalloc out of memory) otherwise"),
@@ -678,7 +690,9 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
                 else ""
             )
         )
-    if era.fit and ngl < every:
+    if given is not None and ngl < every:
+        notes.append(f"-ngl {given}: {ngl} of {every} layers on the GPU, the rest (weights and KV) in RAM")
+    elif era.fit and ngl < every:
         notes.append(
             f"--fit keeps 1024 MiB free: {ngl} of {every} layers on the GPU, the rest (weights and KV) in RAM"
             + (" - nothing fits on the GPU" if ngl == 0 else "")
