@@ -21,7 +21,7 @@ from vramcalc.core.engines.llamacpp import (
     layer_devices,
     layer_split,
 )
-from vramcalc.core.estimate import Workload
+from vramcalc.core.estimate import Workload, usable_gpu_bytes
 from vramcalc.core.scenario import Scenario, run
 from vramcalc.errors import SpecError
 from vramcalc.specs import GpuSpec, ModelSpec
@@ -666,3 +666,27 @@ def test_ngl_given_by_hand(catalog: Catalog, rtx4090: GpuSpec) -> None:
     assert _mib(part, "kv_buffer_bytes") == pytest.approx(_mib(full, "kv_buffer_bytes") * 20 / 32)
     assert _run(m, rtx4090, 4096, n_gpu_layers=33).view.value("gpu_layers") == 33  # type: ignore[union-attr]
     assert e.plan.settings["n_gpu_layers"] == 20 and e.plan.settings["fit"] is False
+
+
+def test_fit_moves_moe_experts_before_layers(catalog: Catalog) -> None:
+    """llama.cpp --fit (PR #16653) fits a MoE model dense weights first: Qwen3-30B-A3B Q4_K_M at 8,192
+    tokens on a 16 GB RTX 4060 Ti does not fit whole (18.7 GiB), so the routed experts of the
+    fewest leading layers go to RAM that leave 1024 MiB free with every layer on the GPU: 11 of 48
+    (10 would not fit); the deployment reads 3.82 GiB of experts from RAM."""
+    from vramcalc.core.assess import Deployment, assess, host_expert_bytes
+
+    gpu = catalog.gpus.get("rtx-4060-ti-16gb")
+    qwen = catalog.models.get("qwen3-30b-a3b")
+    sc = _run(qwen, gpu, 8192)
+    assert sc.view is not None
+    assert sc.view.value("fit_cpu_moe_layers") == 11 and sc.view.value("gpu_layers") == 49
+    e = sc.estimate
+    device = usable_gpu_bytes(gpu)[0] - CUDA_CONTEXT_BYTES
+    for k, fits in ((11, True), (10, False)):
+        b = device_buffers(e, layer_split(e, k), 49, 1)[0]
+        assert (b.total_bytes + FIT_MARGIN_BYTES <= device) is fits
+    a = assess(Deployment(model=qwen, gpu=gpu, users=1, engine="llama.cpp", quant="Q4_K_M", ctx_tokens=8192))
+    assert a.verdict == "offloads" and host_expert_bytes(a.scenario) == sc.view.value("fit_expert_bytes")
+    assert round(host_expert_bytes(a.scenario) / GIB, 2) == 3.82
+    dense = _run(catalog.models.get("llama-3.1-8b"), gpu, 8192).view
+    assert dense is not None and all(f.key != "fit_cpu_moe_layers" for f in dense.figures)

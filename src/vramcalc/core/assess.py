@@ -358,6 +358,15 @@ def _pool_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
     return _Memory("fits", running, per_gpu, demand, kv_all, pool, 0, 0, False, tuple(reasons))
 
 
+def host_expert_bytes(sc: Scenario) -> int:
+    """Routed experts a llama.cpp deployment keeps in RAM: --n-cpu-moe's (the plan's) or --fit's
+    (the engine view's, MoE models fitted dense-first)."""
+    e = sc.estimate
+    return (e.plan.offload_weight_bytes if e.plan.offload_experts else 0) + int(
+        _figure(sc, "fit_expert_bytes") or 0
+    )
+
+
 def _slot_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memory:
     """llama.cpp, Ollama: slots x context allocated at start; layers that do not fit run from host
     memory (--fit / Ollama's scheduler); more users than slots wait for one."""
@@ -377,6 +386,7 @@ def _slot_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
     per_gpu = d.workers * (buffers + CUDA_CONTEXT_BYTES)
     # e.weights_bytes leaves out the experts --n-cpu-moe keeps in RAM (plan.offload_weight_bytes).
     host_weights = max(0, e.weights_bytes + e.plan.offload_weight_bytes - model_gpu)
+    host_experts = host_expert_bytes(sc)
     host_kv = max(0, e.kv.bytes - kv_gpu)
     # What the workload needs on the busiest GPU: everything on one card; over several, that
     # card's buffers and context (the layer split is the engine's, not an even share).
@@ -402,12 +412,16 @@ def _slot_engine(d: Deployment, sc: Scenario, users: int, usable: int) -> _Memor
             + f" stay in host memory and are read there every token (at {d.host_bandwidth_gbs:g} GB/s)"
         )
         verdict = "offloads"
-    elif e.plan.offload_experts:
+    elif host_experts:
+        why = (
+            f"{e.plan.offload_flag} leaves"
+            if e.plan.offload_experts
+            else "--fit (MoE: dense weights first) leaves"
+        )
         reasons.append(
-            f"{name} keeps all {every} layers on {gpus} but {e.plan.offload_flag} leaves "
-            f"{gib(e.plan.offload_weight_bytes):.2f} GiB of routed experts in host memory: the CPU multiplies "
-            f"the ones each token picks, read there at {d.host_bandwidth_gbs:g} GB/s; "
-            f"{gib(buffers):.2f} GiB of buffers on the busiest GPU"
+            f"{name} keeps all {every} layers on {gpus} but {why} {gib(host_experts):.2f} GiB of routed "
+            f"experts in host memory: the CPU multiplies the ones each token picks, read there at "
+            f"{d.host_bandwidth_gbs:g} GB/s; {gib(buffers):.2f} GiB of buffers on the busiest GPU"
         )
         verdict = "offloads"
     else:
@@ -535,6 +549,7 @@ def _assess(d: Deployment) -> Assessment:
             host_bandwidth_gbs=d.host_bandwidth_gbs,
             decode_factor=decode_factor or 1.0,
             prefill_factor=prefill_factor or 1.0,
+            host_expert_bytes=host_expert_bytes(sc),
         )
         spd = speed_of(st, mem.running, d.prompt_tokens)
         srv = serve(st, _load(d, e, users, mem.running), overhead_s)

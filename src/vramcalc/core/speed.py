@@ -540,6 +540,7 @@ def stepper(
     host_bandwidth_gbs: float = HOST_MEMORY_BANDWIDTH_GBS,
     decode_factor: float = 1.0,
     prefill_factor: float = 1.0,
+    host_expert_bytes: int | None = None,
 ) -> Stepper:
     """The step cost of `e` on `gpu`. Offloaded weights (and `host_kv_bytes` of the layers computed
     there) are read each step from host memory at `host_bandwidth_gbs` (llama.cpp CPU layers) or
@@ -549,11 +550,14 @@ def stepper(
     # --cpu-offload-gb); other offloaded bytes (llama.cpp CPU layers) come off the GPU part here.
     moved = max(0, offloaded_bytes - e.plan.offload_weight_bytes)
     host = PCIE_BANDWIDTH_GBS if offload_over_pcie else host_bandwidth_gbs
-    experts_in_ram = e.plan.offload_weight_bytes if e.plan.offload_experts else 0
+    plan_experts = e.plan.offload_weight_bytes if e.plan.offload_experts else 0
+    # Routed experts in RAM: --n-cpu-moe's (the plan's, already out of e.weights_bytes) and any
+    # --fit moved there (in `offloaded_bytes`, out of the GPU here like moved layers).
+    experts_in_ram = plan_experts if host_expert_bytes is None else host_expert_bytes
     on_gpu = max(0, e.weights_bytes - e.plan.unread_weight_bytes - moved // gpus_per_replica)
-    # --n-cpu-moe: the GPU keeps every non-expert tensor and the experts of the other layers.
+    # The GPU keeps every non-expert tensor and the experts of the other layers.
     gpu_experts = (
-        max(0, int((e.weights_bytes + experts_in_ram) * expert_share(e.model)) - experts_in_ram)
+        max(0, int((e.weights_bytes + plan_experts) * expert_share(e.model)) - experts_in_ram)
         if experts_in_ram
         else None
     )

@@ -395,17 +395,21 @@ class LayerSplit:
         return len(self.layer_weight_bytes)
 
 
-def layer_split(e: Estimate) -> LayerSplit:
+def layer_split(e: Estimate, experts_in_ram: int | None = None) -> LayerSplit:
     """Split the estimate's weights and KV by repeating layer (weights from the GGUF tensor list;
-    KV from the one kv_cache_bytes result, which is the same for every layer of a kind)."""
+    KV from the one kv_cache_bytes result, which is the same for every layer of a kind). The
+    routed experts of the first `experts_in_ram` layers (default: the plan's --n-cpu-moe) stay in
+    RAM and leave their layers."""
     m = e.model
     tensors = tensor_inventory(m)
     sizes = model_tensor_bytes(e.weight_format, m)
     weights = [0] * m.num_hidden_layers
     output = 0
-    in_ram = int(e.plan.settings.get("n_cpu_moe", 0))  # --n-cpu-moe: these layers' experts stay in RAM
+    in_ram = int(e.plan.settings.get("n_cpu_moe", 0)) if experts_in_ram is None else experts_in_ram
+    moved = 0
     for t, size in zip(tensors, sizes, strict=True):
         if t.layer is not None and t.role in EXPERT_ROLES and t.layer < in_ram:
+            moved += size
             continue
         if t.layer is not None:
             weights[t.layer] += size
@@ -417,7 +421,10 @@ def layer_split(e: Estimate) -> LayerSplit:
     per_global = e.kv.global_bytes // n_global if n_global else 0
     per_local = e.kv.local_bytes // n_local if n_local else 0
     kv = tuple(per_global if k == "global" else per_local for k in kinds)
-    return LayerSplit(tuple(weights), kv, e.weights_bytes - sum(weights) - output, output)
+    # What stays on the GPU at any layer count: the estimate's GPU weights (which leave out the
+    # plan's experts in RAM) less the layers and the output, with any experts moved here put back.
+    other = e.weights_bytes + e.plan.offload_weight_bytes - (sum(weights) + moved) - output
+    return LayerSplit(tuple(weights), kv, other, output)
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,6 +552,35 @@ def device_buffers(e: Estimate, split: LayerSplit, gpu_layers: int, devices: int
     return tuple(out)
 
 
+def _fit_experts_in_ram(e: Estimate, device_bytes: int, devices: int) -> int:
+    """The fewest leading layers whose routed experts --fit moves to RAM so that every layer fits
+    with FIT_MARGIN_BYTES free (all of them when even that does not fit; binary search: more
+    experts in RAM never need more device memory).
+
+    Source: ggml-org/llama.cpp PR #16653 (common/fit.cpp): when the model does not fit, "for MoE
+    models dense weights are prioritized for allocation in device memory" ("set to use 35
+    dense-only and 22 full GPU layers"); which layers go dense-only first is taken to be the
+    leading ones, as --n-cpu-moe does."""
+    n = e.model.num_hidden_layers
+
+    def fits(k: int) -> bool:
+        split = layer_split(e, k)
+        return all(
+            b.total_bytes + FIT_MARGIN_BYTES <= device_bytes for b in device_buffers(e, split, n + 1, devices)
+        )
+
+    low, high = 1, n
+    if not fits(high):
+        return n
+    while low < high:
+        mid = (low + high) // 2
+        if fits(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
 def fit_gpu_layers(
     e: Estimate, split: LayerSplit, device_bytes: int, margin_bytes: int, devices: int = 1
 ) -> int:
@@ -650,6 +686,17 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     cards = max(1, settings.pp)
     fitting = fit_gpu_layers(e, split, device, FIT_MARGIN_BYTES if era.fit else 0, cards)
     given = settings.n_gpu_layers
+    fit_experts = 0  # layers whose routed experts --fit moves to RAM (MoE, dense weights first)
+    if (
+        era.fit
+        and given is None
+        and settings.n_cpu_moe is None
+        and e.model.moe is not None
+        and fitting < every
+    ):
+        fit_experts = _fit_experts_in_ram(e, device, cards)
+        split = layer_split(e, fit_experts)
+        fitting = fit_gpu_layers(e, split, device, FIT_MARGIN_BYTES, cards)
     ngl = min(given, every) if given is not None else fitting if era.fit else every
     per_card = device_buffers(e, split, ngl, cards)
     b = max(per_card, key=lambda x: x.total_bytes)
@@ -669,6 +716,15 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         EngineFigure("starts", "starts", starts, "", "CUDA0 buffers <= free device memory",
                      "ggml_backend_cuda_buffer_type_alloc_buffer fails (cudaMalloc out of memory) otherwise"),
     ]  # fmt: skip
+    if fit_experts:
+        moved = cpu_expert_bytes(e.model, e.weight_format, fit_experts)
+        figures += [
+            EngineFigure("fit_cpu_moe_layers", "layers whose experts --fit keeps in RAM", fit_experts,
+                         f"of {n}", "MoE: dense weights first, then the first layers' routed experts to RAM",
+                         "common/fit.cpp (PR #16653: 'For MoE models dense weights are prioritized')"),
+            EngineFigure("fit_expert_bytes", "routed experts --fit keeps in RAM", moved, "bytes",
+                         f"ffn_*_exps of the first {fit_experts} layers", "common/fit.cpp"),
+        ]  # fmt: skip
     notes: list[str] = []
     if cards > 1:
         where = layer_devices(n, cards, ngl)
@@ -690,7 +746,13 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
                 else ""
             )
         )
-    if given is not None and ngl < every:
+    if fit_experts:
+        notes.append(
+            f"--fit keeps 1024 MiB free with MoE dense weights first: the routed experts of the first "
+            f"{fit_experts} of {n} layers stay in RAM"
+            + (f", and {ngl} of {every} layers on the GPU" if ngl < every else ", every layer on the GPU")
+        )
+    elif given is not None and ngl < every:
         notes.append(f"-ngl {given}: {ngl} of {every} layers on the GPU, the rest (weights and KV) in RAM")
     elif era.fit and ngl < every:
         notes.append(
