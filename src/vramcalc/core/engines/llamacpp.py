@@ -552,6 +552,33 @@ def device_buffers(e: Estimate, split: LayerSplit, gpu_layers: int, devices: int
     return tuple(out)
 
 
+def fit_moe_first(
+    e: Estimate, split: LayerSplit, fitting: int, device_bytes: int, devices: int = 1
+) -> tuple[LayerSplit, int, int]:
+    """--fit's layout: (split, GPU layers, layers whose experts went to RAM). A MoE model that does
+    not fit with every layer first moves routed experts (_fit_experts_in_ram), then layers."""
+    if e.model.moe is None or fitting > split.n_layers:
+        return split, fitting, 0
+    k = _fit_experts_in_ram(e, device_bytes, devices)
+    moved = layer_split(e, k)
+    return moved, fit_gpu_layers(e, moved, device_bytes, FIT_MARGIN_BYTES, devices), k
+
+
+def fit_expert_figures(e: Estimate, layers: int) -> list[EngineFigure]:
+    """The view's figures for the experts --fit moved to RAM (none when it moved none)."""
+    if not layers:
+        return []
+    moved = cpu_expert_bytes(e.model, e.weight_format, layers)
+    return [
+        EngineFigure("fit_cpu_moe_layers", "layers whose experts --fit keeps in RAM", layers,
+                     f"of {e.model.num_hidden_layers}",
+                     "MoE: dense weights first, the first layers' routed experts to RAM",
+                     "common/fit.cpp (PR #16653: 'For MoE models dense weights are prioritized')"),
+        EngineFigure("fit_expert_bytes", "routed experts --fit keeps in RAM", moved, "bytes",
+                     f"ffn_*_exps of the first {layers} layers", "common/fit.cpp"),
+    ]  # fmt: skip
+
+
 def _fit_experts_in_ram(e: Estimate, device_bytes: int, devices: int) -> int:
     """The fewest leading layers whose routed experts --fit moves to RAM so that every layer fits
     with FIT_MARGIN_BYTES free (all of them when even that does not fit; binary search: more
@@ -687,16 +714,8 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     fitting = fit_gpu_layers(e, split, device, FIT_MARGIN_BYTES if era.fit else 0, cards)
     given = settings.n_gpu_layers
     fit_experts = 0  # layers whose routed experts --fit moves to RAM (MoE, dense weights first)
-    if (
-        era.fit
-        and given is None
-        and settings.n_cpu_moe is None
-        and e.model.moe is not None
-        and fitting < every
-    ):
-        fit_experts = _fit_experts_in_ram(e, device, cards)
-        split = layer_split(e, fit_experts)
-        fitting = fit_gpu_layers(e, split, device, FIT_MARGIN_BYTES, cards)
+    if era.fit and given is None and settings.n_cpu_moe is None:
+        split, fitting, fit_experts = fit_moe_first(e, split, fitting, device, cards)
     ngl = min(given, every) if given is not None else fitting if era.fit else every
     per_card = device_buffers(e, split, ngl, cards)
     b = max(per_card, key=lambda x: x.total_bytes)
@@ -716,15 +735,7 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         EngineFigure("starts", "starts", starts, "", "CUDA0 buffers <= free device memory",
                      "ggml_backend_cuda_buffer_type_alloc_buffer fails (cudaMalloc out of memory) otherwise"),
     ]  # fmt: skip
-    if fit_experts:
-        moved = cpu_expert_bytes(e.model, e.weight_format, fit_experts)
-        figures += [
-            EngineFigure("fit_cpu_moe_layers", "layers whose experts --fit keeps in RAM", fit_experts,
-                         f"of {n}", "MoE: dense weights first, then the first layers' routed experts to RAM",
-                         "common/fit.cpp (PR #16653: 'For MoE models dense weights are prioritized')"),
-            EngineFigure("fit_expert_bytes", "routed experts --fit keeps in RAM", moved, "bytes",
-                         f"ffn_*_exps of the first {fit_experts} layers", "common/fit.cpp"),
-        ]  # fmt: skip
+    figures += fit_expert_figures(e, fit_experts)
     notes: list[str] = []
     if cards > 1:
         where = layer_devices(n, cards, ngl)

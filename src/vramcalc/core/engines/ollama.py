@@ -33,7 +33,9 @@ from vramcalc.core.engines.llamacpp import (
     check_flash_for_kv,
     compute_margin_bytes,
     device_buffers,
+    fit_expert_figures,
     fit_gpu_layers,
+    fit_moe_first,
     layer_split,
     runner_plan,
 )
@@ -541,8 +543,16 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
             + (f"; {ngl} of {n + 1} layers on the GPUs" if ngl < n + 1 else "")
         )
     elif kind == "llama-server":
-        ngl = fit_gpu_layers(e, split, free - CUDA_CONTEXT_BYTES, FIT_MARGIN_BYTES)
-        if ngl < n + 1:
+        device = free - CUDA_CONTEXT_BYTES
+        ngl = fit_gpu_layers(e, split, device, FIT_MARGIN_BYTES)
+        split, ngl, moe_layers = fit_moe_first(e, split, ngl, device)
+        figures += fit_expert_figures(e, moe_layers)
+        if moe_layers:
+            notes.append(
+                f"llama-server --fit keeps 1024 MiB free with MoE dense weights first: the routed experts of "
+                f"the first {moe_layers} of {n} layers stay in RAM; {ngl} of {n + 1} layers on the GPU"
+            )
+        elif ngl < n + 1:
             notes.append(f"llama-server --fit keeps 1024 MiB free: {ngl} of {n + 1} layers on the GPU")
     else:
         ngl = fit_gpu_layers(e, split, free - MINIMUM_MEMORY_BYTES, 0)
