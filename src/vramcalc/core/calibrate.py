@@ -536,7 +536,11 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
         flash_attn=bool(settings["flash_attn"]) if "flash_attn" in settings else None,
         tp=int(settings.get("tp", 1)),
         pp=int(used.get("n_devices", 1)),
-        n_cpu_moe=int(used["n_cpu_moe"]) if "n_cpu_moe" in used and model.moe is not None else None,
+        n_cpu_moe=(
+            min(int(used["n_cpu_moe"]), model.num_hidden_layers)
+            if "n_cpu_moe" in used and model.moe is not None
+            else None
+        ),
         n_gpu_layers=int(used["n_gpu_layers"]) if "n_gpu_layers" in used else None,
         sampler=str(settings["sampler"]) if "sampler" in settings else None,
         mxfp4_backend=str(settings["mxfp4_backend"]) if "mxfp4_backend" in settings else None,
