@@ -564,6 +564,16 @@ def model_tensor_bytes(fmt: WeightFormat, m: ModelSpec) -> tuple[int, ...]:
     return tuple(tensor_bytes(fmt, m, tensor_inventory(m)))
 
 
+def routed_expert_bytes(fmt: WeightFormat, m: ModelSpec, layers: int | None = None) -> int:
+    """The routed-expert tensors (ffn_gate/up/down_exps) as stored, of the first `layers` layers
+    (all of them when None); 0 for dense models."""
+    return sum(
+        size
+        for t, size in zip(tensor_inventory(m), model_tensor_bytes(fmt, m), strict=True)
+        if t.role in EXPERT_ROLES and t.layer is not None and (layers is None or t.layer < layers)
+    )
+
+
 def _dense_converts(dense: DenseFormat, t: Tensor) -> bool:
     if dense.bits == 16:
         return False

@@ -8,7 +8,7 @@ from functools import cache, lru_cache
 
 from vramcalc.core.engines.common import NVLINK_CLASS_GBS, version_at_least
 from vramcalc.core.estimate import Estimate
-from vramcalc.core.formats import WeightFormat, model_tensor_bytes, model_tensor_types
+from vramcalc.core.formats import WeightFormat, model_tensor_bytes, model_tensor_types, routed_expert_bytes
 from vramcalc.core.kv import kv_layer_groups, tokens_kept
 from vramcalc.core.tensors import DECODER_MATRIX_ROLES, EXPERT_ROLES, param_counts, tensor_inventory
 from vramcalc.specs import GpuSpec, ModelSpec
@@ -557,9 +557,7 @@ def stepper(
     on_gpu = max(0, e.weights_bytes - e.plan.unread_weight_bytes - moved // gpus_per_replica)
     # The GPU keeps every non-expert tensor and the experts of the other layers.
     gpu_experts = (
-        max(0, int((e.weights_bytes + plan_experts) * expert_share(e.model)) - experts_in_ram)
-        if experts_in_ram
-        else None
+        max(0, routed_expert_bytes(e.weight_format, e.model) - experts_in_ram) if experts_in_ram else None
     )
     return Stepper(
         e=e,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from vramcalc.core.engines.base import Engine, EngineFigure, EnginePlan, EngineSettings, EngineView
 from vramcalc.core.engines.common import CUDA_CONTEXT_BYTES, version_at_least
 from vramcalc.core.estimate import usable_gpu_bytes
-from vramcalc.core.formats import model_tensor_bytes
+from vramcalc.core.formats import model_tensor_bytes, routed_expert_bytes
 from vramcalc.core.kv import kv_layers
 from vramcalc.core.tensors import EXPERT_ROLES, tensor_inventory
 from vramcalc.errors import SpecError
@@ -268,11 +268,7 @@ def cpu_expert_bytes(m: ModelSpec, fmt: WeightFormat, layers: int) -> int:
     of the first N layers in the CPU" and PR #14992 (--cpu-moe: all of them): tensor buffer-type
     overrides of \\.ffn_(up|down|gate)_exps\\.weight to the CPU buffer (common/arg.cpp); the shared
     experts and the router stay on the GPU."""
-    return sum(
-        size
-        for t, size in zip(tensor_inventory(m), model_tensor_bytes(fmt, m), strict=True)
-        if t.role in EXPERT_ROLES and t.layer is not None and t.layer < layers
-    )
+    return routed_expert_bytes(fmt, m, layers)
 
 
 def plan(
