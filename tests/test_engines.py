@@ -434,7 +434,7 @@ def test_nccl_nvls_pin_collapses_the_range(run_cli: Run, tmp_path: Path) -> None
     without them; --nccl-nvls pins the main value, --no-nccl-nvls (NCCL_NVLS_ENABLE=0) the other
     end, and neither carries an NVLS range. plan emit launches the off regime with the variable."""
     args = ("estimate", "llama-3.1-70b", "--quant", "fp8", "--tp", "4", "--gpu", "h100-sxm", "--ctx", "8192",
-            "--sampler", "flashinfer", "--json")  # fmt: skip
+            "--sampler", "flashinfer", "--gpu-p2p", "--json")  # fmt: skip
     unset = json.loads(run_cli(*args).stdout)["engine"]
     on = json.loads(run_cli(*args, "--nccl-nvls").stdout)["engine"]
     off = json.loads(run_cli(*args, "--no-nccl-nvls").stdout)["engine"]
@@ -483,7 +483,65 @@ def test_nvls_is_a_range_that_narrows_the_deepseek_log(run_cli: Run) -> None:
         ).stdout
     )  # fmt: skip
     main = int(0.13 * 2**30) + int(0.42 * 2**30) + 2304 * 2**20
-    assert est["engine"]["ranges"]["non_torch_bytes"] == [main - 2304 * 2**20, main]
+    # The low end also drops the ring buffers: whether the H200s reach each other peer to peer is not given.
+    assert est["engine"]["ranges"]["non_torch_bytes"] == [int(0.13 * 2**30), main]
+    pinned = json.loads(
+        run_cli(
+            "estimate", "deepseek-r1", "--gpu", "h200", "--tp", "8", "--engine", "vllm@0.7.3", "--ctx", "8192",
+            "--gpu-p2p", "--json",
+        ).stdout
+    )  # fmt: skip
+    assert pinned["engine"]["ranges"]["non_torch_bytes"] == [main - 2304 * 2**20, main]
+
+
+def test_gpu_p2p_decides_where_nccl_keeps_its_ring_buffers(run_cli: Run, tmp_path: Path) -> None:
+    """NCCL's P2P transport keeps its ring buffers in device memory (src/transport/p2p.cc); without
+    P2P the SHM transport keeps them in host memory (src/transport/shm.cc). One rank at vLLM 0.11.1:
+    0.13 GiB alone; + 0.42 GiB of ring buffers and custom all-reduce at TP 2 with P2P.
+    - A100 SXM (datacenter: P2P by default): 0.13 + 0.42 = 0.55 GiB; --no-gpu-p2p 0.13 GiB.
+    - RTX 4090 (GeForce: no P2P with the stock driver, NVIDIA/nccl#1127): 0.13 GiB; the range's other
+      end 0.55 GiB, and the KV pool's low end (the verdict's side) is 0.42 GiB below the main value.
+    - Pinned, no range; plan emit launches the no-P2P regime with NCCL_P2P_DISABLE=1.
+    - vllm-c-04 (2 A100 pods, the log's "Custom allreduce is disabled because your platform lacks GPU
+      P2P capability", wrapped over two lines): KV pool 31.83 GiB logged, ours 31.87 (+0.1%; -1.2%
+      with the ring buffers counted)."""
+    from tests.test_calibrate import PUBLISHED
+    from vramcalc.core.engines.vllm import non_torch_bytes
+    from vramcalc.units import GIB
+
+    gpus = Catalog().gpus
+    a100, rtx = gpus.get("a100-80gb-sxm"), gpus.get("rtx-4090")
+    alone, extra = int(0.13 * GIB), int(0.42 * GIB)
+    assert non_torch_bytes(a100, 2, "0.11.1") == alone + extra
+    assert non_torch_bytes(a100, 2, "0.11.1", p2p=False) == alone
+    assert non_torch_bytes(rtx, 2, "0.11.1") == alone
+    assert non_torch_bytes(rtx, 2, "0.11.1", p2p=True) == alone + extra
+    assert non_torch_bytes(rtx, 1, "0.11.1", p2p=True) == alone
+    args = ("estimate", "qwen2.5-7b", "--gpu", "rtx-4090", "--tp", "2", "--engine", "vllm@0.11.1", "--ctx",
+            "8192", "--sampler", "flashinfer", "--json")  # fmt: skip
+    unset = json.loads(run_cli(*args).stdout)["engine"]
+    assert unset["non_torch_bytes"] == alone
+    assert unset["ranges"]["non_torch_bytes"] == [alone, alone + extra]
+    low, high = unset["ranges"]["kv_pool_bytes"]
+    assert high == unset["kv_pool_bytes"] and unset["kv_pool_bytes"] - low == extra
+    assert "peer-to-peer" in unset["range_reason"]
+    on = json.loads(run_cli(*args, "--gpu-p2p").stdout)["engine"]
+    assert on["non_torch_bytes"] == alone + extra and on["ranges"] == {}
+    plan = tmp_path / "p.yaml"
+    plan.write_text(
+        "deployments:\n  - model: qwen2.5-7b\n    gpu: rtx-4090\n    gpu_count: 2\n"
+        "    layout: tensor-parallel\n    ctx: 8192\n    users: 4\n    settings:\n      gpu_p2p: false\n"
+    )
+    r = run_cli("plan", "emit", str(plan))
+    assert r.exit_code == 0 and "NCCL_P2P_DISABLE=1" in r.stdout, r.stderr
+    log = run_cli(
+        "calibrate", str(PUBLISHED / "vllm-c-04-a100-80gb-qwen2-7b-tp2.log"), "--gpu", "a100-80gb-sxm",
+        "--model", "qwen2.5-7b", "--json",
+    )  # fmt: skip
+    report = json.loads(log.stdout)
+    pool = next(f for f in report["figures"] if f["key"] == "kv_pool_bytes")
+    assert pool["theirs"] / GIB == pytest.approx(31.83, abs=0.005)
+    assert pool["ours"] / pool["theirs"] - 1 == pytest.approx(0.0013, abs=0.001)
 
 
 def test_cuda_graph_estimate_moves_inside_the_budget_at_0_20() -> None:

@@ -80,12 +80,17 @@ def test_vllm_logs_hold_out(run_cli: Run) -> None:
     Qwen3-32B at TP 2 on RTX PRO 6000s was predicted not to start (KV pool -60%) and two warm
     starts on an RTX 4090 were 11% low; now -0.1%, -3.6% and -5.9%, while the cold starts sit 1.5-13%
     high (the verdict's side, the sort path's peak, covers them). Before share d: pool 2.3% over
-    21, tokens 1.5% over 17, concurrency 2.2%, activation 1.9% over 10."""
+    21, tokens 1.5% over 17, concurrency 2.2%, activation 1.9% over 10.
+    GPUs without peer-to-peer (the log's "Custom allreduce is disabled because your platform lacks
+    GPU P2P" / "... spans across nodes"; vllm_engine.default_p2p) keep NCCL's ring buffers in host
+    memory: four A100 logs went from -0.9..-3.1% to +0.0..+1.0% (KV pool median 2.8% -> 1.6%, tokens
+    2.4% -> 2.2%), while the two RTX 3090 TP 2 logs moved from +2.1 / -0.3% to +6.4 / +3.9%, beside
+    the same machine's TP 1 log at +5.2%."""
     errors = _errors(run_cli)
     median = {key: statistics.median(v) for key, v in errors.items()}
     assert len(errors["kv_pool_bytes"]) == 27 and len(errors["kv_capacity_tokens"]) == 22
-    assert median["kv_pool_bytes"] <= 0.029
-    assert median["kv_capacity_tokens"] <= 0.025 and max(errors["kv_capacity_tokens"]) <= 0.14
+    assert median["kv_pool_bytes"] <= 0.017
+    assert median["kv_capacity_tokens"] <= 0.023 and max(errors["kv_capacity_tokens"]) <= 0.14
     assert median["max_concurrency"] <= 0.024
     assert median["weights_bytes_per_gpu"] <= 0.002 and max(errors["weights_bytes_per_gpu"]) <= 0.0065
     assert len(errors["activation_peak_bytes"]) == 13 and median["activation_peak_bytes"] <= 0.095

@@ -421,6 +421,15 @@ def estimate(
             "(NCCL_NVLS_ENABLE=0); default: unknown, figures show both as a range and size with them.",
         ),
     ] = None,
+    gpu_p2p: Annotated[
+        bool | None,
+        typer.Option(
+            "--gpu-p2p/--no-gpu-p2p",
+            help="vLLM at --tp 2+: the GPUs reach each other peer to peer (NVLink, PCIe P2P) or not "
+            "(GeForce cards, GPUs in separate pods or nodes): NCCL keeps its ring buffers on the GPU only "
+            "with P2P; default: GeForce no, other cards yes, figures show both as a range.",
+        ),
+    ] = None,
     mmproj: Annotated[
         bool | None,
         typer.Option(
@@ -511,6 +520,7 @@ def estimate(
         sampler=sampler.lower() if sampler else sampler,
         mxfp4_backend=mxfp4_backend.lower() if mxfp4_backend else mxfp4_backend,
         nccl_nvls=nccl_nvls,
+        gpu_p2p=gpu_p2p,
         n_cpu_moe=n_cpu_moe,
         n_gpu_layers=ngl,
     )

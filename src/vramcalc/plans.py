@@ -101,6 +101,12 @@ class EngineOptions(_Strict):
         description="vLLM: NCCL's NVLS buffers on an NVSwitch board at tensor parallel 3+ (false: "
         "NCCL_NVLS_ENABLE=0); pins the regime (unset: sized with them, the default).",
     )
+    gpu_p2p: bool | None = Field(
+        default=None,
+        description="vLLM at tensor parallel 2+: the GPUs reach each other peer to peer (NVLink, PCIe "
+        "P2P); NCCL keeps its ring buffers on the GPU only then (unset: GeForce no, other cards yes, "
+        "and the figures show both as a range).",
+    )
     mmproj: bool | None = Field(
         default=None,
         description="llama.cpp --mmproj: load the vision projector file beside a text GGUF (vision models).",
@@ -514,6 +520,7 @@ def _planned(path: Path, index: int, d: Deployment, catalog: Catalog, node: Yaml
             s.sampler,
             s.mxfp4_backend,
             s.nccl_nvls,
+            s.gpu_p2p,
             s.n_cpu_moe,
             s.n_gpu_layers,
         ),

@@ -441,7 +441,7 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
         kv = str(s.get("kv_cache_dtype", "auto"))
         if kv.startswith("fp8"):
             kv = "fp8"
-        for key in ("sampler", "mxfp4_backend"):
+        for key in ("sampler", "mxfp4_backend", "gpu_p2p"):
             if key in s:
                 version = engine.split("@", 1)[1] if "@" in engine else vllm_engine.VERSIONS[-1]
                 if key == "sampler" and vllm_engine.default_sampler(version, model) == "v2":
@@ -544,6 +544,7 @@ def plan(facts: LogFacts, model: ModelSpec) -> CalibrationPlan:
         n_gpu_layers=int(used["n_gpu_layers"]) if "n_gpu_layers" in used else None,
         sampler=str(settings["sampler"]) if "sampler" in settings else None,
         mxfp4_backend=str(settings["mxfp4_backend"]) if "mxfp4_backend" in settings else None,
+        gpu_p2p=bool(settings["gpu_p2p"]) if "gpu_p2p" in settings else None,
     )
     _check_log_numbers(
         {"context": (ctx, lim.MAX_CTX_TOKENS), "sequences": (users, lim.MAX_USERS)}

@@ -137,6 +137,10 @@ def _vllm(p: Planned, sc: Scenario) -> Launch:
     if pinned.nccl_nvls is False:
         # Source: NVIDIA/nccl docs, environment variables: NCCL_NVLS_ENABLE=0 turns NVLink SHARP off.
         env += (("NCCL_NVLS_ENABLE", "0"),)
+    if pinned.gpu_p2p is False and p.tp > 1:
+        # Source: NVIDIA/nccl docs, environment variables: NCCL_P2P_DISABLE=1 turns the P2P transport
+        # off (its buffers then stay in host memory, as assessed).
+        env += (("NCCL_P2P_DISABLE", "1"),)
     if pinned.mxfp4_backend == "marlin":
         env += (("VLLM_MXFP4_USE_MARLIN", "1"),)
     elif pinned.mxfp4_backend is not None:

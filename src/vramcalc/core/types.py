@@ -76,6 +76,7 @@ class EngineSettings:
     sampler: str | None = None  # vLLM V1 top-k/top-p path: "flashinfer" or "pytorch" (None: unknown)
     mxfp4_backend: str | None = None  # vLLM MXFP4 MoE kernel: marlin, triton or flashinfer (None: unknown)
     nccl_nvls: bool | None = None  # NCCL's NVLS buffers on an NVSwitch board: on, off (NCCL_NVLS_ENABLE=0)
+    gpu_p2p: bool | None = None  # the GPUs reach each other peer to peer (NCCL's P2P transport)
     n_cpu_moe: int | None = None  # llama.cpp --n-cpu-moe: the first N layers keep their experts in RAM
     n_gpu_layers: int | None = (
         None  # llama.cpp -ngl: layers on the GPU (repeating + output); None: the engine's
@@ -99,6 +100,7 @@ class EngineSettings:
             "sampler",
             "mxfp4_backend",
             "nccl_nvls",
+            "gpu_p2p",
             "n_cpu_moe",
             "n_gpu_layers",
         )

@@ -121,6 +121,15 @@ def read_vllm(t: LogText) -> Collector:
         c.setting("sampler", "flashinfer")
     elif t.has("Falling back to the PyTorch-native implementation of top-p & top-k sampling"):
         c.setting("sampler", "pytorch")
+    # Source: vllm/distributed/device_communicators/custom_all_reduce.py warns when the ranks cannot
+    # reach each other peer to peer, or sit on different nodes: NCCL's buffers are then host memory
+    # (vllm_engine.default_p2p). Its "more than two PCIe-only GPUs" warning is about itself alone.
+    # Terminal captures wrap these long lines, so the reason is read with the whitespace taken out.
+    for m in t.all(r"Custom allreduce is disabled"):
+        reason = "".join(t.text[m.end() : m.end() + 120].split())
+        if reason.startswith(("becauseyourplatformlacksGPUP2P", "becausethisprocessgroupspansacrossnodes")):
+            c.setting("gpu_p2p", False)
+            break
     # Source: vllm/model_executor/layers/quantization/mxfp4.py get_mxfp4_backend logs the MoE kernel
     # ("Using Marlin backend", "Using Triton backend" from mxfp4.py, "Using FlashInfer MXFP4 ...");
     # marlin_utils_fp4.py warns when Marlin serves FP4 weights on a GPU without FP4 hardware. The

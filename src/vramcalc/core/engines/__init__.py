@@ -41,6 +41,7 @@ SETTING_FLAGS = {
     "sampler": "--sampler",
     "mxfp4_backend": "--mxfp4-backend",
     "nccl_nvls": "--nccl-nvls/--no-nccl-nvls",
+    "gpu_p2p": "--gpu-p2p/--no-gpu-p2p",
     "n_cpu_moe": "--n-cpu-moe",
     "n_gpu_layers": "--ngl",
 }

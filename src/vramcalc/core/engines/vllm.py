@@ -54,6 +54,7 @@ SETTINGS = frozenset(
         "sampler",
         "mxfp4_backend",
         "nccl_nvls",
+        "gpu_p2p",
     }
 )
 
@@ -161,6 +162,17 @@ V0_SAMPLER_BYTES_PER_LOGIT = 38.9
 NON_TORCH_V1_BYTES = int(0.13 * GIB)
 NON_TORCH_V0_BYTES = int(0.35 * GIB)
 NON_TORCH_TP_EXTRA_BYTES = int(0.42 * GIB)
+# Source: NCCL keeps those ring buffers on the GPU only over its P2P transport (NVIDIA/nccl
+# src/transport/p2p.cc allocates them in device memory). GPUs that cannot reach each other peer to
+# peer talk over the SHM transport, whose buffers are host memory (src/transport/shm.cc:
+# hostMem / remHostMem; SHM_USE_CUDA_MEMCPY off by default), or across nodes over the network
+# transport; vLLM's custom all-reduce is then off too (custom_all_reduce.py: "Custom allreduce is
+# disabled because your platform lacks GPU P2P capability" / "... spans across nodes"), so such a
+# rank holds no TP extra. GeForce cards have no P2P with NVIDIA's stock driver (NVIDIA/nccl#1127:
+# RTX 4090; nccl-tests#117: RTX 2080 Ti); datacenter and workstation cards have it.
+# Check (hold-out logs, tests/fixtures/logs/published): four A100 runs that print the line
+# (TP 2 in two pods, TP 4 across nodes) had KV pools 0.31-0.41 GiB larger than ours with the
+# extra counted; without it they are within +0.1..+1.0%.
 
 # NCCL's NVLink SHARP (NVLS) buffer, which every rank of a communicator of 3 or more GPUs behind an
 # NVSwitch with multicast (Hopper and later SXM boards) allocates whole, nvlsTotalSize =
@@ -368,11 +380,19 @@ def nvls_bytes(gpu: GpuSpec | None, tp: int, version: str) -> int:
     return NCCL_COMMUNICATORS_PER_RANK * tp * NVLS_COLL_CHANNELS * per_channel
 
 
-def non_torch_bytes(gpu: GpuSpec | None, tp: int, version: str, nvls: bool | None = None) -> int:
-    """One rank's non-torch memory: the process's own (_non_torch_tp1), with tensor parallelism the
-    NCCL ring buffers and custom all-reduce (NON_TORCH_TP_EXTRA_BYTES), and NVLS (nvls_bytes) unless
-    `nvls` is False (NCCL_NVLS_ENABLE=0)."""
-    if tp <= 1:
+def default_p2p(gpu: GpuSpec | None) -> bool:
+    """Whether the GPUs of a tensor-parallel group reach each other peer to peer where the plan does
+    not say: not on NVIDIA GeForce cards (stock driver), yes elsewhere."""
+    return not (gpu is not None and gpu.vendor == "NVIDIA" and gpu.form_factor == "consumer")
+
+
+def non_torch_bytes(
+    gpu: GpuSpec | None, tp: int, version: str, nvls: bool | None = None, p2p: bool | None = None
+) -> int:
+    """One rank's non-torch memory: the process's own (_non_torch_tp1), with tensor parallelism over
+    peer-to-peer GPUs (`p2p`, default_p2p when None) the NCCL ring buffers and custom all-reduce
+    (NON_TORCH_TP_EXTRA_BYTES), and NVLS (nvls_bytes) unless `nvls` is False (NCCL_NVLS_ENABLE=0)."""
+    if tp <= 1 or not (default_p2p(gpu) if p2p is None else p2p):
         return _non_torch_tp1(version)
     shared = 0 if nvls is False else nvls_bytes(gpu, tp, version)
     return _non_torch_tp1(version) + NON_TORCH_TP_EXTRA_BYTES + shared
@@ -477,7 +497,7 @@ def plan(
     batched, seqs = int(r["max_num_batched_tokens"]), int(r["max_num_seqs"])
     rotary = m.mla.qk_rope_head_dim if m.mla else m.head_dim
     rope_bytes = m.max_position_embeddings * rotary * 2
-    non_torch = non_torch_bytes(gpu, settings.tp, version, settings.nccl_nvls)
+    non_torch = non_torch_bytes(gpu, settings.tp, version, settings.nccl_nvls, settings.gpu_p2p)
     # --enforce-eager captures no CUDA graphs (and 0.20+ estimates none).
     graphs = 0 if settings.enforce_eager else CUDA_GRAPH_BYTES
     if settings.enforce_eager:
@@ -634,7 +654,9 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
     total = int(r.get("cuda_total_bytes", cuda_total_bytes(gpu)))
     requested = math.ceil(util * total)
     v0 = not version_at_least(version, "0.9.0")
-    non_torch = int(r.get("non_torch_bytes", non_torch_bytes(gpu, p.tp, version, settings.nccl_nvls)))
+    non_torch = int(
+        r.get("non_torch_bytes", non_torch_bytes(gpu, p.tp, version, settings.nccl_nvls, settings.gpu_p2p))
+    )
     # gpu_worker.py subtracts the estimate from the KV budget when it is on (GRAPHS_INSIDE_SINCE);
     # 0.20's own log line says "default since v0.21.0", but its code is already on.
     graphs_inside = version_at_least(version, GRAPHS_INSIDE_SINCE)
@@ -711,24 +733,43 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
         weights += [e.weights_bytes - here + mxfp4_padding_bytes(m, p.tp, b) for b in others]
         if others:
             unknown.append(_mxfp4_unknown(str(taken_backend), others))
-    # NCCL's NVLS buffers: vLLM's default, gone where NCCL_NVLS_ENABLE=0 or the fabric has no
-    # multicast (the main value counts them; the range's high end of the pool does not).
-    pinned_nvls = settings.nccl_nvls is not None
-    nvls = 0 if calibrated or pinned_nvls or "non_torch_bytes" in r else nvls_bytes(gpu, p.tp, version)
-    if nvls:
-        unknown.append(
-            f"NCCL's NVLS buffers {nvls / GIB:.2f} GiB per GPU counted (vLLM's default on an NVSwitch board); "
-            "NCCL_NVLS_ENABLE=0 frees them (--nccl-nvls/--no-nccl-nvls pins it)"
-        )
+    # NCCL's buffers where the install decides: NVLS (vLLM's default, gone where NCCL_NVLS_ENABLE=0
+    # or the fabric has no multicast: the main value counts them) and the ring buffers, on the GPU
+    # only when the GPUs reach each other peer to peer (default_p2p: the main value).
+    non_torchs = [non_torch]
+    p2p = default_p2p(gpu) if settings.gpu_p2p is None else settings.gpu_p2p
+    nvls = 0
+    if not calibrated and "non_torch_bytes" not in r and p.tp > 1:
+        if settings.nccl_nvls is None and p2p:
+            nvls = nvls_bytes(gpu, p.tp, version)
+        if nvls:
+            non_torchs.append(non_torch - nvls)
+            unknown.append(
+                f"NCCL's NVLS buffers {nvls / GIB:.2f} GiB per GPU counted (vLLM's default on an NVSwitch board); "
+                "NCCL_NVLS_ENABLE=0 frees them (--nccl-nvls/--no-nccl-nvls pins it)"
+            )
+        if settings.gpu_p2p is None:
+            non_torchs.append(non_torch_bytes(gpu, p.tp, version, settings.nccl_nvls, not p2p))
+            unknown.append(
+                "peer-to-peer between the GPUs unknown: the main value takes "
+                + (
+                    "it (datacenter and workstation cards have it)"
+                    if p2p
+                    else "none (GeForce cards lack it with the stock driver)"
+                )
+                + "; "
+                f"NCCL keeps {NON_TORCH_TP_EXTRA_BYTES / GIB:.2f} GiB of ring buffers per GPU only over P2P "
+                "(--gpu-p2p/--no-gpu-p2p pins it)"
+            )
     ranges: list[tuple[str, float, float]] = []
     if unknown:
-        pool_low = pool_of(max(acts), max(weights), non_torch)
-        pool_high = pool_of(min(acts), min(weights), non_torch - nvls)
+        pool_low = pool_of(max(acts), max(weights), max(non_torchs))
+        pool_high = pool_of(min(acts), min(weights), min(non_torchs))
         low, high = from_pool(pool_low), from_pool(pool_high)
         for key, lo, hi in (
             ("weights_bytes_per_gpu", min(weights), max(weights)),
             ("activation_peak_bytes", min(acts), max(acts)),
-            ("non_torch_bytes", non_torch - nvls, non_torch),
+            ("non_torch_bytes", min(non_torchs), max(non_torchs)),
             ("kv_pool_bytes", pool_low, pool_high),
             ("num_gpu_blocks", low[0], high[0]),
             ("kv_capacity_tokens", low[1], high[1]),
