@@ -4,6 +4,8 @@ the other half; print both tables, xfails included.
 Usage: .venv/bin/python scripts/fit_speed.py          # tables with the constants in the code
        .venv/bin/python scripts/fit_speed.py --fit    # search the constants on the fit half first
        .venv/bin/python scripts/fit_speed.py --ranges # also print SPEED_SPREAD from the fit half
+       .venv/bin/python scripts/fit_speed.py --fit --only 'DECODE_OVERHEAD_PER_LAYER_S[paged],...'
+                                                       # search only the named constants (the rest stay)
 
 The search is coordinate descent over multiplicative steps, minimising the mean |log(ours /
 measured)| on the fit half only; it prints the values to copy into core/speed.py and
@@ -89,11 +91,14 @@ def loss(obs: list[sb.Observation]) -> float:
     return sum(means) / len(means) if means else 0.0
 
 
-def fit() -> None:
+def fit(only: set[str] | None = None) -> None:
+    params = [p for p in PARAMS if only is None or p[0] in only]
+    if only is not None and len(params) != len(only):
+        raise SystemExit(f"--only: unknown names {sorted(only - {p[0] for p in PARAMS})}")
     best = loss(split(all_observations())[0])
     print(f"start: fit-half mean |log error| {best:.4f}")
     for round_ in range(3):
-        for name, get, put, (low, high) in PARAMS:
+        for name, get, put, (low, high) in params:
             start = get()
             choice = start
             for step in STEPS:
@@ -165,7 +170,8 @@ def coverage(title: str, obs: list[sb.Observation]) -> None:
 
 def main() -> None:
     if "--fit" in sys.argv:
-        fit()
+        only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+        fit(None if only is None else {n.strip() for n in only.split(",") if n.strip()})
     obs = all_observations()
     fit_half, test_half = split(obs)
     if "--ranges" in sys.argv:

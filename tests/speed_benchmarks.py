@@ -187,7 +187,8 @@ def observations() -> list[Observation]:
         checked = check_run(run_of(r), base_deployment(r))
         for f in checked.figures:
             key = f"{r['id']}:{f.figure}"
-            users = 1 if r.get("mode") == "single" else int(r.get("concurrency") or 1)
+            # A request-rate run (no concurrency limit) is a load: its requests, as a burst counts them.
+            users = 1 if r.get("mode") == "single" else int(r.get("concurrency") or r.get("num_prompts") or 1)
             out.append(
                 Observation(
                     r["id"], source_key(r), r["engine"], r["gpu"], f.figure, users, f.measured, f.ours,
@@ -249,6 +250,13 @@ FIT_SOURCES = frozenset({
     'GitHub noonghunna/club-3090 issue #697 "[bench] RTX 4090 AIO / Qwen3-4B-Instruct-2507 fp8 / vLLM fast lane"',
     'GitHub ollama/ollama issue #9415 "Extreme drop in inference speed."', "GitHub philschmid/llmperf-bench",
     "GitHub sgl-project/sglang", "https://ai.wmx.dev/benchmarks",
+    # 2026-12-08, the llama-bench MoE sources (single_user_moe.yaml), alternately
+    'GitHub ggml-org/llama.cpp PR #15546 "vulkan: mul_mat_id coopmat2 optimizations"',
+    'GitHub ggml-org/llama.cpp PR #15631 "CUDA: fuse adds',
+    'GitHub ggml-org/llama.cpp PR #16834 "CUDA: use fastdiv in set-rows"',
+    'GitHub ggml-org/llama.cpp PR #24546 "CUDA: size routed MoE MMQ N-tiles from typical expert width on RDNA3"',
+    # 2026-12-09, the request-rate runs of serving.yaml once Poisson arrivals were modelled
+    "GitHub Livinfly/MLsys-Learning-Record-2",
 })  # fmt: skip
 TEST_SOURCES = frozenset({
     "GitHub XiongjieDai/GPU-Benchmarks-on-LLM-Inference", "GitHub dstackai/benchmarks",
@@ -258,6 +266,10 @@ TEST_SOURCES = frozenset({
     'GitHub ollama/ollama issue #9701 "RTX 5090 Performance on Ubuntu Gemma 3"', "GitHub sariekr/gpu_conc",
     "GitHub yobitelcomm/bench",
     "https://www.millstoneai.com/inference-benchmark/gpt-oss-20b-mxfp4-1x-rtx-pro-6000-blackwell",
+    'GitHub ggml-org/llama.cpp PR #15616 "presets : add qwen3-30B-a3b FIM"',
+    'GitHub ggml-org/llama.cpp PR #16649 "CUDA: topk-moe: add optional parameter for gpt-oss"',
+    'GitHub ggml-org/llama.cpp PR #20586 "CUDA: limit number of FA stream-k CUDA blocks"',
+    "GitHub zhjunqin/LLM-Learning",
 })  # fmt: skip
 
 

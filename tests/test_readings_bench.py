@@ -621,11 +621,11 @@ def test_bench_save_writes_speed_factors_that_reproduce_the_run(tmp_path: Path, 
 
 
 def test_bench_save_needs_a_figure_we_model(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
-    """A benchmark whose runs compare nothing (Poisson arrivals) cannot calibrate: one line, exit 2,
-    no file written."""
+    """A benchmark whose runs compare nothing (the deployment named, Llama-3.1-70B in bf16 on one
+    RTX 4090, does not start) cannot calibrate: one line, exit 2, no file written."""
     legacy = str(ROOT / "tests/fixtures/bench/vllm-benchmark-serving-legacy.json")
     profile = tmp_path / "p.yaml"
-    r = run_cli("bench", legacy, "--model", "qwen3-8b", "--gpu", "h100-sxm", "--save", str(profile))
+    r = run_cli("bench", legacy, "--model", "llama-3.1-70b", "--gpu", "rtx-4090", "--save", str(profile))
     assert r.exit_code == 2 and "nothing to calibrate" in r.stderr and not profile.exists()
 
 

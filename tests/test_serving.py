@@ -95,9 +95,42 @@ def test_burst_waits_for_places() -> None:
     assert srv.output_tokens_per_s == pytest.approx(8 / 4)
 
 
+def test_poisson_arrivals_by_hand() -> None:
+    """100 requests at 5 per second (Poisson), 10-token prompts, 11 output tokens, budget 100,
+    room for 8, constant 10 ms steps, 2 ms request overhead.
+
+    A request holds its place for one prompt chunk (10 <= 100 - R tokens) + 10 decode steps:
+    H = 0.01 + 10 x 0.01 = 0.11 s, so R = 5 x 0.11 = 0.55 run at once on average (under 8).
+    TTFT = 0.002 + half a step x min(1, R) + one chunk = 0.002 + 0.005 x 0.55 + 0.01 = 0.01475 s.
+    The last request arrives at 99 / 5 = 19.8 s and ends H + 0.002 later: 19.912 s, so
+    100 / 19.912 requests/s and 1,100 / 19.912 output tokens/s."""
+    srv = serve(LinearStep(0.01, 0.0, 0.0), Load(100, 10, 11, 8, 100, "poisson", 5.0), overhead_s=0.002)  # type: ignore[arg-type]
+    assert srv.ttft_s == pytest.approx(0.01475, rel=1e-9)
+    assert srv.tpot_s == pytest.approx(0.01, rel=1e-12) and srv.queue_s == 0.0
+    assert srv.request_per_s == pytest.approx(100 / 19.912, rel=1e-9)
+    assert srv.output_tokens_per_s == pytest.approx(1100 / 19.912, rel=1e-9)
+
+
+def test_poisson_past_what_the_engine_holds_by_hand() -> None:
+    """The same at 100 requests per second with room for 2: R would be 100 x 0.11 = 11 > 2, so
+    2 run and they are served at mu = 2 / 0.11 = 18.18 per second; the queue grows all run.
+    The median request (i = 50) arrives at 0.5 s and gets a place at (50 - 2) / mu = 2.64 s:
+    it waits 2.14 s. TTFT = 2.14 + 0.002 + 0.005 (a whole half step: R >= 1) + 0.01 = 2.157 s.
+    The last place frees at (100 - 2) / mu = 5.39 s (after the last arrival, 0.99 s), so the run
+    ends at 5.39 + 0.11 + 0.002 = 5.502 s: 1,100 / 5.502 output tokens/s."""
+    srv = serve(LinearStep(0.01, 0.0, 0.0), Load(100, 10, 11, 2, 100, "poisson", 100.0), overhead_s=0.002)  # type: ignore[arg-type]
+    mu = 2 / 0.11
+    assert srv.running == 2
+    assert srv.queue_s == pytest.approx(48 / mu - 0.5, rel=1e-9)
+    assert srv.ttft_s == pytest.approx(48 / mu - 0.5 + 0.017, rel=1e-9)
+    assert srv.output_tokens_per_s == pytest.approx(1100 / (98 / mu + 0.112), rel=1e-9)
+
+
 @pytest.mark.parametrize(
     ("load", "match"),
     [
+        (Load(10, 10, 10, 1, 10, "poisson", 0.0), "request rate"),
+        (Load(10, 10, 10, 1, 10, "poisson", float("nan")), "request rate"),
         (Load(0, 10, 10, 1, 10), "--users"),
         (Load(1, 0, 10, 1, 10), "--prompt-tokens"),
         (Load(1, 10, 0, 1, 10), "--output-tokens"),

@@ -72,6 +72,7 @@ class Deployment:
     min_tokens_per_s: float = 0.0
     max_ttft_s: float | None = None
     arrival: Arrival = "closed"  # how users send requests (core.serving.Load); benchmarks may burst
+    arrival_rate_per_s: float | None = None  # arrival "poisson": requests per second (users = requests sent)
 
     @property
     def replicas(self) -> int:
@@ -662,7 +663,9 @@ def _load(d: Deployment, e: Estimate, users: int, running: int) -> Load:
     whole batch at once: every prompt in one forward, then the batch decodes together."""
     if d.engine.partition("@")[0] == "transformers":
         return Load(running, d.prompt_tokens, d.output, running, running * d.prompt_tokens, "burst")
-    return Load(users, d.prompt_tokens, d.output, running, e.plan.prefill_tokens, d.arrival)
+    return Load(
+        users, d.prompt_tokens, d.output, running, e.plan.prefill_tokens, d.arrival, d.arrival_rate_per_s
+    )
 
 
 def _misses(a: Assessment) -> tuple[Miss, ...]:

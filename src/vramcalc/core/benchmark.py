@@ -61,8 +61,8 @@ def run_deployment(run: BenchmarkRun, base: Deployment) -> Deployment:
     """The deployment `run` measured: `base` (model, GPU, engine, format) at the run's load.
 
     Users = the run's concurrency (closed loop: each client sends its next request when the last
-    ends), or, with no concurrency limit and no arrival rate, every request at once (a burst of
-    `completed`). Context = depth + prompt + output; each sequence is on average half way through
+    ends), or, with no concurrency limit, the requests it sent: at its request rate (Poisson
+    arrivals), or with none every request at once (a burst of `completed`). Context = depth + prompt + output; each sequence is on average half way through
     its output (fill). A one-user run (llama-bench, Ollama) is one user.
     """
     prompt = run.prompt_tokens or DEFAULT_PROMPT_TOKENS
@@ -71,6 +71,7 @@ def run_deployment(run: BenchmarkRun, base: Deployment) -> Deployment:
     ctx = max(MIN_CTX_TOKENS, depth + prompt + output + 1)
     users = run.concurrency or run.completed or 1
     burst = run.concurrency is None or (run.completed is not None and run.completed <= run.concurrency)
+    poisson = run.concurrency is None and run.request_rate_per_s is not None
     settings = replace(base.settings, prompt_tokens=prompt)
     if run.flash_attn is not None and base.engine.partition("@")[0] in ("llama.cpp", "ollama"):
         settings = replace(settings, flash_attn=run.flash_attn)
@@ -82,7 +83,8 @@ def run_deployment(run: BenchmarkRun, base: Deployment) -> Deployment:
         output_tokens=output,
         settings=settings,
         allow_long_ctx=True,
-        arrival="burst" if burst and users > 1 else "closed",
+        arrival="poisson" if poisson else "burst" if burst and users > 1 else "closed",
+        arrival_rate_per_s=run.request_rate_per_s if poisson else None,
     )
 
 
@@ -109,10 +111,8 @@ def _ours(figure: str, run: BenchmarkRun, a: Assessment) -> float | None:
 
 def check_run(run: BenchmarkRun, base: Deployment) -> RunCheck:
     """Every figure `run` prints that the assessment also gives, ours vs theirs."""
-    if run.request_rate_per_s is not None:
-        return RunCheck(
-            run.label, None, (), "Poisson arrivals are not modelled; run the benchmark with --max-concurrency"
-        )
+    if run.request_rate_per_s is not None and run.concurrency is None and run.completed is None:
+        return RunCheck(run.label, None, (), "a request-rate run that does not say how many requests it sent")
     d = run_deployment(run, base)
     a = assess(d)
     out: list[FigureCheck] = []

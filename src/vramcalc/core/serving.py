@@ -11,7 +11,7 @@ from typing import Literal
 from vramcalc.core.speed import Stepper
 from vramcalc.errors import SpecError
 
-Arrival = Literal["closed", "burst"]
+Arrival = Literal["closed", "burst", "poisson"]
 
 # Source: time a request spends in the server outside the GPU steps before its first token (HTTP,
 # tokenization, scheduling, detokenizing the first token), by engine.
@@ -31,7 +31,8 @@ class Load:
 
     closed: each user sends the next request as soon as the last one ends (`--max-concurrency N`
     runs, a team of planners' users); burst: all N requests arrive at once (a benchmark with
-    --num-prompts N at an infinite request rate). At most `running_cap` run at once (the KV pool,
+    --num-prompts N at an infinite request rate); poisson: N requests arrive at random at
+    `rate_per_s` (a benchmark's --request-rate). At most `running_cap` run at once (the KV pool,
     max_num_seqs or slots); the rest wait for a place. The engine packs up to `step_tokens` tokens
     into one step: every running sequence's next token first, then prompt chunks (chunked prefill).
     """
@@ -42,6 +43,7 @@ class Load:
     running_cap: int
     step_tokens: int
     arrival: Arrival = "closed"
+    rate_per_s: float | None = None  # poisson: requests per second
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,10 @@ def check_load(load: Load) -> None:
         raise SpecError(f"the engine's step holds at least one token, got {load.step_tokens}")
     if load.running_cap < 1:
         raise SpecError("no sequence runs at once: the deployment serves nobody")
+    if load.arrival == "poisson" and not (
+        load.rate_per_s is not None and math.isfinite(load.rate_per_s) and load.rate_per_s > 0
+    ):
+        raise SpecError(f"a request rate must be a positive number of requests/s, got {load.rate_per_s}")
     if load.arrival == "burst" and load.users > MAX_BURST_REQUESTS:
         raise SpecError(
             f"a burst is simulated for at most {MAX_BURST_REQUESTS:,} requests, got {load.users:,}"
@@ -88,6 +94,8 @@ def serve(st: Stepper, load: Load, overhead_s: float | None = None) -> Serving:
     extra = REQUEST_OVERHEAD_S.get(st.e.plan.engine, 0.0) if overhead_s is None else overhead_s
     if load.arrival == "burst":
         return _burst(st, load, extra)
+    if load.arrival == "poisson":
+        return _poisson(st, load, extra)
     return _closed(st, load, extra)
 
 
@@ -119,6 +127,58 @@ def _closed(st: Stepper, load: Load, extra_s: float) -> Serving:
     queue = (n - r) / r * latency
     tpot = s if o > 1 else first_step
     return Serving(n, r, s, tpot, ttft + queue, queue, queue + latency, x, x * o)
+
+
+def _poisson(st: Stepper, load: Load, extra_s: float) -> Serving:
+    """N requests arriving at random at rate X (Poisson, no concurrency limit), in the fluid
+    approximation: R requests run at once on average (Little's law, R = X x the time one holds a
+    place), each step decodes them and carries the prompt tokens that arrive meanwhile,
+    q = X x P x s. A request waits on average for half the step under way, then its prompt rides in
+    k chunks next to the R decodes: TTFT = extra + s / 2 + k x step(R, P / k); it holds its place for
+    H = k x step(R, P / k) + (O - 1) x s, and q = R x P x s / H. R = X x H is solved as a fixed point.
+
+    Past what the engine can hold (R would exceed `running_cap`) it serves at mu = cap / H < X and
+    the queue grows for the whole run: request i arrives at i / X and gets a place at about
+    (i - cap) / mu, so the median request (i = N / 2) waits max(0, (N / 2 - cap) / mu - N / (2 X)).
+    Throughput is the N requests over the run, the last arrival (N - 1) / X (or the last place,
+    (N - cap) / mu) plus one holding time H."""
+    n, p, o, cap = load.users, load.prompt_tokens, load.output_tokens, load.running_cap
+    rate = float(load.rate_per_s or 0.0)
+
+    def holding(r: float) -> tuple[float, float, float, float]:
+        """(step s, first chunk step, chunks k, holding time H) with r requests running."""
+        room = max(1.0, load.step_tokens - r)
+        chunks = math.ceil(p / room)
+        first = st.step_s(r, p / chunks, p)
+
+        def step(s: float) -> float:
+            q = r * p * s / (chunks * first + (o - 1) * s)  # served = r / H requests per second
+            return st.step_s(r, min(q, float(load.step_tokens)), p)
+
+        s = _fixed_point(step, st.step_s(r))
+        return s, first, chunks, chunks * first + (o - 1) * s
+
+    r = min(float(cap), rate * holding(1.0)[3])
+    for _ in range(FIXED_POINT_ROUNDS):
+        nxt = min(float(cap), rate * holding(max(r, 1e-9))[3])
+        if abs(nxt - r) <= 1e-9 * max(1.0, r):
+            r = nxt
+            break
+        r = 0.5 * (r + nxt)  # damped: the holding time grows with r
+    s, first, chunks, hold = holding(max(r, 1e-9))
+    ttft = extra_s + 0.5 * s * min(1.0, r) + chunks * first
+    mu = cap / hold
+    queue = 0.0
+    end = (n - 1) / rate
+    if rate * hold > cap:  # more arrives than the engine serves: the queue grows all run
+        queue = max(0.0, (n / 2 - cap) / mu - n / (2 * rate))
+        end = max(end, (n - cap) / mu)
+    makespan = end + hold + extra_s
+    tpot = s if o > 1 else first
+    running = max(1, min(cap, round(r)))
+    return Serving(
+        n, running, s, tpot, ttft + queue, queue, queue + ttft + (o - 1) * s, n / makespan, n * o / makespan
+    )
 
 
 def _fixed_point(g: Callable[[float], float], s: float) -> float:
