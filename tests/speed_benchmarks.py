@@ -30,6 +30,7 @@ from vramcalc.readings import BenchmarkRun
 
 FILES = (
     "tests/calibration/serving.yaml",
+    "tests/calibration/serving_2.yaml",
     "tests/calibration/single_user.yaml",
     "tests/calibration/single_user_moe.yaml",
 )
@@ -49,7 +50,8 @@ _MOE_PREFILL = (
     "model (8.7x before it); which runner Ollama used for qwen3moe is not recorded"
 )
 for _rid in ("vllm-gptoss20b-mi300x-c4", "vllm-gptoss20b-mi300x-c16", "vllm-gptoss20b-b200-c8",
-             "vllm-gptoss20b-b200-c16", "vllm-gpt-oss-20b-mxfp4-mi300x-c1", "vllm-gpt-oss-20b-mxfp4-b200-c1"):  # fmt: skip
+             "vllm-gptoss20b-b200-c16", "vllm-gpt-oss-20b-mxfp4-mi300x-c1", "vllm-gpt-oss-20b-mxfp4-b200-c1",
+             *(f"vllm-gptoss-120b-mi300x-tp1-random-in1024-out1024-rr0.8-c{c}-inferencex" for c in (64, 96, 128, 256))):  # fmt: skip
     XFAIL[_rid] = _MXFP4
 for _rid in ("sglang-dsr1-h200-tp8-in3200-out800-c16", "sglang-dsr1-h200-tp8-in3200-out800-c64",
              "sglang-dsr1-mi300x-tp8-in3200-out800-c8", "vllm-dsr1-h200-tp8-in3200-out800-c32",
@@ -257,6 +259,10 @@ FIT_SOURCES = frozenset({
     'GitHub ggml-org/llama.cpp PR #24546 "CUDA: size routed MoE MMQ N-tiles from typical expert width on RDNA3"',
     # 2026-12-09, the request-rate runs of serving.yaml once Poisson arrivals were modelled
     "GitHub Livinfly/MLsys-Learning-Record-2",
+    # 2026-12-09, serving_2.yaml's five sources, alternately in sorted order
+    'GitHub SemiAnalysisAI/InferenceX pull request #1053 "[AMD][MI300X] Expand GPT-OSS FP4 TP=1 concurrency from 64 to 256"',
+    'GitHub sgl-project/sglang pull request #7631 "Add H20 fused MoE kernel configs for Dpsk & Qwen3"',
+    "https://blog.vllm.ai/2026/04/22/fp8-kvcache.html",
 })  # fmt: skip
 TEST_SOURCES = frozenset({
     "GitHub XiongjieDai/GPU-Benchmarks-on-LLM-Inference", "GitHub dstackai/benchmarks",
@@ -270,6 +276,7 @@ TEST_SOURCES = frozenset({
     'GitHub ggml-org/llama.cpp PR #16649 "CUDA: topk-moe: add optional parameter for gpt-oss"',
     'GitHub ggml-org/llama.cpp PR #20586 "CUDA: limit number of FA stream-k CUDA blocks"',
     "GitHub zhjunqin/LLM-Learning",
+    "GitHub sgl-project/sgl-cookbook", "GitHub violet-quartz/vllm-serving-experiments",
 })  # fmt: skip
 
 

@@ -176,13 +176,13 @@ def test_transformers_generate_speed() -> None:
 
 def test_speed_ranges_around_the_figures() -> None:
     """rate_range / time_range scale by SPEED_SPREAD: vLLM one-user decode 100 tokens/s -> 76.9 to
-    111.9 (0.769, 1.119); a TTFT of 1 s -> 1 / 1.192 = 0.839 to 1 / 0.479 = 2.088 s; llama.cpp
-    under load has no gguf spread of its own (no fit-half source) and takes the pooled (0.53, 1.14)."""
+    111.9 (0.769, 1.119); a TTFT of 1 s -> 1 / 1.255 = 0.797 to 1 / 0.479 = 2.088 s; llama.cpp
+    under load has no gguf spread of its own (no fit-half source) and takes the pooled (0.53, 1.176)."""
     from vramcalc.core.speed import rate_range, spread_of, time_range
 
     assert rate_range("vllm", "decode", 100.0) == pytest.approx((76.9, 111.9))
-    assert time_range("sglang@0.4.6", "ttft", 1.0) == pytest.approx((1 / 1.192, 1 / 0.479))
-    assert spread_of("llama.cpp", "load") == spread_of("vllm", "load") == (0.53, 1.14)
+    assert time_range("sglang@0.4.6", "ttft", 1.0) == pytest.approx((1 / 1.255, 1 / 0.479))
+    assert spread_of("llama.cpp", "load") == spread_of("vllm", "load") == (0.53, 1.176)
     assert spread_of("ollama", "decode") == (0.701, 1.589)
 
 
