@@ -527,6 +527,10 @@ def test_gpu_p2p_decides_where_nccl_keeps_its_ring_buffers(run_cli: Run, tmp_pat
     assert "peer-to-peer" in unset["range_reason"]
     on = json.loads(run_cli(*args, "--gpu-p2p").stdout)["engine"]
     assert on["non_torch_bytes"] == alone + extra and on["ranges"] == {}
+    one = run_cli("estimate", "qwen2.5-7b", "--gpu", "rtx-4090", "--engine", "vllm@0.11.1", "--no-gpu-p2p")
+    assert one.exit_code in (0, 1) and "one GPU: --gpu-p2p and --nccl-nvls change nothing" in " ".join(
+        one.stdout.split()
+    )
     plan = tmp_path / "p.yaml"
     plan.write_text(
         "deployments:\n  - model: qwen2.5-7b\n    gpu: rtx-4090\n    gpu_count: 2\n"

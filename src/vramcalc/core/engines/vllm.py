@@ -554,6 +554,10 @@ def plan(
                 else " (gpu_memory_utilization unset: the whole card)"
             )
         )
+    if settings.tp <= 1 and (settings.gpu_p2p is not None or settings.nccl_nvls is not None):
+        assumptions.append(
+            "one GPU: --gpu-p2p and --nccl-nvls change nothing (NCCL's buffers exist with tensor parallelism)"
+        )
     if v0 and settings.sampler is not None:
         assumptions.append("V0's profile run always takes the PyTorch sort path: --sampler changes nothing")
     elif not v0:
