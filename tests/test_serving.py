@@ -183,6 +183,24 @@ def test_ttft_never_falls_with_a_longer_prompt(prompt: int) -> None:
     assert ttft(prompt + 500) >= ttft(prompt) * (1 - 1e-9)
 
 
+@settings(max_examples=40, deadline=None)
+@given(rate=st.floats(0.1, 50.0), factor=st.floats(1.01, 4.0), cap=st.integers(1, 64))
+def test_poisson_waits_more_and_serves_more_as_the_rate_grows(rate: float, factor: float, cap: int) -> None:
+    """Poisson arrivals on a step that grows with the batch and the prompt tokens it carries
+    (10 ms + 0.5 ms per sequence + 0.02 ms per prompt token), 200 requests of 300 in / 100 out:
+    a higher rate never shortens the first token or the time per output token, and never
+    lowers the output throughput (the run ends sooner or the engine is already full)."""
+    step = LinearStep(0.010, 0.0005, 0.00002)
+
+    def run(r: float):  # type: ignore[no-untyped-def]
+        return serve(step, Load(200, 300, 100, cap, 2048, "poisson", r), overhead_s=0.01)  # type: ignore[arg-type]
+
+    low, high = run(rate), run(rate * factor)
+    assert high.ttft_s >= low.ttft_s * (1 - 1e-9)
+    assert high.tpot_s >= low.tpot_s * (1 - 1e-9)
+    assert high.output_tokens_per_s >= low.output_tokens_per_s * (1 - 1e-9)
+
+
 def _prompt(p: int):  # type: ignore[no-untyped-def]
     from vramcalc.core.engines.base import EngineSettings
 
