@@ -126,6 +126,27 @@ def test_poisson_past_what_the_engine_holds_by_hand() -> None:
     assert srv.output_tokens_per_s == pytest.approx(1100 / (98 / mu + 0.112), rel=1e-9)
 
 
+def test_prompts_in_steps_of_their_own_by_hand() -> None:
+    """SGLang's default (no --enable-mixed-chunk): 4 users in a closed loop, 100-token prompts,
+    11 output tokens, budget 1,000, step = 10 ms + 1 ms/seq + 0.1 ms/prompt token, no overhead.
+
+    Decode step s_d = 0.010 + 4 x 0.001 = 0.014 s; a prompt's own step (b = 1: fewer than one
+    prompt arrives per decode step) = 0.010 + 100 x 0.0001 = 0.020 s. At x requests/s prefill takes
+    0.020 x of the time, so TPOT = 0.014 / (1 - 0.020 x). TTFT = half a decode step while 3 of 4
+    others run, 0.5 x 0.014 x 3 / 4 = 0.00525, + 0.020 = 0.02525 s. L = TTFT + 10 TPOT and
+    x = 4 / L, iterated below; the mixed step would have carried the prompt tokens instead."""
+    srv = serve(
+        LinearStep(0.010, 0.001, 0.0001), Load(4, 100, 11, 4, 1000, separate_prefill=True), overhead_s=0.0
+    )  # type: ignore[arg-type]
+    x = 1.0
+    for _ in range(500):
+        x = 4 / (0.02525 + 10 * 0.014 / (1 - 0.020 * x))
+    assert srv.ttft_s == pytest.approx(0.02525, rel=1e-12)
+    assert srv.tpot_s == pytest.approx(0.014 / (1 - 0.020 * x), rel=1e-9)
+    assert srv.request_per_s == pytest.approx(x, rel=1e-9)
+    assert srv.output_tokens_per_s == pytest.approx(11 * x, rel=1e-9)
+
+
 @pytest.mark.parametrize(
     ("load", "match"),
     [
@@ -184,16 +205,20 @@ def test_ttft_never_falls_with_a_longer_prompt(prompt: int) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(rate=st.floats(0.1, 50.0), factor=st.floats(1.01, 4.0), cap=st.integers(1, 64))
-def test_poisson_waits_more_and_serves_more_as_the_rate_grows(rate: float, factor: float, cap: int) -> None:
+@given(rate=st.floats(0.1, 50.0), factor=st.floats(1.01, 4.0), cap=st.integers(1, 64), apart=st.booleans())
+def test_poisson_waits_more_and_serves_more_as_the_rate_grows(
+    rate: float, factor: float, cap: int, apart: bool
+) -> None:
     """Poisson arrivals on a step that grows with the batch and the prompt tokens it carries
-    (10 ms + 0.5 ms per sequence + 0.02 ms per prompt token), 200 requests of 300 in / 100 out:
+    (10 ms + 0.5 ms per sequence + 0.02 ms per prompt token), 200 requests of 300 in / 100 out,
+    with the prompts riding in the decode steps or in steps of their own (SGLang):
     a higher rate never shortens the first token or the time per output token, and never
     lowers the output throughput (the run ends sooner or the engine is already full)."""
     step = LinearStep(0.010, 0.0005, 0.00002)
 
     def run(r: float):  # type: ignore[no-untyped-def]
-        return serve(step, Load(200, 300, 100, cap, 2048, "poisson", r), overhead_s=0.01)  # type: ignore[arg-type]
+        load = Load(200, 300, 100, cap, 2048, "poisson", r, separate_prefill=apart)
+        return serve(step, load, overhead_s=0.01)  # type: ignore[arg-type]
 
     low, high = run(rate), run(rate * factor)
     assert high.ttft_s >= low.ttft_s * (1 - 1e-9)

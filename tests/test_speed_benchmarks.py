@@ -42,7 +42,7 @@ def test_the_halves_share_no_source() -> None:
         ("fit", "ttft", 0.19, 0.55),
         ("test", "decode", 0.16, 0.95),
         ("test", "prefill", 0.08, 1.9),
-        ("test", "load", 0.40, 2.2),
+        ("test", "load", 0.34, 2.2),
         ("test", "ttft", 0.47, 1.6),
     ],
 )
@@ -55,7 +55,8 @@ def test_accuracy_holds(half: str, kind: str, median: float, worst: float) -> No
     49.8% / 152.4% over 10 (an RTX 3090 prefills a 229-token prompt in 69 ms where ours, at
     0.55 x its spec, takes 127). Then serving_2.yaml (22 closed-loop records, five sources): fit load
     5.4% / 46.9% over 62, ttft 13.0% / 52.1% over 22; test load 37.4% / 217.0% over 86, ttft
-    44.9% / 152.4% over 22."""
+    44.9% / 152.4% over 22. With SGLang's prompts in steps of their own (its default, no
+    --enable-mixed-chunk): fit load 5.3% / 41.3%, test load 31.4% / 208.9%."""
     obs = sb.with_figure(FIT if half == "fit" else TEST, kind)
     got_median, got_worst, n = sb.summary(obs)
     assert n >= 5
@@ -97,7 +98,7 @@ def test_speed_spread_is_the_fit_halfs() -> None:
         ("fit", "load", 62, 62),
         ("fit", "ttft", 22, 22),
         ("test", "decode", 36, 39),
-        ("test", "load", 60, 86),
+        ("test", "load", 59, 86),
         ("test", "ttft", 12, 22),
     ],
 )
@@ -110,7 +111,8 @@ def test_how_many_measured_figures_the_range_holds(half: str, kind: str, inside:
     2026-12-09: the request-rate runs joined both halves; the fit half's load range widened to
     0.53 (an A100 PCIe under Poisson arrivals), and the test half holds 33 of 50 under load and 6
     of 10 TTFTs; with serving_2.yaml 60 of 86 and 12 of 22 (its B200 TP8 MoE runs at concurrency
-    100 and an RTX 4090 at 128 fall outside)."""
+    100 and an RTX 4090 at 128 fall outside); 59 of 86 once SGLang's prompts ran apart (the fit
+    half's load range moved to 0.598-1.308)."""
     from vramcalc.core import speed
 
     fs = _fit_speed()

@@ -23,6 +23,13 @@ REQUEST_OVERHEAD_S = {"vllm": 0.0183, "sglang": 0.0183, "tgi": 0.0183, "llama.cp
 FIXED_POINT_ROUNDS = 60
 # A burst is simulated step by step: at most this many requests (benchmarks send 10-1,000).
 MAX_BURST_REQUESTS = 10_000
+# Source: sglang/srt/server_args.py enable_mixed_chunk (default False) and managers/scheduler.py
+# get_next_batch_to_run: SGLang runs the waiting prompts as a prefill batch of their own before it
+# decodes again (decodes pause meanwhile); decodes and prompt chunks share a step only with
+# --enable-mixed-chunk. vLLM V1 and llama-server put both in one step (chunked prefill).
+SEPARATE_PREFILL_ENGINES = frozenset({"sglang"})
+# The most of the time prefills may take (a guard: past it no request would ever decode).
+MAX_PREFILL_SHARE = 0.95
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,7 @@ class Load:
     step_tokens: int
     arrival: Arrival = "closed"
     rate_per_s: float | None = None  # poisson: requests per second
+    separate_prefill: bool = False  # prompts run in steps of their own (SEPARATE_PREFILL_ENGINES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +107,23 @@ def serve(st: Stepper, load: Load, overhead_s: float | None = None) -> Serving:
     return _closed(st, load, extra)
 
 
+def _apart(st: Stepper, load: Load, r: float, x: float) -> tuple[float, float]:
+    """(time per output token, prefill step) where prompts run in steps of their own
+    (load.separate_prefill), with r sequences decoding and x prompts arriving per second.
+
+    The prompts that arrive during one decode step s_d = step(r) are prefilled together (at least
+    1, at most as many as the step's token budget T holds): b = clamp(x s_d, 1, T // P), in
+    k = ceil(P / T) chunk steps, each step(0, b P / k). The decodes pause meanwhile: prefill takes
+    f = x x that / b of the time, so each output token takes s_d / (1 - f)."""
+    p, budget = load.prompt_tokens, load.step_tokens
+    decode = st.step_s(r)
+    chunks = math.ceil(p / budget)
+    batch = max(1.0, min(x * decode, float(max(1, budget // p))))
+    prefill = chunks * st.step_s(0, batch * p / chunks, p)
+    share = min(MAX_PREFILL_SHARE, x * prefill / batch)
+    return decode / (1 - share), prefill
+
+
 def _closed(st: Stepper, load: Load, extra_s: float) -> Serving:
     """Closed loop in steady state, R = min(users, cap) requests running.
 
@@ -111,6 +136,8 @@ def _closed(st: Stepper, load: Load, extra_s: float) -> Serving:
     """
     n, p, o = load.users, load.prompt_tokens, load.output_tokens
     r = min(n, load.running_cap)
+    if load.separate_prefill:
+        return _closed_apart(st, load, extra_s, r)
     room = max(1, load.step_tokens - (r - 1))
     chunks = math.ceil(p / room)
     first_step = st.step_s(r - 1, p / chunks, p)
@@ -127,6 +154,25 @@ def _closed(st: Stepper, load: Load, extra_s: float) -> Serving:
     queue = (n - r) / r * latency
     tpot = s if o > 1 else first_step
     return Serving(n, r, s, tpot, ttft + queue, queue, queue + latency, x, x * o)
+
+
+def _closed_apart(st: Stepper, load: Load, extra_s: float, r: int) -> Serving:
+    """The closed loop where prompts run in steps of their own (_apart): a request waits half a
+    decode step when others run, then its prefill step; TTFT = extra + s_d (R - 1) / (2 R) + prefill,
+    L = TTFT + (O - 1) x TPOT and X = R / L, solved as a fixed point in X."""
+    n, o = load.users, load.output_tokens
+    wait = 0.5 * st.step_s(r) * (r - 1) / r
+
+    def latency(x: float) -> tuple[float, float, float, float]:
+        tpot, prefill = _apart(st, load, r, x)
+        ttft = extra_s + wait + prefill
+        return ttft + (o - 1) * tpot, ttft, tpot, prefill
+
+    x = _fixed_point(lambda x: r / latency(x)[0], r / latency(0.0)[0])
+    total, ttft, tpot, prefill = latency(x)
+    queue = (n - r) / r * total
+    x = r / total
+    return Serving(n, r, tpot, tpot if o > 1 else prefill, ttft + queue, queue, queue + total, x, x * o)
 
 
 def _poisson(st: Stepper, load: Load, extra_s: float) -> Serving:
@@ -147,6 +193,14 @@ def _poisson(st: Stepper, load: Load, extra_s: float) -> Serving:
 
     def holding(r: float) -> tuple[float, float, float, float]:
         """(step s, first chunk step, chunks k, holding time H) with r requests running."""
+        if load.separate_prefill:
+            # Prompts in steps of their own (_apart), at the rate the engine serves them.
+            def served(x: float) -> float:
+                tpot, prefill = _apart(st, load, r, x)
+                return min(rate, r / (prefill + (o - 1) * tpot))
+
+            tpot, prefill = _apart(st, load, r, _fixed_point(served, rate))
+            return tpot, prefill, 1, prefill + (o - 1) * tpot
         room = max(1.0, load.step_tokens - r)
         chunks = math.ceil(p / room)
         first = st.step_s(r, p / chunks, p)

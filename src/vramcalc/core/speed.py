@@ -150,7 +150,8 @@ DECODE_COMPUTE_EFFICIENCY = 0.3 / ACHIEVABLE_SHARE_OF_SPEC
 # the load low end 0.717 -> 0.53 when request-rate runs joined: SGLang at 4 requests/s on an A100
 # PCIe has a TPOT 1.9x ours, the prompts of a random arrival stream bunching up; the load and TTFT
 # high ends 1.14 -> 1.176 and 1.192 -> 1.255 when serving_2.yaml's sources joined: vLLM's 20k-token
-# prompts on an H100 in the vLLM blog's FP8 KV runs), which also prints how many test-half
+# prompts on an H100 in the vLLM blog's FP8 KV runs; then 0.598-1.308 once SGLang's prompts ran in
+# steps of their own, core/serving.py SEPARATE_PREFILL_ENGINES), which also prints how many test-half
 # figures fall inside. Kinds: decode (one user), load (2+ users: per-user decode, throughput,
 # TPOT), ttft. A family with fewer than MIN_SPREAD_ROWS fit rows takes the pooled ("all") spread.
 SPREAD_KINDS = ("decode", "load", "ttft")
@@ -160,8 +161,8 @@ SPEED_SPREAD: dict[tuple[str, str], tuple[float, float]] = {
     ("decode", "gguf"): (0.701, 1.589),
     ("decode", "paged"): (0.769, 1.119),
     ("decode", "transformers"): (0.847, 1.756),
-    ("load", "all"): (0.53, 1.176),
-    ("load", "paged"): (0.53, 1.176),
+    ("load", "all"): (0.598, 1.308),
+    ("load", "paged"): (0.598, 1.308),
     ("ttft", "all"): (0.479, 1.255),
     ("ttft", "paged"): (0.479, 1.255),
 }
