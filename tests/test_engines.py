@@ -599,3 +599,18 @@ def test_window_in_flight_and_capacity_report_follow_the_release() -> None:
     # blocks per request at 0.21 (one batch in flight): 8,192 / 16 + (ceil(4,607 / 16) + 1) = 801
     conc = int(new.value("num_gpu_blocks")) / (512 + 289)
     assert new.value("kv_capacity_tokens") == int(conc * 8192)
+
+
+def test_which_engines_prefill_apart_from_the_decodes() -> None:
+    """Prompts in steps of their own (core/serving.py _apart): SGLang always (enable_mixed_chunk
+    off by default), vLLM V0 without chunked prefill (at most 32K context), never vLLM V1 or
+    llama.cpp (chunks ride in the decode steps)."""
+    m = CAT.models.get("llama-3.1-8b")
+    gpu = CAT.gpus.get("h100-sxm")
+
+    def apart(engine: str, ctx: int) -> bool:
+        return run(m, Workload(ctx, 4), engine=engine, gpu=gpu).estimate.plan.prefill_apart
+
+    assert apart("sglang", 8192) and apart("vllm@0.6", 8192) and apart("vllm@0.8", 32768)
+    assert not apart("vllm@0.8", 65536) and not apart("vllm@0.9.0", 8192) and not apart("vllm", 8192)
+    assert not apart("llama.cpp", 8192)

@@ -12,7 +12,7 @@ from vramcalc.core.engines.common import CUDA_CONTEXT_BYTES, cuda_total_bytes
 from vramcalc.core.estimate import Estimate, Workload, usable_gpu_bytes, users_kv_bytes
 from vramcalc.core.formats import WeightFormat
 from vramcalc.core.scenario import Scenario, run
-from vramcalc.core.serving import SEPARATE_PREFILL_ENGINES, Arrival, Load, Serving, serve
+from vramcalc.core.serving import Arrival, Load, Serving, serve
 from vramcalc.core.speed import HOST_MEMORY_BANDWIDTH_GBS, Speed, rate_range, speed_of, stepper, time_range
 from vramcalc.errors import SpecError
 from vramcalc.specs import GpuSpec, ModelSpec
@@ -663,7 +663,6 @@ def _load(d: Deployment, e: Estimate, users: int, running: int) -> Load:
     whole batch at once: every prompt in one forward, then the batch decodes together."""
     if d.engine.partition("@")[0] == "transformers":
         return Load(running, d.prompt_tokens, d.output, running, running * d.prompt_tokens, "burst")
-    engine = d.engine.partition("@")[0]
     return Load(
         users,
         d.prompt_tokens,
@@ -672,7 +671,7 @@ def _load(d: Deployment, e: Estimate, users: int, running: int) -> Load:
         e.plan.prefill_tokens,
         d.arrival,
         d.arrival_rate_per_s,
-        separate_prefill=engine in SEPARATE_PREFILL_ENGINES,
+        separate_prefill=e.plan.prefill_apart,
     )
 
 

@@ -23,11 +23,6 @@ REQUEST_OVERHEAD_S = {"vllm": 0.0183, "sglang": 0.0183, "tgi": 0.0183, "llama.cp
 FIXED_POINT_ROUNDS = 60
 # A burst is simulated step by step: at most this many requests (benchmarks send 10-1,000).
 MAX_BURST_REQUESTS = 10_000
-# Source: sglang/srt/server_args.py enable_mixed_chunk (default False) and managers/scheduler.py
-# get_next_batch_to_run: SGLang runs the waiting prompts as a prefill batch of their own before it
-# decodes again (decodes pause meanwhile); decodes and prompt chunks share a step only with
-# --enable-mixed-chunk. vLLM V1 and llama-server put both in one step (chunked prefill).
-SEPARATE_PREFILL_ENGINES = frozenset({"sglang"})
 # The most of the time prefills may take (a guard: past it no request would ever decode).
 MAX_PREFILL_SHARE = 0.95
 
@@ -51,7 +46,7 @@ class Load:
     step_tokens: int
     arrival: Arrival = "closed"
     rate_per_s: float | None = None  # poisson: requests per second
-    separate_prefill: bool = False  # prompts run in steps of their own (SEPARATE_PREFILL_ENGINES)
+    separate_prefill: bool = False  # prompts run in steps of their own (EnginePlan.prefill_apart)
 
 
 @dataclass(frozen=True, slots=True)

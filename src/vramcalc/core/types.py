@@ -145,6 +145,9 @@ class EnginePlan:
     attention_kv_tokens: int = 0  # kv length of the materialised scores (0 when not eager)
     activation_dtype_bytes: int = 2  # 2 for PyTorch bf16 activations, 4 for llama.cpp's f32 graph
     fused_moe: bool = False  # MoE layers run the fused Triton kernel with its buffers (vLLM, SGLang)
+    # prompts run in prefill steps of their own while decodes pause (core/serving.py _apart),
+    # instead of riding in the decode steps as chunks (vLLM V1, llama-server)
+    prefill_apart: bool = False
     extra_weight_bytes: int = 0  # per GPU, e.g. vLLM's rotary cos/sin cache
     # per GPU, part of extra_weight_bytes a decode step does not stream: vLLM's MXFP4 layout extras
     # (padding and the scales' second copy; on published A100 gpt-oss runs, counting the padding as

@@ -149,6 +149,10 @@ def plan(
         sampler_bytes_per_logit=LOGIT_BYTES,
         hidden_temporaries=HIDDEN_TEMPORARIES,
         fused_moe=True,
+        # Source: sglang/srt/server_args.py enable_mixed_chunk (default False) and
+        # managers/scheduler.py get_next_batch_to_run: the waiting prompts run as a prefill batch
+        # of their own before decoding resumes; --enable-mixed-chunk would mix them.
+        prefill_apart=True,
         tp=settings.tp,
         reserve_bytes=reserve,
         reserve_formula=(

@@ -613,6 +613,10 @@ def plan(
         forward_logit_bytes=V0_LOGIT_BYTES if v0 else 0.0,
         hidden_temporaries=HIDDEN_TEMPORARIES,
         fused_moe=True,
+        # Source: V0's scheduler (vllm/core/scheduler.py _schedule_default) runs waiting prompts
+        # first, in a step of their own, unless chunked prefill is on (by default only above 32K
+        # context: the V0 branch of _resolved); V1 always chunks them into the decode steps.
+        prefill_apart=v0 and int(r["max_model_len"]) <= 32768 and batched >= int(r["max_model_len"]),
         activation_scale=scale,
         tp=settings.tp,
         extra_weight_bytes=extra_weights,
