@@ -85,6 +85,22 @@ def test_burst_by_hand() -> None:
     assert srv.output_tokens_per_s == pytest.approx(6 / 16)
 
 
+def test_burst_with_prompts_apart_by_hand() -> None:
+    """The burst of test_burst_by_hand with prompts in steps of their own (SGLang): 3 requests,
+    4-token prompts, 2 output tokens, budget 5, step = 1 s + 1 s per prompt token.
+
+    Step 1 prefills A (4) + 1 of B: 6 s; A's first token at 6. Step 2 prefills the rest of B (3)
+    and 2 of C: 6 s, t = 12; B first at 12; nobody decodes while prompts wait. Step 3 prefills
+    C's last 2: 3 s, t = 15; C first at 15. Step 4 decodes A, B and C: 1 s, t = 16; all end.
+    Medians: TTFT 12; TPOT (end - first) / 1: A 10, B 4, C 1 -> 4; output 3 x 2 / 16."""
+    srv = serve(
+        LinearStep(1.0, 0.0, 1.0), Load(3, 4, 2, 3, 5, "burst", separate_prefill=True), overhead_s=0.0
+    )  # type: ignore[arg-type]
+    assert srv.ttft_s == pytest.approx(12.0)
+    assert srv.tpot_s == pytest.approx(4.0)
+    assert srv.output_tokens_per_s == pytest.approx(6 / 16)
+
+
 def test_burst_waits_for_places() -> None:
     """A burst of 4 with room for 2: the last two start only when the first two end, so their
     first token comes after two whole requests' time; with constant 1 s steps, prompts of 1 token,

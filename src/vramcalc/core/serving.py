@@ -255,8 +255,10 @@ def _burst(st: Stepper, load: Load, extra_s: float) -> Serving:
     first decodes every running sequence that has its first token, then fills the rest of the
     step's token budget with prompt chunks in arrival order, admitting a request while fewer than
     `running_cap` hold a place. A request's first token comes with the step that ends its prompt;
-    it ends O - 1 steps later. Figures are medians over the requests (TPOT per request =
-    (end - first token) / (O - 1)); throughput = N x O / the last end."""
+    it ends O - 1 decode steps later. Where prompts run apart (load.separate_prefill), a step with
+    prompts waiting is a prefill step of up to the budget's tokens and nobody decodes in it.
+    Figures are medians over the requests (TPOT per request = (end - first token) / (O - 1));
+    throughput = N x O / the last end."""
     import statistics
 
     n, p, o = load.users, load.prompt_tokens, load.output_tokens
@@ -268,13 +270,14 @@ def _burst(st: Stepper, load: Load, extra_s: float) -> Serving:
     ends: deque[tuple[int, int]] = deque()  # (request, step of its last token), in order of ending
     held = 0
     t = 0.0
-    step = 0
+    step = 0  # decode steps so far (every step where prompts ride along)
     while next_up < n or filling or ends:
         while held < cap and next_up < n:
             filling.append([next_up, p])
             next_up += 1
             held += 1
-        decoding = len(ends)
+        apart = load.separate_prefill and bool(filling)
+        decoding = 0 if apart else len(ends)
         room = max(0, budget - decoding)
         chunk = 0
         done: list[int] = []
@@ -288,7 +291,7 @@ def _burst(st: Stepper, load: Load, extra_s: float) -> Serving:
             if item[1] == 0:
                 done.append(item[0])
         t += st.step_s(decoding, chunk, p)
-        step += 1
+        step += 0 if apart else 1
         while filling and filling[0][1] == 0:
             filling.popleft()
         while ends and ends[0][1] <= step:
