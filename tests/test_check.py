@@ -222,14 +222,15 @@ def test_ten_users_on_a_4090_fixes() -> None:
 def test_ttft_goal_miss_and_fix() -> None:
     """A 3,584-token prompt (4,096 ctx less 512 output tokens) takes 2.51 s on one 4090 (chunked
     prefill next to the other users' decodes, plus the request overhead); a 1 s goal needs a
-    shorter context or 4-way tensor parallelism."""
+    shorter context. 4-way tensor parallelism no longer makes it: the 4090s have no P2P, so each of
+    the prompt's all-reduces (3,584 x 4,608 x 2 B) crosses host memory at 3.6 GB/s."""
     results = _check(FIXTURES / "valid/two-deployments.yaml")
     chat, long_prompts = results
     assert chat.passed and not long_prompts.passed
     [miss] = long_prompts.misses
     assert miss.kind == "ttft" and miss.limit == 1.0 and miss.value == pytest.approx(2.51, abs=0.01)
     assert long_prompts.most_users == 0  # the first token does not come sooner with fewer users
-    assert [f.change for f in long_prompts.fixes] == ["ctx: 1792", "gpu_count: 4, layout: tensor-parallel"]
+    assert [f.change for f in long_prompts.fixes] == ["ctx: 1792"]
 
 
 # --- every example through the CLI, in every format --------------------------------------------------------

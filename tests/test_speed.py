@@ -177,12 +177,12 @@ def test_transformers_generate_speed() -> None:
 def test_speed_ranges_around_the_figures() -> None:
     """rate_range / time_range scale by SPEED_SPREAD: vLLM one-user decode 100 tokens/s -> 76.9 to
     111.9 (0.769, 1.119); a TTFT of 1 s -> 1 / 1.773 = 0.564 to 1 / 0.124 = 8.065 s; llama.cpp
-    under load has no gguf spread of its own (no fit-half source) and takes the pooled (0.45, 1.308)."""
+    under load has no gguf spread of its own (no fit-half source) and takes the pooled (0.598, 1.308)."""
     from vramcalc.core.speed import rate_range, spread_of, time_range
 
     assert rate_range("vllm", "decode", 100.0) == pytest.approx((76.9, 111.9))
     assert time_range("sglang@0.4.6", "ttft", 1.0) == pytest.approx((1 / 1.773, 1 / 0.124))
-    assert spread_of("llama.cpp", "load") == spread_of("vllm", "load") == (0.45, 1.308)
+    assert spread_of("llama.cpp", "load") == spread_of("vllm", "load") == (0.598, 1.308)
     assert spread_of("ollama", "decode") == (0.701, 1.589)
 
 
@@ -208,14 +208,14 @@ def test_assessment_carries_the_ranges(run_cli) -> None:  # type: ignore[no-unty
         low, high = a["speed_ranges"][key]
         assert low < a[key] < high, key
     low, high = a["speed_ranges"]["decode_tokens_per_s_per_user"]
-    assert low == pytest.approx(a["decode_tokens_per_s_per_user"] * 0.45, abs=0.01)
+    assert low == pytest.approx(a["decode_tokens_per_s_per_user"] * 0.598, abs=0.01)
     text = run_cli(
         "estimate", "gemma-2-27b", "--bits", "4", "--ctx", "4096", "--users", "2", "--gpu", "rtx-4090"
     ).stdout
     # The JSON rounds to 2 decimals; the text prints the unrounded figure's 1.
     per_user = a["decode_tokens_per_s_per_user"]
     assert f"published runs {low:.1f}-{high:.1f}" in " ".join(text.split()) or (
-        f"published runs {per_user * 0.45:.1f}-{high:.1f}" in " ".join(text.split())
+        f"published runs {per_user * 0.598:.1f}-{high:.1f}" in " ".join(text.split())
     )
 
 
@@ -233,3 +233,33 @@ def test_moe_expert_share(catalog) -> None:  # type: ignore[no-untyped-def]
     assert moe_expert_share(oss, "llama.cpp", 100) == pytest.approx(12.5 / 128 * 0.6)
     assert moe_expert_share(oss, "vllm", 512) == 1.0
     assert moe_expert_share(catalog.models.get("llama-3.1-8b"), "llama.cpp", 512) == 1.0
+
+
+def test_all_reduce_over_nvlink_pcie_and_host_memory() -> None:
+    """One decode step's tensor-parallel all-reduces (core/speed.py all_reduce_s) for Qwen2.5-14B
+    (48 layers, hidden 5120) at 32 tokens on 2 GPUs: 2 all-reduces a layer, each (n - 1) x latency
+    + 2 (n - 1) / n x 32 x 5120 x 2 B = 327,680 B over the link.
+    - 2 H100 SXM (NVLink 450 GB/s, 6 us): 96 x (6e-6 + 327,680 / 450e9) = 0.6459 ms.
+    - 2 RTX 4090 with P2P pinned on (PCIe 4.0 31.5 GB/s, 20 us): 96 x (20e-6 + 327,680 / 31.5e9)
+      = 2.9186 ms.
+    - 2 RTX 4090 by default (GeForce: no P2P, NCCL's SHM transport through host memory at
+      SHM_ALL_REDUCE_GBS 3.6 GB/s): 96 x (20e-6 + 327,680 / 3.6e9) = 10.658 ms.
+    - 1 GPU: none."""
+    from vramcalc.core.speed import all_reduce_s
+
+    cat = Catalog()
+    m = cat.models.get("qwen2.5-14b")
+    assert (m.num_hidden_layers, m.hidden_size) == (48, 5120)
+    h100, rtx = cat.gpus.get("h100-sxm"), cat.gpus.get("rtx-4090")
+    link = h100.link_gbs
+    assert link == 450.0
+    assert all_reduce_s(m, h100, 32, 2) == pytest.approx(0.0006459051, rel=1e-6)
+    assert rtx.link_gbs == 31.5
+    assert all_reduce_s(m, rtx, 32, 2, p2p=True) == pytest.approx(96 * (20e-6 + 327_680 / 31.5e9), rel=1e-12)
+    assert all_reduce_s(m, rtx, 32, 2) == pytest.approx(96 * (20e-6 + 327_680 / 3.6e9), rel=1e-12)
+    assert (
+        all_reduce_s(m, rtx, 32, 2)
+        == all_reduce_s(m, rtx, 32, 2, p2p=False)
+        == pytest.approx(0.010658, rel=1e-4)
+    )
+    assert all_reduce_s(m, rtx, 32, 1) == 0.0

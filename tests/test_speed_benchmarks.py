@@ -43,7 +43,7 @@ def test_the_halves_share_no_source() -> None:
     ("half", "kind", "median", "worst"),
     [
         ("fit", "decode", 0.13, 0.45),
-        ("fit", "load", 0.10, 0.60),
+        ("fit", "load", 0.10, 0.45),
         ("fit", "ttft", 0.25, 0.90),
         ("test", "decode", 0.16, 0.95),
         ("test", "prefill", 0.08, 1.9),
@@ -64,7 +64,8 @@ def test_accuracy_holds(half: str, kind: str, median: float, worst: float) -> No
     --enable-mixed-chunk): fit load 5.3% / 41.3%, test load 31.4% / 208.9%. With serving_3.yaml (RTX
     4090s under vLLM 0.8.5, fit half) and batched_gguf.yaml (llama-batched-bench, test half): fit
     decode 8.3% / 43.0%, load 9.2% / 54.9% over 87, ttft 22.6% / 87.6% over 32; test decode 15.2% /
-    93.6% over 50, load 30.6% / 208.9% over 97, ttft 44.9% / 152.4% over 22."""
+    93.6% over 50, load 30.6% / 208.9% over 97, ttft 44.9% / 152.4% over 22. All-reduces without
+    P2P through host memory: fit load worst 54.9% -> 41.3% (14B on two RTX 4090s: TPOT -55% -> -20%)."""
     obs = sb.with_figure(FIT if half == "fit" else TEST, kind)
     got_median, got_worst, n = sb.summary(obs)
     assert n >= 5
@@ -106,7 +107,7 @@ def test_speed_spread_is_the_fit_halfs() -> None:
         ("fit", "load", 87, 87),
         ("fit", "ttft", 32, 32),
         ("test", "decode", 47, 50),
-        ("test", "load", 74, 97),
+        ("test", "load", 65, 97),
         ("test", "ttft", 19, 22),
     ],
 )
@@ -121,7 +122,9 @@ def test_how_many_measured_figures_the_range_holds(half: str, kind: str, inside:
     of 10 TTFTs; with serving_2.yaml 60 of 86 and 12 of 22 (its B200 TP8 MoE runs at concurrency
     100 and an RTX 4090 at 128 fall outside); 59 of 86 once SGLang's prompts ran apart (the fit
     half's load range moved to 0.598-1.308); with serving_3.yaml and batched_gguf.yaml the fit half's
-    ranges are load 0.45-1.308 and TTFT 0.124-1.773, holding 74 of 97 and 19 of 22."""
+    ranges are load 0.45-1.308 and TTFT 0.124-1.773, holding 74 of 97 and 19 of 22; once all-reduces
+    without peer-to-peer went through host memory (SHM_ALL_REDUCE_GBS) the load range is
+    0.598-1.308 again and holds 65 of 97."""
     from vramcalc.core import speed
 
     fs = _fit_speed()

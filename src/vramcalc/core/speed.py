@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-from vramcalc.core.engines.common import NVLINK_CLASS_GBS, version_at_least
+from vramcalc.core.engines.common import NVLINK_CLASS_GBS, default_p2p, version_at_least
 from vramcalc.core.estimate import Estimate
 from vramcalc.core.formats import WeightFormat, model_tensor_bytes, model_tensor_types, routed_expert_bytes
 from vramcalc.core.kv import kv_layer_groups, tokens_kept
@@ -151,9 +151,10 @@ DECODE_COMPUTE_EFFICIENCY = 0.3 / ACHIEVABLE_SHARE_OF_SPEC
 # PCIe has a TPOT 1.9x ours, the prompts of a random arrival stream bunching up; the load and TTFT
 # high ends 1.14 -> 1.176 and 1.192 -> 1.255 when serving_2.yaml's sources joined: vLLM's 20k-token
 # prompts on an H100 in the vLLM blog's FP8 KV runs; then 0.598-1.308 once SGLang's prompts ran in
-# steps of their own, core/serving.py _apart; then 0.45-1.308 and TTFT 0.124-1.773 when serving_3.yaml
-# joined: 14B on two RTX 4090s at TP 2 decodes 2.2x slower than ours, and a vLLM blog's Mistral-7B
-# on one RTX 4090 at concurrency 48 waits 0.84 s for its first token where ours is 0.10), which also prints how many test-half
+# steps of their own, core/serving.py _apart; TTFT 0.124-1.773 when serving_3.yaml joined: a blog's
+# Mistral-7B on one RTX 4090 at concurrency 48 waits 0.84 s for its first token where ours is 0.10;
+# its 14B on two RTX 4090s at TP 2 decoded 2.2x slower than ours, 1.2x once all-reduces without
+# peer-to-peer went through host memory, SHM_ALL_REDUCE_GBS), which also prints how many test-half
 # figures fall inside. Kinds: decode (one user), load (2+ users: per-user decode, throughput,
 # TPOT), ttft. A family with fewer than MIN_SPREAD_ROWS fit rows takes the pooled ("all") spread.
 SPREAD_KINDS = ("decode", "load", "ttft")
@@ -163,8 +164,8 @@ SPEED_SPREAD: dict[tuple[str, str], tuple[float, float]] = {
     ("decode", "gguf"): (0.701, 1.589),
     ("decode", "paged"): (0.769, 1.119),
     ("decode", "transformers"): (0.847, 1.756),
-    ("load", "all"): (0.45, 1.308),
-    ("load", "paged"): (0.45, 1.308),
+    ("load", "all"): (0.598, 1.308),
+    ("load", "paged"): (0.598, 1.308),
     ("ttft", "all"): (0.124, 1.773),
     ("ttft", "paged"): (0.124, 1.773),
 }
@@ -192,17 +193,29 @@ ALL_REDUCE_LATENCY_PCIE_S = 20e-6
 # Source: PCIe 4.0 x16 per direction (PCI-SIG: 16 GT/s x 16 lanes x 128/130 / 8), for cards whose
 # catalog entry has no link_gbs.
 DEFAULT_LINK_GBS = 31.5
+# Source: what an all-reduce moves per second where the GPUs have no peer-to-peer and NCCL stages
+# through host memory (SHM transport): the median of four published 2-GPU all_reduce_perf tables
+# at 1 MB (decode all-reduces are 10 KB-1 MB): 2 A100 SXM with NCCL_P2P_DISABLE=1, "via
+# SHM/direct/direct", 7.68 GB/s (github:Dre1896/NCCL-Multi-GPU-Benchmark degraded_run.log
+# @8e43dff; 22.76 GB/s with P2P on the same box); 2 RTX 4090 in docker 1.95 and in a Kubernetes
+# pod 3.49 GB/s (github:kalavai-net/kalavai-client scripts/README.md @9588f6d); 2 RTX 2080 Ti,
+# topo -p2p NS, 3.75 GB/s (github:Anthony-Hoo/Anthony-Hoo.github.io AutoDL post @37e805e).
+SHM_ALL_REDUCE_GBS = 3.6
 
 
-def all_reduce_s(m: ModelSpec, gpu: GpuSpec, tokens: int, gpus: int) -> float:
+def all_reduce_s(m: ModelSpec, gpu: GpuSpec, tokens: int, gpus: int, p2p: bool | None = None) -> float:
     """Time one forward of `tokens` tokens spends in tensor-parallel all-reduces over the link:
-    layers x 2 x ((n - 1) x latency + 2 (n - 1) / n x tokens x hidden x 2 B / link bandwidth); 0 for
+    layers x 2 x ((n - 1) x latency + 2 (n - 1) / n x tokens x hidden x 2 B / bandwidth); 0 for
     one GPU. A ring all-reduce takes 2 (n - 1) steps, each paying the link latency (NCCL ring
-    algorithm); the latency constants were measured with 2 GPUs (n - 1 = 1)."""
+    algorithm); the latency constants were measured with 2 GPUs (n - 1 = 1). Without peer-to-peer
+    (`p2p` False, or default_p2p's GeForce default) the bytes go through host memory at
+    SHM_ALL_REDUCE_GBS."""
     if gpus <= 1:
         return 0.0
     link = gpu.link_gbs or DEFAULT_LINK_GBS
     latency = ALL_REDUCE_LATENCY_NVLINK_S if link >= NVLINK_CLASS_GBS else ALL_REDUCE_LATENCY_PCIE_S
+    if not (default_p2p(gpu) if p2p is None else p2p):
+        link = min(link, SHM_ALL_REDUCE_GBS)
     payload = 2 * (gpus - 1) / gpus * tokens * m.hidden_size * 2
     return m.num_hidden_layers * ALL_REDUCES_PER_LAYER * ((gpus - 1) * latency + payload / (link * GB))
 
@@ -475,7 +488,7 @@ class Stepper:
             prompt = prompt_tokens or max(1, int(prefill_tokens))
             compute += self.prefill_compute_s(prompt) * prefill_tokens / prompt
         tokens = max(1, math.ceil(seqs + prefill_tokens))
-        link = all_reduce_s(self.e.model, self.gpu, tokens, self.gpus_per_replica)
+        link = all_reduce_s(self.e.model, self.gpu, tokens, self.gpus_per_replica, self.e.plan.gpu_p2p)
         return (
             max(self.memory_s(seqs, prefill_tokens), compute)
             + self.overhead_s
@@ -496,7 +509,7 @@ class Stepper:
         t = max(self.prefill_compute_s(prompt_tokens), floor)
         if gguf:
             t += gguf_dequantize_s(self.e, self.gpu, prompt_tokens)
-        t += all_reduce_s(self.e.model, self.gpu, prompt_tokens, self.gpus_per_replica)
+        t += all_reduce_s(self.e.model, self.gpu, prompt_tokens, self.gpus_per_replica, self.e.plan.gpu_p2p)
         if self.host_expert_bytes and prompt_tokens >= OP_OFFLOAD_MIN_BATCH:
             # The experts in RAM cross PCIe once per ubatch of the prompt (op offload).
             ubatches = -(-prompt_tokens // max(1, self.e.plan.prefill_tokens))

@@ -148,6 +148,7 @@ class EnginePlan:
     # prompts run in prefill steps of their own while decodes pause (core/serving.py _apart),
     # instead of riding in the decode steps as chunks (vLLM V1, llama-server)
     prefill_apart: bool = False
+    gpu_p2p: bool | None = None  # tensor-parallel GPUs reach each other peer to peer (None: default_p2p)
     extra_weight_bytes: int = 0  # per GPU, e.g. vLLM's rotary cos/sin cache
     # per GPU, part of extra_weight_bytes a decode step does not stream: vLLM's MXFP4 layout extras
     # (padding and the scales' second copy; on published A100 gpt-oss runs, counting the padding as

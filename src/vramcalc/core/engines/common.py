@@ -27,6 +27,13 @@ CUDA_TOTAL_GAP_BYTES = 480 * MIB
 NVLINK_CLASS_GBS = 100.0
 
 
+def default_p2p(gpu: GpuSpec | None) -> bool:
+    """Whether the GPUs of a tensor-parallel group reach each other peer to peer where the plan does
+    not say: not on NVIDIA GeForce cards (stock driver: NVIDIA/nccl#1127, nccl-tests#117), yes
+    elsewhere."""
+    return not (gpu is not None and gpu.vendor == "NVIDIA" and gpu.form_factor == "consumer")
+
+
 def cuda_total_bytes(gpu: GpuSpec) -> int:
     """Device memory as cudaMemGetInfo reports it: measured where the catalog has it, else the
     nvidia-smi total minus the typical gap, else the marketed figure read as GiB."""

@@ -11,6 +11,7 @@ from vramcalc.core.engines.common import (
     CUDA_CONTEXT_BYTES,
     NVLINK_CLASS_GBS,
     cuda_total_bytes,
+    default_p2p,
     version_at_least,
 )
 from vramcalc.core.estimate import plan_activations
@@ -380,12 +381,6 @@ def nvls_bytes(gpu: GpuSpec | None, tp: int, version: str) -> int:
     return NCCL_COMMUNICATORS_PER_RANK * tp * NVLS_COLL_CHANNELS * per_channel
 
 
-def default_p2p(gpu: GpuSpec | None) -> bool:
-    """Whether the GPUs of a tensor-parallel group reach each other peer to peer where the plan does
-    not say: not on NVIDIA GeForce cards (stock driver), yes elsewhere."""
-    return not (gpu is not None and gpu.vendor == "NVIDIA" and gpu.form_factor == "consumer")
-
-
 def non_torch_bytes(
     gpu: GpuSpec | None, tp: int, version: str, nvls: bool | None = None, p2p: bool | None = None
 ) -> int:
@@ -617,6 +612,7 @@ def plan(
         # first, in a step of their own, unless chunked prefill is on (by default only above 32K
         # context: the V0 branch of _resolved); V1 always chunks them into the decode steps.
         prefill_apart=v0 and int(r["max_model_len"]) <= 32768 and batched >= int(r["max_model_len"]),
+        gpu_p2p=settings.gpu_p2p,
         activation_scale=scale,
         tp=settings.tp,
         extra_weight_bytes=extra_weights,
