@@ -29,9 +29,18 @@ NVLINK_CLASS_GBS = 100.0
 
 def default_p2p(gpu: GpuSpec | None) -> bool:
     """Whether the GPUs of a tensor-parallel group reach each other peer to peer where the plan does
-    not say: not on NVIDIA GeForce cards (stock driver: NVIDIA/nccl#1127, nccl-tests#117), yes
-    elsewhere."""
-    return not (gpu is not None and gpu.vendor == "NVIDIA" and gpu.form_factor == "consumer")
+    not say: not on NVIDIA GeForce cards (stock driver: NVIDIA/nccl#1127, nccl-tests#117), not on
+    AMD cards joined only by PCIe (RCCL takes its P2P transport over PCIe only with
+    HSA_FORCE_FINE_GRAIN_PCIE=1 and large BARs: ROCm RCCL docs, "RCCL usage tips", "Enabling
+    peer-to-peer transport"), yes elsewhere (NVLink, xGMI, and NVIDIA datacenter and workstation
+    cards over PCIe)."""
+    if gpu is None:
+        return True
+    if gpu.vendor == "NVIDIA":
+        return gpu.form_factor != "consumer"
+    if gpu.vendor == "AMD" and gpu.link_gbs is not None:
+        return gpu.link_gbs >= NVLINK_CLASS_GBS
+    return True
 
 
 def cuda_total_bytes(gpu: GpuSpec) -> int:

@@ -759,7 +759,8 @@ def view(estimate: Estimate, gpu: GpuSpec, settings: EngineSettings, version: st
                 + (
                     "it (datacenter and workstation cards have it)"
                     if p2p
-                    else "none (GeForce cards lack it with the stock driver)"
+                    else "none (GeForce cards lack it with the stock driver; RCCL takes it over PCIe only "
+                    "with HSA_FORCE_FINE_GRAIN_PCIE=1)"
                 )
                 + "; "
                 f"NCCL keeps {NON_TORCH_TP_EXTRA_BYTES / GIB:.2f} GiB of ring buffers per GPU only over P2P "
