@@ -263,3 +263,25 @@ def test_all_reduce_over_nvlink_pcie_and_host_memory() -> None:
         == pytest.approx(0.010658, rel=1e-4)
     )
     assert all_reduce_s(m, rtx, 32, 1) == 0.0
+
+
+def test_unknown_peer_to_peer_widens_the_speed_ranges(run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Two RTX 4090s at TP 2 (Gemma-2-27B 4-bit, 10 users): the main figure takes GeForce's default,
+    no P2P (all-reduces through host memory: 20.6 tokens/s per user); with P2P they decode at 30.0.
+    The range spans both regimes' published spreads: low 20.6 x 0.598, high 30.0 x 1.308 = 39.2.
+    --gpu-p2p pins the regime: one figure, 29.95, and no second regime."""
+    import json
+
+    args = ("estimate", "gemma-2-27b", "--bits", "4", "--ctx", "4096", "--users", "10", "--gpu", "rtx-4090",
+            "--tp", "2", "--json")  # fmt: skip
+    a = json.loads(run_cli(*args).stdout)["assessment"]
+    low, high = a["speed_ranges"]["decode_tokens_per_s_per_user"]
+    assert a["decode_tokens_per_s_per_user"] == pytest.approx(20.6, abs=0.05)
+    assert low == pytest.approx(a["decode_tokens_per_s_per_user"] * 0.598, abs=0.01)
+    assert high == pytest.approx(30.0 * 1.308, abs=0.1)
+    assert any("peer-to-peer between the GPUs unknown: with it, decode 30.0" in r for r in a["reasons"])
+    pinned = json.loads(run_cli(*args, "--gpu-p2p").stdout)["assessment"]
+    # 29.95: pinned, the 0.42 GiB of ring buffers also come out of vLLM's pool (the step's KV reads)
+    assert pinned["decode_tokens_per_s_per_user"] == pytest.approx(30.0, abs=0.1)
+    assert pinned["speed_ranges"]["decode_tokens_per_s_per_user"][1] == pytest.approx(30.0 * 1.308, abs=0.1)
+    assert not any("peer-to-peer between the GPUs unknown" in r for r in pinned["reasons"])

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from vramcalc.core.engines.base import EngineSettings, EngineView
-from vramcalc.core.engines.common import CUDA_CONTEXT_BYTES, cuda_total_bytes
+from vramcalc.core.engines.common import CUDA_CONTEXT_BYTES, cuda_total_bytes, default_p2p
 from vramcalc.core.estimate import Estimate, Workload, usable_gpu_bytes, users_kv_bytes
 from vramcalc.core.formats import WeightFormat
 from vramcalc.core.scenario import Scenario, run
@@ -151,6 +151,9 @@ class Assessment:
     regime: str
     reasons: tuple[str, ...]
     misses: tuple[Miss, ...]
+    # the same load in the other peer-to-peer regime, where tensor parallelism's is not known
+    # (EnginePlan.gpu_p2p None): the speed ranges span both
+    other_p2p: Serving | None = None
 
     @property
     def speed_ranges(self) -> dict[str, tuple[float, float]]:
@@ -159,7 +162,7 @@ class Assessment:
         if self.serving is None:
             return {}
         factors = _speed_factors(self.deployment, self.scenario.estimate)
-        return _speed_ranges(self.deployment, self.scenario.estimate, self.serving, factors)
+        return _speed_ranges(self.deployment, self.scenario.estimate, self.serving, factors, self.other_p2p)
 
     @property
     def users(self) -> int:
@@ -537,6 +540,7 @@ def _assess(d: Deployment) -> Assessment:
     budget = int((1 - d.headroom) * usable)
     spd: Speed | None = None
     srv: Serving | None = None
+    other_p2p: Serving | None = None
     per_user = aggregate = ttft = wait = None
     decode_factor, prefill_factor, overhead_s, speed_note = _speed_factors(d, e)
     if mem.running > 0:
@@ -554,6 +558,11 @@ def _assess(d: Deployment) -> Assessment:
         )
         spd = speed_of(st, mem.running, d.prompt_tokens)
         srv = serve(st, _load(d, e, users, mem.running), overhead_s)
+        if d.tp > 1 and e.plan.gpu_p2p is None:
+            # Whether the GPUs reach each other peer to peer is not known: the other regime's
+            # all-reduces (core.speed.all_reduce_s) bound the ranges too.
+            flipped = replace(e, plan=replace(e.plan, gpu_p2p=not default_p2p(d.gpu)))
+            other_p2p = serve(replace(st, e=flipped), _load(d, e, users, mem.running), overhead_s)
         per_user = srv.decode_tokens_per_s_per_user
         aggregate = srv.output_tokens_per_s * d.replicas
         ttft = srv.ttft_s
@@ -563,7 +572,7 @@ def _assess(d: Deployment) -> Assessment:
     if d.replicas > 1:
         reasons.append(f"{d.replicas} replicas, each with its own copy, serve {plural(users, 'user')} each")
     if srv is not None and spd is not None:
-        ranges = _speed_ranges(d, e, srv, (decode_factor, prefill_factor, overhead_s, speed_note))
+        ranges = _speed_ranges(d, e, srv, (decode_factor, prefill_factor, overhead_s, speed_note), other_p2p)
         decode_span = ranges.get("decode_tokens_per_s_per_user")
         first_span = ranges.get("ttft_s")
         reasons.append(
@@ -576,6 +585,19 @@ def _assess(d: Deployment) -> Assessment:
             + f" for a {d.prompt_tokens:,}-token prompt; "
             f"{srv.output_tokens_per_s * d.replicas:,.0f} "
             f"output tokens/s in all"
+        )
+    if other_p2p is not None:
+        reasons.append(
+            "peer-to-peer between the GPUs unknown: "
+            + ("without" if default_p2p(d.gpu) else "with")
+            + f" it, decode {other_p2p.decode_tokens_per_s_per_user:.1f} tokens/s per user and the first token "
+            f"after {other_p2p.ttft_s:.2f} s (in the ranges; "
+            + (
+                "the tensor-parallel all-reduces cross host memory"
+                if default_p2p(d.gpu)
+                else "a P2P driver or NVLink bridge"
+            )
+            + ")"
         )
     if speed_note and srv is not None:
         reasons.append(speed_note)
@@ -609,15 +631,21 @@ def _assess(d: Deployment) -> Assessment:
         regime=regime,
         reasons=tuple(reasons),
         misses=(),
+        other_p2p=other_p2p,
     )
     return replace(a, users_at_once=min(d.users, a.users_at_once), misses=_misses(a))
 
 
 def _speed_ranges(
-    d: Deployment, e: Estimate, srv: Serving, factors: tuple[float | None, float | None, float | None, str]
+    d: Deployment,
+    e: Estimate,
+    srv: Serving,
+    factors: tuple[float | None, float | None, float | None, str],
+    other: Serving | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Where published runs would put the speed figures; a benchmark of this setup (a calibration
-    profile's speed terms) pins the regime: no published spread for what it measured."""
+    profile's speed terms) pins the regime: no published spread for what it measured. With
+    `other` (the load in the other peer-to-peer regime) each range spans both regimes' ranges."""
     decode_factor, prefill_factor, overhead_s, _ = factors
     engine = e.plan.engine
     kind = "decode" if d.users_per_replica == 1 else "load"
@@ -627,6 +655,9 @@ def _speed_ranges(
         ranges["aggregate_tokens_per_s"] = rate_range(engine, kind, srv.output_tokens_per_s * d.replicas)
     if prefill_factor is None and overhead_s is None:
         ranges["ttft_s"] = time_range(engine, "ttft", srv.ttft_s)
+    if other is not None:
+        span = _speed_ranges(d, e, other, factors)
+        ranges = {k: (min(lo, span[k][0]), max(hi, span[k][1])) for k, (lo, hi) in ranges.items()}
     return ranges
 
 
