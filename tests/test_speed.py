@@ -285,3 +285,23 @@ def test_unknown_peer_to_peer_widens_the_speed_ranges(run_cli) -> None:  # type:
     assert pinned["decode_tokens_per_s_per_user"] == pytest.approx(30.0, abs=0.1)
     assert pinned["speed_ranges"]["decode_tokens_per_s_per_user"][1] == pytest.approx(30.0 * 1.308, abs=0.1)
     assert not any("peer-to-peer between the GPUs unknown" in r for r in pinned["reasons"])
+
+
+def test_first_token_range_spreads_its_parts_apart(run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Gemma-2-27B 4-bit for 10 users on one RTX 4090: 1 runs at once and the first token comes
+    after 121.57 s, 119.3 s of it waiting for a place. The engine's part (prefill and overhead,
+    2.27 s) spreads as published TTFTs do (/ 1.773 .. / 0.124), the wait as the decode under load
+    (/ 1.308 .. / 0.598): 2.27 / 1.773 + 119.3 / 1.308 = 92.5 s to 2.27 / 0.124 + 119.3 / 0.598 =
+    217.5 s (the whole TTFT through the TTFT spread would have given 68.6-980.4 s)."""
+    import json
+
+    a = json.loads(
+        run_cli("estimate", "gemma-2-27b", "--bits", "4", "--ctx", "4096", "--users", "10", "--gpu", "rtx-4090",
+                "--json").stdout
+    )["assessment"]  # fmt: skip
+    ttft, wait = a["ttft_s"], a["wait_s"]
+    own = ttft - wait
+    low, high = a["speed_ranges"]["ttft_s"]
+    assert low == pytest.approx(own / 1.773 + wait / 1.308, rel=1e-3)
+    assert high == pytest.approx(own / 0.124 + wait / 0.598, rel=1e-3)
+    assert (round(low, 1), round(high, 1)) == (92.5, 217.5)

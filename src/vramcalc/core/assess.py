@@ -653,8 +653,17 @@ def _speed_ranges(
     if decode_factor is None:
         ranges["decode_tokens_per_s_per_user"] = rate_range(engine, kind, srv.decode_tokens_per_s_per_user)
         ranges["aggregate_tokens_per_s"] = rate_range(engine, kind, srv.output_tokens_per_s * d.replicas)
-    if prefill_factor is None and overhead_s is None:
-        ranges["ttft_s"] = time_range(engine, "ttft", srv.ttft_s)
+    # The first token: the engine's part (prefill and overhead) spreads as published TTFTs do; the
+    # wait for a place is whole requests' time, so it spreads as the decode under load does.
+    own = srv.ttft_s - srv.queue_s
+    first = (
+        (own, own)
+        if prefill_factor is not None or overhead_s is not None
+        else time_range(engine, "ttft", own)
+    )
+    wait = (srv.queue_s, srv.queue_s) if decode_factor is not None else time_range(engine, kind, srv.queue_s)
+    if first != (own, own) or wait != (srv.queue_s, srv.queue_s):
+        ranges["ttft_s"] = (first[0] + wait[0], first[1] + wait[1])
     if other is not None:
         span = _speed_ranges(d, e, other, factors)
         ranges = {k: (min(lo, span[k][0]), max(hi, span[k][1])) for k, (lo, hi) in ranges.items()}
