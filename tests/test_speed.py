@@ -212,11 +212,7 @@ def test_assessment_carries_the_ranges(run_cli) -> None:  # type: ignore[no-unty
     text = run_cli(
         "estimate", "gemma-2-27b", "--bits", "4", "--ctx", "4096", "--users", "2", "--gpu", "rtx-4090"
     ).stdout
-    # The JSON rounds to 2 decimals; the text prints the unrounded figure's 1.
-    per_user = a["decode_tokens_per_s_per_user"]
-    assert f"published runs {low:.1f}-{high:.1f}" in " ".join(text.split()) or (
-        f"published runs {per_user * 0.598:.1f}-{high:.1f}" in " ".join(text.split())
-    )
+    assert f"published runs {low:.1f}-{high:.1f}" in " ".join(text.split())
 
 
 def test_moe_expert_share(catalog) -> None:  # type: ignore[no-untyped-def]

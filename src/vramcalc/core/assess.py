@@ -557,12 +557,13 @@ def _assess(d: Deployment) -> Assessment:
             host_expert_bytes=host_expert_bytes(sc),
         )
         spd = speed_of(st, mem.running, d.prompt_tokens)
-        srv = serve(st, _load(d, e, users, mem.running), overhead_s)
+        load = _load(d, e, users, mem.running)
+        srv = serve(st, load, overhead_s)
         if d.tp > 1 and e.plan.gpu_p2p is None:
             # Whether the GPUs reach each other peer to peer is not known: the other regime's
             # all-reduces (core.speed.all_reduce_s) bound the ranges too.
             flipped = replace(e, plan=replace(e.plan, gpu_p2p=not default_p2p(d.gpu)))
-            other_p2p = serve(replace(st, e=flipped), _load(d, e, users, mem.running), overhead_s)
+            other_p2p = serve(replace(st, e=flipped), load, overhead_s)
         per_user = srv.decode_tokens_per_s_per_user
         aggregate = srv.output_tokens_per_s * d.replicas
         ttft = srv.ttft_s
